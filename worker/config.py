@@ -53,7 +53,9 @@ def parse_duration(value: Any) -> float:
         text = value.strip().replace(" ", "")
         parts = _DURATION_RE.findall(text)
         if not text or "".join(n + u for n, u in parts).lower() != text.lower():
-            raise ValueError(f"{value!r} is not a duration: use a number with s, m, h or d (e.g. '15m')")
+            raise ValueError(
+                f"{value!r} is not a duration: use a number with s, m, h or d (e.g. '15m')"
+            )
         seconds = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
     else:
         raise ValueError("expected a duration such as '15m', '1h' or '30s'")
@@ -292,7 +294,9 @@ def _loc(parts: Iterable[str | int]) -> str:
     return out or "(top level)"
 
 
-def _expand(value: Any, loc: tuple[str | int, ...], env: dict[str, str], problems: list[str]) -> Any:
+def _expand(
+    value: Any, loc: tuple[str | int, ...], env: dict[str, str], problems: list[str]
+) -> Any:
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:

@@ -1,0 +1,119 @@
+"""What each `worker` subcommand does once the config is loaded; returns the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from worker.config import Config
+from worker.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _json(data: object) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+@contextmanager
+def open_store(config: Config) -> Iterator[Store]:
+    store = Store(config.database)
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+
+
+def check(config: Config, path: str) -> int:
+    print(
+        f"{path}: OK ({len(config.sources)} source(s), {len(config.watchlists)} watchlist(s), "
+        f"{len(config.channels)} channel(s))"
+    )
+    return EXIT_OK
+
+
+def once(config: Config, source_names: Sequence[str]) -> int:
+    from worker.pipeline import run_once
+
+    known = {s.name for s in config.sources}
+    unknown = [n for n in source_names if n not in known]
+    if unknown:
+        for name in unknown:
+            print(
+                f"unknown source {name!r} (sources: {', '.join(sorted(known)) or 'none'})",
+                file=sys.stderr,
+            )
+        return EXIT_CONFIG
+    result = asyncio.run(run_once(config, source_names))
+    for report in result.passes:
+        print(report.line())
+    d = result.delivery
+    if d is not None:
+        print(f"alerts: {d.sent} sent, {d.retrying} to retry, {d.failed} failed")
+    if result.delivery_error:
+        print(f"alerts: delivery round failed: {result.delivery_error}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def articles(
+    config: Config, *, source: str | None, watchlist: str | None, limit: int, as_json: bool
+) -> int:
+    with open_store(config) as store:
+        rows = store.list_articles(source=source, watchlist=watchlist, limit=limit)
+    if as_json:
+        _json([row.to_json() for row in rows])
+        return EXIT_OK
+    for row in rows:
+        when = row.published.date().isoformat() if row.published else "????-??-??"
+        tags = f" [{', '.join(row.watchlists)}]" if row.watchlists else ""
+        print(f"{when}  {row.source}  {row.title}{tags}\n            {row.url}")
+    if not rows:
+        print("no articles stored yet")
+    return EXIT_OK
+
+
+def alerts(
+    config: Config, *, status: str | None, limit: int | None, as_json: bool, retry: bool
+) -> int:
+    with open_store(config) as store:
+        if retry:
+            count = store.retry_failed()
+            print(f"{count} failed alert(s) put back in the queue")
+            return EXIT_OK
+        rows = store.list_alerts(status=status, limit=limit)
+    if as_json:
+        _json([row.to_json() for row in rows])
+        return EXIT_OK
+    for row in rows:
+        error = f"  last error: {row.last_error}" if row.last_error else ""
+        print(
+            f"{row.status:<8} {row.watchlist} -> {row.channel}  attempts={row.attempts}  "
+            f"{row.article_url}{error}"
+        )
+    if not rows:
+        print("no alerts")
+    return EXIT_OK
+
+
+def test_alert(config: Config, channel: str | None) -> int:
+    from worker.notify import Notifier
+    from worker.notify import test_alert as send_test
+
+    if channel is not None and channel not in config.channels:
+        known = ", ".join(sorted(config.channels)) or "none defined"
+        print(f"unknown channel {channel!r} (channels: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    if not config.channels:
+        print("no channels configured", file=sys.stderr)
+        return EXIT_CONFIG
+    notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
+    results = asyncio.run(send_test(notifier, channel))
+    for name, result in results.items():
+        status = "ok" if result.ok else f"FAILED: {result.error}"
+        print(f"{name}: {status}")
+    return EXIT_OK if all(r.ok for r in results.values()) else EXIT_FAILED

@@ -1,0 +1,187 @@
+"""One pass of the whole loop: crawl -> store (+ match, + queue alerts) -> deliver.
+
+`Runtime` holds what lives as long as the process: the store, one Fetcher (one httpx client), the
+notifier and the compiled matcher. `worker once` and the daemon both drive it. Failures are
+contained here, at the job boundary: one source, one delivery round; each is logged with context
+and reported, never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from worker.config import Config, SourceConfig
+from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
+from worker.fetch import Fetcher
+from worker.match import Matcher
+from worker.models import AlertPlan, Item
+from worker.notify import DeliveryReport, Notifier, deliver_due
+from worker.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def owner_id() -> str:
+    """Identifies this process in delivery leases (host, pid and a random part)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class PassReport:
+    """What one source's pass did: the line `worker once` prints and the daemon logs."""
+
+    source: str
+    ok: bool
+    crawl: CrawlReport
+    error: str | None = None
+
+    def line(self) -> str:
+        c = self.crawl
+        if not self.ok:
+            return (
+                f"{self.source}: FAILED after {c.pages} page(s), {c.new} new stored "
+                f"({c.duration:.1f}s): {self.error}"
+            )
+        text = (
+            f"{self.source}: {c.pages} page(s), {c.items} item(s), {c.new} new, "
+            f"{c.alerts} alert(s) queued ({c.duration:.1f}s; {c.stop})"
+        )
+        if c.silent:
+            would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
+            text += f" [first pass: stored silently; would have alerted: {would}]"
+        return text
+
+
+@dataclass
+class OnceResult:
+    passes: list[PassReport] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+    delivery_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        delivery_ok = self.delivery_error is None and (
+            self.delivery is None or (self.delivery.failed == 0 and self.delivery.retrying == 0)
+        )
+        return all(p.ok for p in self.passes) and delivery_ok
+
+
+class Runtime:
+    """The long-lived objects of one worker process, for a given (swappable) config."""
+
+    def __init__(self, config: Config, *, store: Store, fetcher: Fetcher, owner: str | None = None):
+        self.store = store
+        self.fetcher = fetcher
+        self.owner = owner or owner_id()
+        self.config = config
+        self.matcher = Matcher(config.watchlists)
+        self.notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
+
+    def apply(self, config: Config) -> None:
+        """Switch to a new config: later pages are matched and delivered by it."""
+        matcher = Matcher(config.watchlists)
+        notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
+        self.config, self.matcher, self.notifier = config, matcher, notifier
+
+    def plan_for(self, source: str) -> Plan:
+        """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
+        matcher = self.matcher
+        routes = {w.name: tuple(w.channels) for w in self.config.watchlists_for(source)}
+
+        def plan(item: Item) -> list[AlertPlan]:
+            return [
+                AlertPlan(watchlist=name, keywords=keywords, channels=routes[name])
+                for name, keywords in matcher.match(item.title, item.summary).items()
+                if name in routes
+            ]
+
+        return plan
+
+    async def run_pass(self, source: SourceConfig) -> PassReport:
+        """Crawl one source; contain and record its failure."""
+        try:
+            crawl = await crawl_source(
+                source,
+                self.fetcher,
+                self.store,
+                self.plan_for(source.name),
+                window=self.config.http.concurrency * 2,
+            )
+            report = PassReport(source=source.name, ok=True, crawl=crawl)
+        except CrawlError as exc:
+            report = PassReport(source=source.name, ok=False, crawl=exc.report, error=str(exc))
+        except Exception as exc:  # a bug or a database outage: keep the daemon alive
+            log.exception("source=%s pass crashed", source.name)
+            report = PassReport(
+                source=source.name,
+                ok=False,
+                crawl=CrawlReport(source=source.name),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        await self._record(report)
+        return report
+
+    async def _record(self, report: PassReport) -> None:
+        c = report.crawl
+        level = logging.INFO if report.ok else logging.WARNING
+        log.log(
+            level,
+            "pass source=%s ok=%s pages=%d items=%d new=%d alerts=%d duration=%.2fs %s",
+            report.source,
+            report.ok,
+            c.pages,
+            c.items,
+            c.new,
+            c.alerts,
+            c.duration,
+            f"error={report.error}" if report.error else f"stop={c.stop}",
+        )
+        try:
+            await asyncio.to_thread(
+                self.store.record_pass,
+                report.source,
+                ok=report.ok,
+                error=report.error,
+                pages=c.pages,
+                new=c.new,
+                alerts=c.alerts,
+                duration=c.duration,
+                at=datetime.now(UTC),
+            )
+        except Exception:
+            log.exception("source=%s could not record the pass", report.source)
+
+    async def deliver(self) -> DeliveryReport:
+        """Send every delivery that is due now (one round)."""
+        return await deliver_due(self.store, self.notifier, self.config.alerts, owner=self.owner)
+
+    async def once(self, sources: Sequence[SourceConfig]) -> OnceResult:
+        """Crawl the sources (concurrently), then deliver what is due."""
+        result = OnceResult()
+        result.passes = list(await asyncio.gather(*(self.run_pass(s) for s in sources)))
+        try:
+            result.delivery = await self.deliver()
+        except Exception as exc:
+            log.exception("delivery round failed")
+            result.delivery_error = f"{type(exc).__name__}: {exc}"
+        return result
+
+
+async def run_once(config: Config, source_names: Sequence[str] = ()) -> OnceResult:
+    """`worker once`: open everything, run one pass over the chosen sources, close everything."""
+    sources = [config.source(n) for n in source_names] if source_names else list(config.sources)
+    store = Store(config.database)
+    try:
+        await asyncio.to_thread(store.migrate)
+        async with Fetcher(config.http) as fetcher:
+            runtime = Runtime(config, store=store, fetcher=fetcher)
+            return await runtime.once(sources)
+    finally:
+        store.close()
