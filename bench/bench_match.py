@@ -1,0 +1,314 @@
+"""Benchmark of worker.match.Matcher against a plain loop of compiled regular expressions.
+
+    python bench/bench_match.py [--keywords 10000] [--articles 100000] [--watchlists 200]
+                                [--baseline-articles 500] [--seed 1] [--profile]
+
+Data are generated deterministically (seeded): the vocabulary comes from the texts in
+shared/seeds/*.txt when present (else from a word list in this file), plus generated words, some
+with diacritics or in Cyrillic; titles have ~12 words and summaries ~50, drawn with a Zipf-like
+law; a fifth of the articles get one keyword planted in them (in another case, with a
+suffix for a prefix keyword, a hyphen inside a phrase) so that matches, phrases and excludes are
+really exercised. The baseline folds the text the same way and tries one
+`re.compile(r"\\b...\\b", re.I)` per keyword in a loop; both must agree on every baseline article.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import re
+import resource
+import sys
+import time
+import tracemalloc
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worker.match import Matcher
+
+TARGET = 20_000  # articles per second on one core
+
+FALLBACK_TEXT = """
+Kyrgyzstan and Russia have reaffirmed their commitment to deepening bilateral cooperation across
+diverse sectors following a high-level meeting between the presidents in Moscow. Trade increased
+by over eleven percent and the development fund continues to support industrial and agricultural
+initiatives. Kazakhstan and Uzbekistan signed agreements on water management, energy, transit
+corridors and the construction of a railway linking China with Central Asia. The government
+announced new investment in hydropower plants, solar projects, mining, logistics, education and
+health care. Officials discussed the Trans-Caspian route, customs procedures, border crossings,
+migration, remittances, wheat exports, cotton harvests, inflation, the national bank, currency
+reserves and the budget. Tajikistan and Turkmenistan held talks on gas pipelines, security,
+drug trafficking, Afghanistan, refugees, climate change, glaciers, drought and irrigation canals.
+The parliament adopted amendments to the constitution, the media law and the tax code, while
+journalists and human rights groups criticized restrictions on freedom of expression.
+"""
+
+EXTRA_WORDS = [
+    "Türkiye", "Almatý", "Öskemen", "Şymkent", "Nur-Sultan", "Qaraǵandy", "Ürümqi", "Bişkek",
+    "Кыргызстан", "Кыргызстана", "Казахстан", "Ташкент", "Бишкек", "Алматы", "Душанбе", "ёлка",
+    "железная", "дорога", "Россия", "Китай", "энергетика", "Ёшлар", "Қазақстан", "Oʻzbekiston",
+]  # fmt: skip
+
+SYLLABLES = [c + v for c in "bdgklmnprstvzhjqfy" for v in "aeiouy"]  # for generated words
+
+SUFFIXES = ["", "s", "es", "ing", "ways", "ed", "ian", "а", "у"]
+
+
+def seed_text() -> str:
+    here = Path(__file__).resolve()
+    places: list[str | Path] = [os.environ.get("BENCH_SEEDS", "")]
+    places += [here.parents[2] / "shared" / "seeds", "/work/shared/seeds"]
+    for place in places:
+        if place and Path(place).is_dir():
+            files = sorted(Path(place).glob("*.txt"))
+            if files:
+                return "\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+    return FALLBACK_TEXT
+
+
+def vocabulary(rng: random.Random, generated: int) -> list[str]:
+    """Words by rank: the seed text's words (most frequent first), extras, generated words."""
+    counts = Counter(w for w in re.findall(r"\w+", seed_text()) if not w.isdigit() and len(w) > 1)
+    vocab = [w for w, _ in counts.most_common()]
+    seen = {w.lower() for w in vocab}
+    vocab += [w for w in EXTRA_WORDS if w.lower() not in seen]
+    seen.update(w.lower() for w in EXTRA_WORDS)
+    while len(vocab) < len(counts) + len(EXTRA_WORDS) + generated:
+        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if rng.random() < 0.05:
+            word = word.replace("a", "á", 1).replace("o", "ö", 1)
+        if rng.random() < 0.3:
+            word = word.capitalize()
+        if word.lower() not in seen:
+            seen.add(word.lower())
+            vocab.append(word)
+    vocab += ["5G", "2025", "COP29", "EU"]
+    return vocab
+
+
+def make_keywords(rng: random.Random, vocab: list[str], total: int, n_watchlists: int):
+    """`total` distinct terms (keywords and excludes) spread over `n_watchlists` watchlists."""
+    # a few keywords are common words ("Kyrgyzstan"), most are rarer names and terms
+    common = [w for w in vocab[20:1000] if w[0].isupper()]  # names: "Kazakhstan", "European"
+    pool = [w for w in vocab[5000:] if len(w) >= 5]
+    mixed = common + pool
+    made: set[str] = set()
+    terms: list[tuple[str, list[str], bool]] = []  # text, display words, prefix
+    while len(terms) < total:
+        kind = rng.random()
+        if kind < 0.002:
+            shown, prefix = [rng.choice(common)], False  # "Kyrgyzstan": matches often
+        elif kind < 0.55:
+            shown, prefix = [rng.choice(pool)], False
+        elif kind < 0.80:
+            shown = [rng.choice(mixed) for _ in range(rng.randint(2, 4))]
+            if rng.random() < 0.3:
+                shown[1:-1] = ["and"] * (len(shown) - 2)  # "Belt and Road"-like
+            prefix = False
+        elif kind < 0.95:
+            stem = rng.choice(pool)
+            shown, prefix = [stem[: max(5, len(stem) - rng.randint(0, 2))]], True
+        else:
+            shown = [rng.choice(mixed) for _ in range(rng.randint(2, 3))]
+            prefix = True
+        text = " ".join(shown) + ("*" if prefix else "")
+        if rng.random() < 0.5:
+            text = text.lower()
+        if len(shown) > 1 and rng.random() < 0.5:
+            text = f'"{text}"'
+        if text.lower() in made:
+            continue
+        made.add(text.lower())
+        terms.append((text, shown, prefix))
+    n_exclude = total // 25
+    excludes, keywords = terms[:n_exclude], terms[n_exclude:]
+    watchlists = []
+    for i in range(n_watchlists):
+        watchlists.append(
+            SimpleNamespace(
+                name=f"wl{i:04d}",
+                keywords=[t for t, _, _ in keywords[i::n_watchlists]],
+                exclude=[t for t, _, _ in excludes[i::n_watchlists]],
+                channels=["bench"],
+                sources=None,
+            )
+        )
+    return watchlists, keywords + excludes
+
+
+def make_articles(rng: random.Random, vocab: list[str], terms, count: int):
+    cum = []
+    acc = 0.0
+    for rank in range(len(vocab)):
+        acc += (rank + 10) ** -1.3  # Zipf-like: common words dominate
+        cum.append(acc)
+
+    def text(n: int) -> list[str]:
+        return rng.choices(vocab, cum_weights=cum, k=n)
+
+    articles = []
+    for _ in range(count):
+        title = text(rng.randint(8, 16))
+        summary = text(rng.randint(35, 65)) if rng.random() > 0.05 else []
+        if rng.random() < 0.2:
+            _, shown, prefix = rng.choice(terms)
+            planted = [w.upper() if rng.random() < 0.2 else w for w in shown]
+            if prefix:
+                planted[-1] += rng.choice(SUFFIXES)
+            target = title if (rng.random() < 0.4 or not summary) else summary
+            at = rng.randint(0, len(target))
+            if len(planted) > 1 and rng.random() < 0.3:
+                target.insert(at, "-".join(planted))
+            else:
+                target[at:at] = planted
+        title[0] = title[0].capitalize()
+        body = " ".join(summary)
+        if body:
+            body = body[0].upper() + body[1:] + "."
+        articles.append((" ".join(title), body))
+    return articles
+
+
+# --- the baseline: one compiled regex per keyword ---------------------------------------------
+
+
+def slow_fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text).casefold()
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+class RegexLoop:
+    def __init__(self, watchlists) -> None:
+        def compile_term(term: str) -> re.Pattern[str]:
+            body = term.strip().strip('"').strip()
+            prefix = body.endswith("*")
+            found = re.findall(r"\w+", slow_fold(body.rstrip("*")))
+            pattern = r"\W+".join(map(re.escape, found)) + (r"\w*" if prefix else "")
+            return re.compile(rf"\b{pattern}\b", re.IGNORECASE)
+
+        self.watchlists = [
+            (
+                w.name,
+                [(k, compile_term(k)) for k in w.keywords],
+                [compile_term(x) for x in w.exclude],
+            )
+            for w in watchlists
+        ]
+
+    def match(self, title: str, summary: str) -> dict[str, tuple[str, ...]]:
+        texts = (slow_fold(title), slow_fold(summary))
+        result = {}
+        for name, keywords, exclude in self.watchlists:
+            hit = []
+            for text, regex in keywords:
+                if text not in hit and any(regex.search(t) for t in texts):
+                    hit.append(text)
+            if hit and not any(regex.search(t) for regex in exclude for t in texts):
+                result[name] = tuple(hit)
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keywords", type=int, default=10_000)
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--watchlists", type=int, default=200)
+    parser.add_argument("--baseline-articles", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="cProfile the matching loop")
+    args = parser.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    vocab = vocabulary(rng, generated=200_000)
+    watchlists, terms = make_keywords(rng, vocab, args.keywords, args.watchlists)
+    articles = make_articles(rng, vocab, terms, args.articles)
+    n_phrases = sum(1 for _, shown, _ in terms if len(shown) > 1)
+    n_prefix = sum(1 for _, _, prefix in terms if prefix)
+    n_exclude = sum(len(w.exclude) for w in watchlists)
+    print(
+        f"data: {len(vocab)} words of vocabulary, generated in {time.perf_counter() - started:.1f} s"
+    )
+    print(
+        f"keywords: {len(terms)} ({n_phrases} phrases, {n_prefix} with *, {n_exclude} excludes) "
+        f"in {len(watchlists)} watchlists"
+    )
+    avg_words = sum(len(t.split()) + len(s.split()) for t, s in articles) / len(articles)
+    print(f"articles: {len(articles)} (~{avg_words:.0f} words each)")
+
+    tracemalloc.start()
+    Matcher(watchlists)
+    _, build_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    t0 = time.perf_counter()
+    matcher = Matcher(watchlists)
+    build = time.perf_counter() - t0
+    print(f"build: {build * 1000:.0f} ms, {build_peak / 1e6:.1f} MB allocated at peak")
+
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    t0 = time.perf_counter()
+    matched = 0
+    hits = 0
+    for title, summary in articles:
+        result = matcher.match(title, summary)
+        if result:
+            matched += 1
+            hits += len(result)
+    ours = time.perf_counter() - t0
+    if profiler:
+        profiler.disable()
+    ours_rate = len(articles) / ours
+    print(
+        f"ours: {ours_rate:,.0f} articles/s ({ours:.2f} s, one pass, word cache cold); "
+        f"{matched / len(articles):.0%} of articles match a watchlist, "
+        f"{hits / max(matched, 1):.2f} watchlists each"
+    )
+    t0 = time.perf_counter()
+    for title, summary in articles:
+        matcher.match(title, summary)
+    warm = time.perf_counter() - t0
+    print(f"ours, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
+
+    sample = articles[: args.baseline_articles]
+    t0 = time.perf_counter()
+    loop = RegexLoop(watchlists)
+    regex_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    expected = [loop.match(t, s) for t, s in sample]
+    regex_time = time.perf_counter() - t0
+    regex_rate = len(sample) / regex_time
+    print(
+        f"regex loop: {regex_rate:,.0f} articles/s on {len(sample)} articles "
+        f"(compile {regex_build * 1000:.0f} ms)"
+    )
+    agree = sum(matcher.match(t, s) == e for (t, s), e in zip(sample, expected, strict=True))
+    with_match = sum(1 for e in expected if e)
+    print(f"agreement: {agree}/{len(sample)} articles ({with_match} of them with a match)")
+    for (t, s), e in zip(sample, expected, strict=True):
+        got = matcher.match(t, s)
+        if got != e:
+            print(f"  DIFFER: {t!r}\n    ours {got}\n    regex {e}")
+            break
+    print(f"speed-up: {ours_rate / regex_rate:,.0f}x")
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory: {peak_rss:.0f} MB RSS (whole process, data included)")
+    verdict = "OK" if ours_rate >= TARGET else "BELOW TARGET"
+    print(f"target {TARGET:,} articles/s: {verdict}")
+
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
+    return 0 if agree == len(sample) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

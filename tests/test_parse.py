@@ -1,0 +1,542 @@
+"""worker.parse: table-driven listing cases (tests/cases/parse), field helpers, hostile input.
+
+Each case is `<name>.toml` (selectors, page URL, expected result written by hand) beside
+`<name>.html` (or the file named by `html = "..."`). See test_case for the keys.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.config import SelectConfig
+from worker.models import Item, ListingPage, ResultsCount
+from worker.parse import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_SUMMARY,
+    MAX_TITLE,
+    ParseError,
+    clean_text,
+    parse_date,
+    parse_listing,
+    parse_results,
+    strip_shortcodes,
+)
+
+CASES_DIR = Path(__file__).parent / "cases" / "parse"
+CASE_FILES = sorted(CASES_DIR.glob("*.toml"))
+
+CASE_KEYS = {"description", "page_url", "html", "select", "expect"}
+EXPECT_KEYS = {"items", "results", "next_url", "skipped", "error"}
+ITEM_KEYS = {"url", "title", "summary", "published"}
+
+
+def load_case(path: Path) -> dict[str, Any]:
+    case = tomllib.loads(path.read_text(encoding="utf-8"))
+    # a misspelt key would silently test nothing: refuse unknown keys
+    assert set(case) <= CASE_KEYS, f"{path.name}: unknown keys {set(case) - CASE_KEYS}"
+    assert {"description", "page_url", "select", "expect"} <= set(case), path.name
+    expect = case["expect"]
+    assert set(expect) <= EXPECT_KEYS, f"{path.name}: unknown keys {set(expect) - EXPECT_KEYS}"
+    for item in expect.get("items", []):
+        assert set(item) <= ITEM_KEYS, f"{path.name}: unknown item keys {set(item) - ITEM_KEYS}"
+        assert {"url", "title"} <= set(item), path.name
+    if "error" not in expect:
+        assert "skipped" in expect and "items" in expect, path.name
+    return case
+
+
+def test_there_are_enough_cases_and_no_orphans() -> None:
+    assert len(CASE_FILES) >= 10
+    htmls = {p.name for p in CASES_DIR.glob("*.html")}
+    used = {load_case(p).get("html", p.stem + ".html") for p in CASE_FILES}
+    assert htmls == used
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=lambda p: p.stem)
+def test_case(path: Path) -> None:
+    case = load_case(path)
+    html = (CASES_DIR / case.get("html", path.stem + ".html")).read_text(encoding="utf-8")
+    select = SelectConfig.model_validate(case["select"])
+    expect = case["expect"]
+    page_url = case["page_url"]
+
+    if "error" in expect:
+        with pytest.raises(ParseError) as caught:
+            parse_listing(html, page_url, select)
+        assert str(caught.value) == expect["error"]
+        return
+
+    page = parse_listing(html, page_url, select)
+    expected_items = [
+        Item(
+            url=item["url"],
+            title=item["title"],
+            summary=item.get("summary", ""),
+            published=item.get("published"),
+        )
+        for item in expect["items"]
+    ]
+    assert list(page.items) == expected_items
+    for item in page.items:  # equal instants are not enough: the zone must be UTC
+        assert item.published is None or item.published.tzinfo is UTC
+    results = expect.get("results")
+    assert page.results == (ResultsCount(**results) if results is not None else None)
+    assert page.next_url == expect.get("next_url")
+    assert page.skipped == expect["skipped"]
+    assert page.url == page_url
+
+
+# --- helpers for inline pages ------------------------------------------------------------------
+
+WP_SELECT = SelectConfig.model_validate(
+    {
+        "item": "#main article",
+        "title": "h2.entry-title a",
+        "link": "h2.entry-title a",
+        "summary": ".entry-summary",
+        "published": {"css": "time.entry-date", "attr": "datetime"},
+        "results": ".search-results-count",
+        "next": "a.next",
+    }
+)
+
+
+def teaser(n: int, title: str | None = None, summary: str = "Summary.", href: str = "") -> str:
+    return (
+        f'<article class="post"><h2 class="entry-title"><a href="{href or f"/post-{n}/"}">'
+        f"{title if title is not None else f'Post {n}'}</a></h2>"
+        f'<time class="entry-date" datetime="2025-07-03T10:00:00+05:00">July 3</time>'
+        f'<div class="entry-summary"><p>{summary}</p></div></article>'
+    )
+
+
+def page(*teasers: str, extra: str = "") -> str:
+    return (
+        f'<!DOCTYPE html><html><body><main id="main">{"".join(teasers)}</main>{extra}</body></html>'
+    )
+
+
+def parse(html: str, url: str = "https://example.com/list/") -> ListingPage:
+    return parse_listing(html, url, WP_SELECT)
+
+
+# --- parse_listing behaviours not in the case files --------------------------------------------
+
+
+def test_selector_matched_nothing_names_selector_and_page() -> None:
+    html = page(extra='<aside><article class="post"><h2 class="entry-title"><a href="/x/">X')
+    html = html.replace('<main id="main">', '<main id="main"><p>Nothing Found</p>')
+    with pytest.raises(ParseError, match=r"^selector matched nothing: item '#main article' on "):
+        parse(html, "https://example.com/page/99/")
+    with pytest.raises(ParseError) as caught:
+        parse(html, "https://example.com/page/99/")
+    assert str(caught.value).endswith(" on https://example.com/page/99/")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "just some text", '{"items": []}', "404 Not Found"])
+def test_a_page_that_is_not_html_is_a_parse_error(text: str) -> None:
+    with pytest.raises(ParseError, match="not an HTML document"):
+        parse(text)
+
+
+def test_next_link_to_the_page_itself_is_no_next_page() -> None:
+    html = page(teaser(1), extra='<a class="next" href="/list/#top">Next</a>')
+    assert parse(html, "https://example.com/list/").next_url is None
+    html = page(teaser(1), extra='<a class="next" href="/list/?page=2">Next</a>')
+    assert parse(html, "https://example.com/list/").next_url == "https://example.com/list/?page=2"
+
+
+def test_next_and_results_absent_or_unreadable() -> None:
+    html = page(teaser(1), extra='<div class="search-results-count">Page 2 of 13</div>')
+    result = parse(html)
+    assert result.results is None
+    assert result.next_url is None
+    assert [i.url for i in result.items] == ["https://example.com/post-1/"]
+
+
+def test_first_match_of_each_field_is_taken() -> None:
+    html = page(
+        '<article class="post"><h2 class="entry-title"><a href="/first/">First</a></h2>'
+        '<h2 class="entry-title"><a href="/second/">Second</a></h2>'
+        '<time class="entry-date" datetime="2025-07-03">a</time>'
+        '<time class="entry-date" datetime="2024-01-01">b</time></article>'
+    )
+    (item,) = parse(html).items
+    assert (item.url, item.title) == ("https://example.com/first/", "First")
+    assert item.published == datetime(2025, 7, 3, tzinfo=UTC)
+
+
+def test_field_selector_may_match_the_item_element_itself() -> None:
+    select = SelectConfig.model_validate({"item": "ul.links a", "title": "a", "link": "a"})
+    html = '<ul class="links"><li><a href="/x">X</a></li><li><a href="/y">Y</a></li></ul>'
+    result = parse_listing(html, "https://example.com/", select)
+    assert [(i.url, i.title) for i in result.items] == [
+        ("https://example.com/x", "X"),
+        ("https://example.com/y", "Y"),
+    ]
+
+
+def test_title_from_an_attribute() -> None:
+    select = SelectConfig.model_validate(
+        {"item": ".card", "title": {"css": "a", "attr": "title"}, "link": "a"}
+    )
+    html = '<div class="card"><a href="/a" title="  Full &amp; proper\ttitle ">Read</a></div>'
+    (item,) = parse_listing(html, "https://example.com/", select).items
+    assert item.title == "Full & proper title"
+
+
+def test_script_and_style_text_is_not_read() -> None:
+    html = page(teaser(1, summary="Visible<script>var hidden = 1;</script><style>p{}</style> text"))
+    assert parse(html).items[0].summary == "Visible text"
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+def test_items_per_page_are_capped() -> None:
+    html = page(*(teaser(n) for n in range(MAX_ITEMS + 100)))
+    result = parse(html)
+    assert len(result.items) == MAX_ITEMS
+    assert result.items[-1].url == f"https://example.com/post-{MAX_ITEMS - 1}/"
+
+
+def test_title_and_summary_are_capped_after_cleaning() -> None:
+    long_title = "word&nbsp; " * 2000
+    long_summary = "Sentence here. " * 10_000
+    (item,) = parse(page(teaser(1, title=long_title, summary=long_summary))).items
+    # cut at the cap, a trailing space before the ellipsis dropped
+    assert MAX_TITLE - 1 <= len(item.title) <= MAX_TITLE
+    assert item.title.startswith("word word word")
+    assert item.title.endswith("…")
+    assert MAX_SUMMARY - 1 <= len(item.summary) <= MAX_SUMMARY
+    assert item.summary.startswith("Sentence here. Sentence here.")
+    assert item.summary.endswith("…")
+    # whitespace runs do not count towards the cap
+    (item,) = parse(page(teaser(1, title="A" + " " * 5000 + "B"))).items
+    assert item.title == "A B"
+
+
+def test_huge_attributes_and_huge_links() -> None:
+    huge = "x" * 3_000_000
+    html = page(
+        f'<article class="post" data-junk="{huge}"><h2 class="entry-title">'
+        f'<a href="/ok/" data-more="{huge}">OK</a></h2></article>',
+        teaser(2, href="/" + "a" * 3_000_000),
+    )
+    started = time.perf_counter()
+    result = parse(html)
+    assert time.perf_counter() - started < 5
+    assert [i.url for i in result.items] == ["https://example.com/ok/"]
+    assert result.skipped == 1  # the link longer than MAX_URL_LENGTH
+
+
+def test_deep_nesting_is_refused_quickly() -> None:
+    for opener in ("<div>", "<span><div>", "<b><ul>", "<div/>"):
+        html = page(teaser(1)) + opener * 200_000 + "x"
+        started = time.perf_counter()
+        with pytest.raises(ParseError, match="nests more than"):
+            parse(html)
+        assert time.perf_counter() - started < 5, opener
+
+
+def test_moderate_nesting_is_read() -> None:
+    nested = "<div>" * (MAX_DEPTH // 2) + "deep text" + "</div>" * (MAX_DEPTH // 2)
+    html = page(teaser(1, summary=f"Start {nested} end"))
+    (item,) = parse(html).items
+    assert item.summary == "Start deep text end"
+
+
+def test_many_flat_tags_are_not_taken_for_nesting() -> None:
+    # 20,000 closed elements, 20,000 unclosed <p> and <li>, 20,000 SVG leaves: flat, not deep
+    filler = "<span>x</span>" * 20_000 + "<p>para" * 20_000 + "<ul>" + "<li>i" * 20_000 + "</ul>"
+    filler += "<svg>" + '<path d="M0 0"/>' * 20_000 + "</svg>"
+    result = parse(page(teaser(1), teaser(2), extra=filler))
+    assert len(result.items) == 2
+
+
+def test_nul_bytes_control_characters_and_undecodable_leftovers() -> None:
+    html = page(
+        teaser(1, title="Ti\x00tle\x07 one", summary="Sum\x00mary\x1b text"),
+        teaser(2, title="Broken \udcff\ud800 bytes", summary="caf\udce9"),
+    )
+    first, second = parse(html).items
+    assert first.title == "Title one"
+    assert first.summary == "Summary text"
+    assert second.title.startswith("Broken ")
+    assert "\x00" not in second.title and "\x00" not in second.summary
+    second.title.encode("utf-8")  # storable: no lone surrogates left
+    second.summary.encode("utf-8")
+
+
+def test_bytes_input_is_read_as_utf8() -> None:
+    html = page(teaser(1, title="Жапаров")).encode("utf-8") + b"\xff\xfe"
+    (item,) = parse_listing(html, "https://example.com/", WP_SELECT).items  # type: ignore[arg-type]
+    assert item.title == "Жапаров"
+
+
+def test_broken_markup_does_not_crash() -> None:
+    fragments = [
+        "<article class=post><h2 class=entry-title><a href=/a>A",
+        "<article class=post><h2 class=entry-title><a href=/b>B</h2></a></article></article>",
+        "<table><article class=post><h2 class=entry-title><a href='/c'>C</a></h2></table>",
+        "<article class=post><h2 class=entry-title><a href='/d'>D<a href='/e'>E</a></h2>",
+        '<<<>>><article class=post><h2 class=entry-title><a href="/f">F</a></h2><!--',
+        "<select><article class=post><h2 class=entry-title><a href=/g>G</a></h2></select>",
+    ]
+    result = parse('<main id="main">' + "".join(fragments))
+    urls = [i.url for i in result.items]
+    assert "https://example.com/a" in urls
+    assert len(urls) == len(set(urls))
+    assert all(i.title for i in result.items)
+
+
+# --- parse_date --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-07-03T10:00:00+05:00", datetime(2025, 7, 3, 5, 0, tzinfo=UTC)),
+        ("2025-07-03T10:00:00Z", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("2025-07-03T10:00:00", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("2025-07-03 10:00", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("2025-07-03", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("2025-07-03T23:30:00-04:00", datetime(2025, 7, 4, 3, 30, tzinfo=UTC)),
+        ("Thu, 03 Jul 2025 10:00:00 +0000", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("Thu, 03 Jul 2025 10:00:00 +0600", datetime(2025, 7, 3, 4, 0, tzinfo=UTC)),
+        ("Thu, 03 Jul 2025 10:00:00 GMT", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("Thu, 03 Jul 2025 10:00:00 -0000", datetime(2025, 7, 3, 10, 0, tzinfo=UTC)),
+        ("July 3, 2025", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("3 July 2025", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("22 December 2024", datetime(2024, 12, 22, tzinfo=UTC)),
+        ("Dec 22, 2024", datetime(2024, 12, 22, tzinfo=UTC)),
+        ("Sunday, 22 December 2024", datetime(2024, 12, 22, tzinfo=UTC)),
+        ("July 3, 2025 4:30 pm", datetime(2025, 7, 3, 16, 30, tzinfo=UTC)),
+        ("July 3, 2025 10:00 EST", datetime(2025, 7, 3, 15, 0, tzinfo=UTC)),
+        ("Posted on July 3, 2025 by Staff", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("  July\u00a03,\n 2025  ", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("3 июля 2025", datetime(2025, 7, 3, tzinfo=UTC)),
+        ("1 марта 2025 г.", datetime(2025, 3, 1, tzinfo=UTC)),
+        ("1990-01-01", datetime(1990, 1, 1, tzinfo=UTC)),
+        ("2100-12-31T12:00:00Z", datetime(2100, 12, 31, 12, 0, tzinfo=UTC)),
+    ],
+)
+def test_parse_date(text: str, expected: datetime) -> None:
+    value = parse_date(text)
+    assert value == expected
+    assert value is not None and value.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "hello world",
+        "random words here",
+        "May I help you",  # a month name alone must not become "May <today> <this year>"
+        "March on",
+        "12",
+        "2025",
+        "July 2025",  # no day
+        "July 3",  # no year
+        "1 2 3",
+        "Updated 3 times in 2025",
+        "yesterday",
+        "2 days ago",
+        "tomorrow at noon",
+        "2025-13-45",
+        "2025-02-30",
+        "1850-01-01",  # out of range
+        "1989-12-31",
+        "2101-01-01",
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+        "March 3, 1875",
+        "99999999999999999999",
+        "Thu, 99 Jul 2025 99:99:99 +0000",
+        "July 3, 2025 " + "x" * 1000,  # longer than any date
+        "\x00\x01\x02",
+        "[caption]",
+        "😀 July 😀",
+    ],
+)
+def test_parse_date_rejects(text: str) -> None:
+    assert parse_date(text) is None
+
+
+def test_parse_date_never_raises_on_odd_input() -> None:
+    odd: list[Any] = [None, 12, b"2025-07-03", "2025-07-03\udcff", "\ud800", "%" * 10_000]
+    for value in odd:
+        result = parse_date(value)
+        assert result is None or result.tzinfo is UTC
+
+
+def test_parse_date_is_not_today() -> None:
+    today = datetime.now(UTC).date()
+    for text in ("May", "Monday", "June the", "at 10:00", "noon", "Tue 10:00"):
+        value = parse_date(text)
+        assert value is None or value.date() != today, text
+
+
+# --- parse_results -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Viewing results 1 - 6 of 78", (1, 6, 78)),
+        ("Viewing results 73 - 78 of 78", (73, 78, 78)),
+        ("Viewing results 1 – 6 of 78", (1, 6, 78)),
+        ("Viewing results 1 — 6 of 78", (1, 6, 78)),
+        ("Viewing results 1 ‒ 6 of 78", (1, 6, 78)),
+        ("Viewing results 1-6 of 78", (1, 6, 78)),
+        ("Results 7 to 12 of 78", (7, 12, 78)),
+        ("Showing 7–12 of 78 results", (7, 12, 78)),
+        ("1,201 - 1,206 of 3,000", (1201, 1206, 3000)),
+        ("1.201 - 1.206 of 3.000", (1201, 1206, 3000)),
+        ("1 201 - 1 206 of 3 000", (1201, 1206, 3000)),
+        ("1\u00a0201 – 1\u00a0206 of 3\u00a0000", (1201, 1206, 3000)),
+        ("1\u2009201 – 1\u2009206 of 3\u202f000", (1201, 1206, 3000)),
+        ("1 - 10 of 1,234,567 results", (1, 10, 1234567)),
+        ("  Viewing\nresults\t1 -\n6 of\u00a078  ", (1, 6, 78)),
+        ("VIEWING RESULTS 1 TO 6 OF 78", (1, 6, 78)),
+        ("Показано 1–10 из 1 234", (1, 10, 1234)),
+        ("1 - 1 of 1", (1, 1, 1)),
+    ],
+)
+def test_parse_results(text: str, expected: tuple[int, int, int]) -> None:
+    assert parse_results(text) == ResultsCount(*expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Viewing results",
+        "Page 2 of 13",
+        "78 results",
+        "6 - 1 of 78",  # first > last
+        "1 - 90 of 78",  # last > total
+        "0 - 0 of 0",
+        "1 - 6 or 78",
+        "1 - 6 of 99999999999999999999999",
+        "1 - 6 of" + " " * 10_000 + "78",
+    ],
+)
+def test_parse_results_rejects(text: str) -> None:
+    assert parse_results(text) is None
+
+
+def test_results_count_last_page() -> None:
+    count = parse_results("Viewing results 1 - 6 of 78")
+    assert count is not None
+    assert (count.per_page, count.last_page) == (6, 13)
+
+
+# --- text cleaning and shortcodes --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  a  b  ", "a b"),
+        ("a\u00a0\u00a0b", "a b"),
+        ("a\u2009b\u202fc\u3000d", "a b c d"),
+        ("a\n\t\r b", "a b"),
+        ("zero\u200bwidth\ufeff", "zerowidth"),
+        ("nul\x00 and \x07bell", "nul and bell"),
+        ("c1\x85\x9f control", "c1 control"),
+        ("ZWNJ\u200ckept", "ZWNJ\u200ckept"),
+        ("", ""),
+    ],
+)
+def test_clean_text(text: str, expected: str) -> None:
+    assert clean_text(text) == expected
+
+
+def test_clean_text_limit() -> None:
+    assert clean_text("abcdef", 10) == "abcdef"
+    assert clean_text("abcdefghijkl", 10) == "abcdefghi…"
+    assert clean_text("abcd   efghijkl", 6) == "abcd…"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '... Islamic Emirate. [caption id="attachment_32607" align="aligncenter" '
+            'width="1600"] Image: TCA, Nikola Mikovic[/caption] Most recently, ...',
+            "... Islamic Emirate. Most recently, ...",
+        ),
+        (
+            'kokpar and kok boru: [video width="1920" height="1080" '
+            'mp4="https://timesca.com/wp-content/uploads/2024/09/nomad-game-1.mp4"][/video]',
+            "kokpar and kok boru:",
+        ),
+        ('Photos [gallery ids="1,2"] here', "Photos here"),
+        ('Photos [gallery ids="1,2" /] here', "Photos here"),
+        ("stray [/caption] close", "stray close"),
+        ("[embed]https://youtu.be/x[/embed] after", "after"),
+        ('[playlist ids="4,5"][/playlist]end', "end"),
+        ("[audio mp3='a.mp3'][/audio] after", "after"),
+        # shortcodes are lower case: an upper-case one is not known, but its attributes and
+        # its closing tag still mark it as one, so the tags go and the text stays
+        ('[CAPTION id="x"]Upper case[/CAPTION] after', "Upper case after"),
+        (
+            "[Video] Police and [VIDEO] labels, [Gallery] too",
+            "[Video] Police and [VIDEO] labels, [Gallery] too",
+        ),
+        ("bare [video] and [gallery] tags", "bare and tags"),
+        ("[video: watch it] stays", "[video: watch it] stays"),
+        ('[caption id="x"]unclosed caption of a cut excerpt', "unclosed caption of a cut excerpt"),
+        ('[contact-form-7 id="12" title="Contact"]', ""),
+        ("[vc_row][vc_column]Kept text[/vc_column][/vc_row]", "Kept text"),
+        (
+            "He said [sic] it [1] was [Updated] fine [...] […]",
+            "He said [sic] it [1] was [Updated] fine [...] […]",
+        ),
+        ("[Editor's note: see below]", "[Editor's note: see below]"),
+        ("[2025 = a good year]", "[2025 = a good year]"),
+        ("a [b] c", "a [b] c"),
+        ("no brackets at all", "no brackets at all"),
+    ],
+)
+def test_strip_shortcodes(text: str, expected: str) -> None:
+    assert clean_text(strip_shortcodes(text)) == expected
+
+
+def test_strip_shortcodes_is_fast_on_hostile_text() -> None:
+    hostile = "[caption id='x']" * 5000 + "[video " * 5000 + "x" * 10_000
+    started = time.perf_counter()
+    strip_shortcodes(hostile)
+    assert time.perf_counter() - started < 2
+
+
+# --- speed -------------------------------------------------------------------------------------
+
+
+def test_parse_is_fast_enough() -> None:
+    """300 pages of 10 items (the benchmark's size) well within a second or two."""
+    html = page(
+        *(
+            teaser(n, title=f"Kyrgyzstan &amp; Uzbekistan news {n}", summary="Text " * 40)
+            for n in range(10)
+        ),
+        extra='<div class="search-results-count">Viewing results 1 - 10 of 3,000</div>'
+        '<a class="next" href="/page/2/">Next</a>',
+    )
+    parse(html)  # warm up
+    started = time.perf_counter()
+    for n in range(300):
+        result = parse(html, f"https://example.com/page/{n}/")
+        assert len(result.items) == 10
+    elapsed = timedelta(seconds=time.perf_counter() - started)
+    assert elapsed < timedelta(seconds=5), elapsed

@@ -1,0 +1,571 @@
+"""The store on SQLite and PostgreSQL: schema, idempotent page storage, the delivery queue.
+
+Every test taking `db_url` runs twice: on a fresh SQLite file and on a fresh PostgreSQL database.
+Counts are checked through a separate SQLAlchemy engine, not through the Store under test.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from worker.models import AlertPlan, Item
+from worker.store import AlertRow, ArticleRow, Store, StoreError
+from worker.store.tables import metadata
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+TABLES = {"articles", "article_sources", "matches", "deliveries", "sources", "alembic_version"}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[sa.Engine]:
+    """An engine of our own, to look at the tables behind the Store's back."""
+    engine = sa.create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def count(engine: sa.Engine, table: str, where: str = "") -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table} {where}")) or 0)
+
+
+def items(*names: str, **published: datetime) -> list[Item]:
+    return [
+        Item(
+            url=f"https://news.example/{n}",
+            title=f"Title {n}",
+            summary=f"Summary of {n}",
+            published=published.get(n),
+        )
+        for n in names
+    ]
+
+
+def url(name: str) -> str:
+    return f"https://news.example/{name}"
+
+
+class Planner:
+    """A stand-in for the matcher: every item matches the given watchlists; records its calls."""
+
+    def __init__(self, plans: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.plans = plans if plans is not None else {"rail": ("mail", "chat")}
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, item: Item) -> Sequence[AlertPlan]:
+        with self._lock:
+            self.calls.append(item.url)
+        return [AlertPlan(w, ("railway",), channels) for w, channels in self.plans.items()]
+
+
+def queue(store: Store, n: int, *, channels: tuple[str, ...] = ("mail",)) -> None:
+    """Store n articles with one delivery per channel each (ids in article order)."""
+    names = [f"a{i:03d}" for i in range(n)]
+    store.store_page("src", items(*names), Planner({"rail": channels}), silent=False, now=T0)
+
+
+def run_threads(n: int, target: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+
+    def wrap(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+# --- schema --------------------------------------------------------------------------------------
+
+
+def test_migrate_twice_is_a_noop(db_url: str, db: sa.Engine) -> None:
+    s = Store(db_url)
+    s.migrate()
+    assert TABLES <= set(sa.inspect(db).get_table_names())
+    s.store_page("src", items("a"), Planner(), silent=False, now=T0)
+    s.migrate()  # again, same process
+    s.close()
+    s2 = Store(db_url)
+    s2.migrate()  # again, "another process"
+    s2.close()
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            "0001"
+        ]
+    assert count(db, "articles") == 1
+    assert count(db, "deliveries") == 2
+
+
+def test_migrations_create_exactly_the_tables_module(store: Store, db: sa.Engine) -> None:
+    with db.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_concurrent_migrate_on_an_empty_database(db_url: str, db: sa.Engine) -> None:
+    stores = [Store(db_url) for _ in range(3)]
+    barrier = threading.Barrier(len(stores))
+
+    def migrate(i: int) -> None:
+        barrier.wait()
+        stores[i].migrate()
+
+    run_threads(len(stores), migrate)
+    for s in stores:
+        s.close()
+    assert TABLES <= set(sa.inspect(db).get_table_names())
+    assert count(db, "alembic_version") == 1
+
+
+# --- store_page ----------------------------------------------------------------------------------
+
+
+def test_store_page_dedupes_within_a_page_and_across_pages(store: Store, db: sa.Engine) -> None:
+    plan = Planner()
+    page1 = items("c", "a", "b", "a")  # "a" twice on one page
+    got = store.store_page("src", page1, plan, silent=False, now=T0)
+    assert got.new_for_source == (url("c"), url("a"), url("b"))  # page order, once each
+    assert got.new_articles == 3
+    assert got.alerts_queued == 6  # 3 articles x 1 watchlist x 2 channels
+    assert got.would_alert == {}
+    assert plan.calls == [url("c"), url("a"), url("b")]
+
+    page2 = items("b", "d")  # "b" pushed over from page 1
+    got = store.store_page("src", page2, plan, silent=False, now=T0)
+    assert got.new_for_source == (url("d"),)
+    assert (got.new_articles, got.alerts_queued) == (1, 2)
+    assert plan.calls[3:] == [url("d")]  # plan only for what is new to the source
+
+    got = store.store_page("src", page1 + page2, plan, silent=False, now=T0)
+    assert (got.new_for_source, got.new_articles, got.alerts_queued) == ((), 0, 0)
+    assert len(plan.calls) == 4
+    assert count(db, "articles") == 4
+    assert count(db, "article_sources") == 4
+    assert count(db, "deliveries") == 8
+
+
+def test_empty_page_stores_nothing(store: Store, db: sa.Engine) -> None:
+    got = store.store_page("src", [], Planner(), silent=False, now=T0)
+    assert (got.new_for_source, got.new_articles, got.alerts_queued) == ((), 0, 0)
+    assert count(db, "articles") == 0
+
+
+def test_one_article_listed_by_two_sources(store: Store, db: sa.Engine) -> None:
+    plan = Planner({"rail": ("mail", "chat"), "trade": ("chat",)})
+    first = store.store_page("alpha", items("x"), plan, silent=False, now=T0)
+    second = store.store_page("beta", items("x"), plan, silent=False, now=T0 + timedelta(hours=1))
+    assert (first.new_articles, first.alerts_queued) == (1, 3)
+    assert second.new_for_source == (url("x"),)  # new for beta...
+    assert (second.new_articles, second.alerts_queued) == (0, 0)  # ...but stored and alerted once
+    assert count(db, "articles") == 1
+    assert count(db, "article_sources") == 2
+    assert count(db, "matches") == 2
+    assert count(db, "deliveries") == 3
+    [row] = store.list_articles()
+    assert row.source == "alpha"  # the first source that listed it
+    assert row.first_seen == T0
+    assert store.list_articles(source="beta") == [row]
+
+
+def test_silent_pass_records_matches_but_queues_nothing(store: Store, db: sa.Engine) -> None:
+    plan = Planner({"rail": ("mail",), "trade": ("chat",)})
+    got = store.store_page("src", items("a", "b"), plan, silent=True, now=T0)
+    assert got.new_for_source == (url("a"), url("b"))
+    assert got.new_articles == 2
+    assert got.alerts_queued == 0
+    assert got.would_alert == {"rail": 2, "trade": 2}
+    assert count(db, "deliveries") == 0
+    assert count(db, "matches") == 4
+    assert [a.watchlists for a in store.list_articles(watchlist="rail")] == [
+        ("rail", "trade"),
+        ("rail", "trade"),
+    ]
+    # the baseline is done: the same articles on a later, loud pass alert nobody
+    got = store.store_page("src", items("a", "b", "c"), plan, silent=False, now=T0)
+    assert got.new_for_source == (url("c"),)
+    assert got.alerts_queued == 2
+    assert count(db, "deliveries") == 2
+
+
+def test_alert_queued_once_per_article_watchlist_channel(store: Store, db: sa.Engine) -> None:
+    def plan(item: Item) -> list[AlertPlan]:
+        return [
+            AlertPlan("rail", ("rail*",), ("mail", "chat", "mail")),  # channel twice
+            AlertPlan("rail", ("railway",), ("chat",)),  # watchlist twice
+            AlertPlan("quiet", ("x",), ()),  # matches, no channel
+        ]
+
+    got = store.store_page("s1", items("a"), plan, silent=False, now=T0)
+    assert got.alerts_queued == 2
+    got = store.store_page("s2", items("a"), plan, silent=False, now=T0)  # new for s2
+    assert got.alerts_queued == 0
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT watchlist, channel FROM deliveries ORDER BY watchlist, channel")
+        ).all()
+    assert [tuple(r) for r in rows] == [("rail", "chat"), ("rail", "mail")]
+    [delivery] = store.claim_due(owner="w", now=T0, lease=60, limit=10, channels=["mail"])
+    assert delivery.keywords == ("rail*",)  # the first plan's keywords are recorded
+    assert store.list_articles(watchlist="quiet")[0].url == url("a")
+
+
+def test_concurrent_store_page_stores_each_article_once(db_url: str, db: sa.Engine) -> None:
+    Store(db_url).migrate()
+    names = [f"n{i:02d}" for i in range(30)]
+    n_threads = 4
+    stores = [Store(db_url) for _ in range(n_threads)]
+    results: list[list] = [[] for _ in range(n_threads)]
+    plan = Planner()
+    barrier = threading.Barrier(n_threads)
+
+    def crawl(i: int) -> None:
+        order = names[:]
+        random.Random(i).shuffle(order)  # different orders: no deadlock allowed either
+        source = f"s{i % 2}"  # two threads per source
+        barrier.wait()
+        for start in range(0, len(order), 10):
+            page = items(*order[start : start + 10])
+            results[i].append(stores[i].store_page(source, page, plan, silent=False, now=T0))
+
+    run_threads(n_threads, crawl)
+    for s in stores:
+        s.close()
+    assert count(db, "articles") == 30
+    assert count(db, "article_sources") == 60
+    assert count(db, "deliveries") == 60  # 30 articles x 2 channels
+    assert sum(r.new_articles for rs in results for r in rs) == 30
+    assert sum(r.alerts_queued for rs in results for r in rs) == 60
+    for source_threads in ((0, 2), (1, 3)):
+        new = [u for i in source_threads for r in results[i] for u in r.new_for_source]
+        assert sorted(new) == sorted(url(n) for n in names)  # each new once per source
+
+
+# --- the delivery queue --------------------------------------------------------------------------
+
+
+def test_claim_due_respects_limit_order_channels_and_due_time(store: Store) -> None:
+    queue(store, 3, channels=("mail", "chat"))  # ids 1..6 alternate chat/mail per article
+    got = store.claim_due(owner="w1", now=T0, lease=60, limit=2, channels={"mail"})
+    assert [d.channel for d in got] == ["mail", "mail"]
+    assert [d.article_url for d in got] == [url("a000"), url("a001")]
+    assert got[0].id < got[1].id
+    assert got[0].title == "Title a000"
+    assert got[0].summary == "Summary of a000"
+    assert got[0].source == "src"
+    assert got[0].keywords == ("railway",)
+    assert (got[0].attempts, got[0].done_targets) == (0, ())
+
+    rest = store.claim_due(owner="w1", now=T0, lease=60, limit=100)
+    assert len(rest) == 4  # the other mail row and the three chat rows
+    assert {d.id for d in rest}.isdisjoint(d.id for d in got)
+    assert store.claim_due(owner="w1", now=T0, lease=60, limit=100) == []
+    assert store.claim_due(owner="w1", now=T0, lease=60, limit=0) == []
+
+
+def test_claim_due_from_two_stores_gets_disjoint_rows(db_url: str, store: Store) -> None:
+    queue(store, 20)
+    others = [Store(db_url), Store(db_url)]
+    claimed: list[list[int]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            got = others[i].claim_due(owner=f"p{i}", now=T0, lease=60, limit=3)
+            assert len(got) <= 3
+            claimed[i] += [d.id for d in got]
+
+    run_threads(2, claim)
+    for s in others:
+        s.close()
+    assert set(claimed[0]).isdisjoint(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 20
+    assert sorted(claimed[0] + claimed[1]) == sorted(set(claimed[0] + claimed[1]))
+
+
+def test_lease_expiry_makes_a_row_claimable_again(store: Store) -> None:
+    queue(store, 1)
+    [first] = store.claim_due(owner="dead", now=T0, lease=60, limit=10)
+    assert store.claim_due(owner="other", now=T0 + timedelta(seconds=59), lease=60, limit=10) == []
+    assert store.next_due_at() == T0 + timedelta(seconds=60)
+    [again] = store.claim_due(owner="other", now=T0 + timedelta(seconds=61), lease=60, limit=10)
+    assert again.id == first.id
+
+
+def test_restart_never_resends_a_sent_row_nor_loses_a_pending_one(db_url: str) -> None:
+    s = Store(db_url)
+    s.migrate()
+    queue(s, 3)
+    a, b, c = s.claim_due(owner="w", now=T0, lease=30, limit=10)
+    s.mark_sent(a.id, at=T0 + timedelta(seconds=1))
+    s.mark_attempt_failed(
+        b.id, error="503", done_targets=[0], next_attempt_at=T0 + timedelta(seconds=30), at=T0
+    )
+    # c: claimed, then the process dies before it could say anything
+    s.close()
+
+    s = Store(db_url)
+    s.migrate()
+    later = T0 + timedelta(hours=1)
+    got = {d.id: d for d in s.claim_due(owner="w2", now=later, lease=30, limit=10)}
+    assert set(got) == {b.id, c.id}
+    assert got[b.id].attempts == 1
+    assert got[b.id].done_targets == (0,)
+    assert got[c.id].attempts == 0
+    s.mark_sent(b.id, at=later)
+    s.mark_sent(c.id, at=later)
+    s.close()
+
+    s = Store(db_url)
+    assert s.claim_due(owner="w3", now=later + timedelta(days=1), lease=30, limit=10) == []
+    assert s.counts() == {"articles": 3, "pending": 0, "sent": 3, "failed": 0}
+    assert s.next_due_at() is None
+    s.close()
+
+
+def test_mark_sent_records_the_send(store: Store) -> None:
+    queue(store, 1)
+    [d] = store.claim_due(owner="w", now=T0, lease=30, limit=1)
+    store.mark_sent(d.id, at=T0 + timedelta(seconds=2))
+    store.mark_sent(d.id, at=T0 + timedelta(seconds=9))  # a second ack changes nothing
+    [row] = store.list_alerts()
+    assert (row.status, row.attempts, row.sent_at) == ("sent", 1, T0 + timedelta(seconds=2))
+    with pytest.raises(StoreError, match="no delivery"):
+        store.mark_sent(999_999, at=T0)
+
+
+def test_failed_then_retry_failed(store: Store) -> None:
+    queue(store, 2)
+    d1, d2 = store.claim_due(owner="w", now=T0, lease=30, limit=10)
+    retry_at = T0 + timedelta(seconds=30)
+    store.mark_attempt_failed(
+        d1.id, error="x" * 5000, done_targets=[1, 0, 1], next_attempt_at=retry_at, at=T0
+    )
+    assert store.claim_due(owner="w", now=retry_at - timedelta(seconds=1), lease=30, limit=10) == []
+    assert store.next_due_at() == retry_at
+    [again] = store.claim_due(owner="w", now=retry_at, lease=30, limit=10)
+    assert (again.id, again.attempts, again.done_targets) == (d1.id, 1, (0, 1))
+
+    store.mark_attempt_failed(
+        d1.id, error="gave up", done_targets=[0, 1], next_attempt_at=None, at=T0
+    )
+    store.mark_sent(d2.id, at=T0)
+    failed = store.list_alerts(status="failed")
+    assert [(r.id, r.attempts, r.last_error) for r in failed] == [(d1.id, 2, "gave up")]
+    assert store.claim_due(owner="w", now=T0 + timedelta(days=1), lease=30, limit=10) == []
+    assert store.next_due_at() is None
+
+    assert store.retry_failed() == 1
+    assert store.retry_failed() == 0
+    [back] = store.claim_due(owner="w", now=T0, lease=30, limit=10)
+    assert (back.id, back.attempts, back.done_targets) == (d1.id, 0, (0, 1))
+    assert store.counts() == {"articles": 2, "pending": 1, "sent": 1, "failed": 0}
+
+
+def test_last_error_is_cut_to_1000_chars(store: Store) -> None:
+    queue(store, 1)
+    [d] = store.claim_due(owner="w", now=T0, lease=30, limit=1)
+    store.mark_attempt_failed(d.id, error="é" * 5000, done_targets=[], next_attempt_at=T0, at=T0)
+    [row] = store.list_alerts()
+    assert row.last_error == "é" * 1000
+
+
+def test_a_failure_reported_after_another_process_sent_it_is_ignored(store: Store) -> None:
+    queue(store, 1)
+    [d] = store.claim_due(owner="slow", now=T0, lease=1, limit=1)
+    [same] = store.claim_due(owner="fast", now=T0 + timedelta(seconds=5), lease=30, limit=1)
+    store.mark_sent(same.id, at=T0 + timedelta(seconds=6))
+    store.mark_attempt_failed(d.id, error="timeout", done_targets=[], next_attempt_at=None, at=T0)
+    [row] = store.list_alerts()
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+
+
+# --- timestamps, reading, sources --------------------------------------------------------------
+
+
+def test_timestamps_come_back_timezone_aware_utc(store: Store) -> None:
+    almaty = timezone(timedelta(hours=5))
+    published = datetime(2025, 2, 28, 9, 30, 15, 123456, tzinfo=almaty)
+    now = datetime(2025, 3, 1, 17, 0, tzinfo=almaty)
+    store.store_page("src", items("a", a=published), Planner(), silent=False, now=now)
+    [art] = store.list_articles()
+    assert art.published == published
+    assert art.published is not None and art.published.tzinfo == UTC
+    assert art.published.hour == 4  # 09:30 at +05:00
+    assert art.first_seen == now and art.first_seen.tzinfo == UTC
+    [d, _] = store.claim_due(owner="w", now=now, lease=30, limit=10)
+    assert d.published == published and d.published is not None and d.published.tzinfo == UTC
+    alert = store.list_alerts()[0]
+    assert alert.created == now and alert.created.tzinfo == UTC
+    store.record_pass("src", ok=True, error=None, pages=1, new=1, alerts=2, duration=0.5, at=now)
+    status = store.source_status()[0]
+    assert status.last_pass_at == now and status.last_pass_at.tzinfo == UTC
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.claim_due(owner="w", now=datetime(2025, 1, 1), lease=30, limit=1)
+
+
+def test_list_articles_newest_first_with_filters(store: Store) -> None:
+    day = timedelta(days=1)
+    store.store_page(
+        "alpha",
+        items("old", "new", "undated", old=T0 - day, new=T0 + day),
+        Planner({"rail": ("mail",)}),
+        silent=True,
+        now=T0,
+    )
+    store.store_page(
+        "beta",
+        items("undated2", "mid", mid=T0),
+        Planner({}),
+        silent=False,
+        now=T0 + day,
+    )
+    store.store_page("beta", items("new"), Planner({}), silent=False, now=T0 + 2 * day)
+    order = [a.url.rsplit("/", 1)[1] for a in store.list_articles()]
+    # by published (newest first), undated last, those by first_seen (newest first)
+    assert order == ["new", "mid", "old", "undated2", "undated"]
+    assert [a.url.rsplit("/", 1)[1] for a in store.list_articles(limit=2)] == ["new", "mid"]
+    assert len(store.list_articles(limit=None)) == 5
+    beta = [a.url.rsplit("/", 1)[1] for a in store.list_articles(source="beta")]
+    assert beta == ["new", "mid", "undated2"]  # "new" was first listed by alpha, also by beta
+    rail = store.list_articles(watchlist="rail")
+    assert [a.url.rsplit("/", 1)[1] for a in rail] == ["new", "old", "undated"]
+    assert all(a.watchlists == ("rail",) for a in rail)
+    assert store.list_articles(source="beta", watchlist="rail")[0].url == url("new")
+    assert store.list_articles(source="nobody") == []
+    [mid] = [a for a in store.list_articles() if a.url == url("mid")]
+    assert mid.watchlists == ()
+    assert mid.to_json() == {
+        "url": url("mid"),
+        "title": "Title mid",
+        "summary": "Summary of mid",
+        "published": "2025-03-01T12:00:00+00:00",
+        "source": "beta",
+        "first_seen": "2025-03-02T12:00:00+00:00",
+        "watchlists": [],
+    }
+    undated = store.list_articles()[-1]
+    assert isinstance(undated, ArticleRow) and undated.to_json()["published"] is None
+
+
+def test_list_alerts_with_status_filter_and_counts(store: Store) -> None:
+    queue(store, 3)
+    assert store.counts() == {"articles": 3, "pending": 3, "sent": 0, "failed": 0}
+    d1, d2, _d3 = store.claim_due(owner="w", now=T0, lease=30, limit=10)
+    store.mark_sent(d1.id, at=T0)
+    store.mark_attempt_failed(d2.id, error="boom", done_targets=[], next_attempt_at=None, at=T0)
+    assert [r.id for r in store.list_alerts()] == [3, 2, 1]  # newest first
+    assert [r.id for r in store.list_alerts(limit=1)] == [3]
+    [sent] = store.list_alerts(status="sent")
+    assert isinstance(sent, AlertRow)
+    assert sent.to_json() == {
+        "id": d1.id,
+        "watchlist": "rail",
+        "channel": "mail",
+        "article_url": url("a000"),
+        "title": "Title a000",
+        "status": "sent",
+        "attempts": 1,
+        "last_error": None,
+        "created": T0.isoformat(),
+        "sent_at": T0.isoformat(),
+        "next_attempt_at": None,
+    }
+    assert [r.status for r in store.list_alerts(status="failed")] == ["failed"]
+    assert [r.status for r in store.list_alerts(status="pending")] == ["pending"]
+    assert store.counts() == {"articles": 3, "pending": 1, "sent": 1, "failed": 1}
+    with pytest.raises(ValueError, match="status"):
+        store.list_alerts(status="lost")
+
+
+def test_baseline_and_pass_records(store: Store) -> None:
+    assert store.is_baselined("src") is False
+    assert store.source_status() == []
+    store.record_pass("src", ok=True, error=None, pages=13, new=78, alerts=0, duration=4.5, at=T0)
+    assert store.is_baselined("src") is False  # a pass alone is no baseline
+    store.mark_baselined("src", at=T0)
+    store.mark_baselined("src", at=T0 + timedelta(days=1))  # the first time is kept
+    assert store.is_baselined("src") is True
+    assert store.is_baselined("other") is False
+    later = T0 + timedelta(hours=1)
+    store.record_pass(
+        "src", ok=False, error="x" * 3000, pages=1, new=0, alerts=0, duration=0.25, at=later
+    )
+    [st] = store.source_status()
+    assert st.name == "src"
+    assert st.baselined_at == T0
+    assert st.last_pass_at == later
+    assert st.last_success_at == T0  # unchanged by the failed pass
+    assert st.last_error == "x" * 1000
+    assert (st.last_pages, st.last_new, st.last_alerts, st.last_duration) == (1, 0, 0, 0.25)
+    store.mark_baselined("fresh")  # default time: now
+    names = [s.name for s in store.source_status()]
+    assert names == ["fresh", "src"]
+    assert store.source_status()[0].to_json()["baselined_at"] is not None
+
+
+def test_next_due_at(store: Store) -> None:
+    assert store.next_due_at() is None
+    queue(store, 1)
+    assert store.next_due_at() == T0  # due since it was created
+    [d] = store.claim_due(owner="w", now=T0, lease=30, limit=1)
+    store.mark_attempt_failed(
+        d.id, error="x", done_targets=[], next_attempt_at=T0 + timedelta(minutes=5), at=T0
+    )
+    assert store.next_due_at() == T0 + timedelta(minutes=5)
+
+
+def test_ping_and_errors(store: Store) -> None:
+    assert store.ping() is True
+
+
+def test_unreachable_database_raises_store_error() -> None:
+    s = Store("postgresql://nobody:secret@127.0.0.1:1/nothing?connect_timeout=2")
+    assert s.ping() is False
+    with pytest.raises(StoreError) as info:
+        s.counts()
+    assert "secret" not in str(info.value)
+    assert "secret" not in repr(s)
+    s.close()
+
+
+def test_unsupported_or_invalid_urls() -> None:
+    with pytest.raises(StoreError, match="unsupported"):
+        Store("mysql://u:p@127.0.0.1/db")
+    with pytest.raises(StoreError, match="invalid database URL"):
+        Store("not a url")
+
+
+def test_sqlite_store_in_a_missing_folder_raises_store_error(tmp_path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'missing' / 'worker.db'}")
+    with pytest.raises(StoreError):
+        s.migrate()
+    s.close()

@@ -1,0 +1,29 @@
+"""The notify stage: render alerts, send them through apprise, run the delivery queue.
+
+Importing this package registers the `console://` apprise schema (alerts printed to stdout).
+"""
+
+from worker.notify.channels import Notifier, SendResult, check_url, redact
+from worker.notify.deliver import (
+    DeliveryQueue,
+    DeliveryReport,
+    backoff,
+    deliver_due,
+    test_alert,
+)
+from worker.notify.render import Message, alert_test_message, render
+
+__all__ = [
+    "DeliveryQueue",
+    "DeliveryReport",
+    "Message",
+    "Notifier",
+    "SendResult",
+    "alert_test_message",
+    "backoff",
+    "check_url",
+    "deliver_due",
+    "redact",
+    "render",
+    "test_alert",
+]

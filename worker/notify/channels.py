@@ -1,0 +1,338 @@
+"""Channels: apprise URLs checked, masked, and sent to, one apprise.Apprise per URL.
+
+Secrets: a URL is only ever shown as apprise's `url(privacy=True)`. apprise itself logs raw URLs
+in a few places (an unparseable URL at ERROR, request URLs with tokens at DEBUG), so a filter on
+the `apprise` and `urllib3` loggers drops apprise's records while a URL is being parsed here and
+masks the secret parts of every loaded URL (the fields apprise marks private) in whatever they
+log while sending. Error texts returned in SendResult go through the same masking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import apprise
+from apprise.common import NotifyFormat
+
+from worker.notify.render import Message, escape_html, escape_markdown
+
+log = logging.getLogger(__name__)
+
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+CONSOLE_SCHEME = "console"
+ERROR_MAX = 300
+
+_SCHEME_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]{0,31})://")
+
+
+# --- secret masking in logs --------------------------------------------------------------------
+
+_quiet_var: contextvars.ContextVar[bool] = contextvars.ContextVar("notify_quiet", default=False)
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_secrets_re: re.Pattern[str] | None = None
+_MASK = "****"
+
+
+def _secret_values(url: str, plugin: Any) -> set[str]:
+    """The secret parts of a URL: the fields apprise's plugin marks private (passwords, tokens,
+    API keys), as read back from the plugin, and the URL's password."""
+    values: list[Any] = []
+    for group in ("template_tokens", "template_args"):
+        for key, spec in (getattr(plugin, group, None) or {}).items():
+            if isinstance(spec, dict) and spec.get("private"):
+                values.append(getattr(plugin, spec.get("map_to", key), None))
+    try:
+        values.append(urlsplit(url).password)
+    except ValueError:
+        pass
+    found: set[str] = set()
+    for value in values:
+        items = value if isinstance(value, list | tuple | set) else [value]
+        for item in items:
+            if isinstance(item, str) and len(item) >= 3:
+                found.update({item, quote(item, safe=""), unquote(item)})
+    return {v for v in found if len(v) >= 3}
+
+
+def _remember_secrets(found: set[str]) -> None:
+    global _secrets_re
+    with _secrets_lock:
+        if found - _secrets:
+            _secrets.update(found)
+            ordered = sorted(_secrets, key=len, reverse=True)
+            _secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: str) -> str:
+    """`text` with every secret of the channels loaded so far replaced by ****."""
+    pattern = _secrets_re
+    return pattern.sub(_MASK, text) if pattern is not None else text
+
+
+class _RedactingFilter(logging.Filter):
+    """On apprise's (and urllib3's) loggers: drop records while a URL is parsed here (apprise
+    logs a refused URL whole), mask channel secrets in every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _quiet_var.get():
+            return False
+        if _secrets_re is not None:
+            message = record.getMessage()
+            clean = redact(message)
+            if clean != message:
+                record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+for _name in ("apprise", "urllib3.connectionpool", "urllib3.connection", "requests"):
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    token = _quiet_var.set(True)
+    try:
+        yield
+    finally:
+        _quiet_var.reset(token)
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+
+def _scheme(url: str) -> str | None:
+    match = _SCHEME_RE.match(url)
+    return match.group(1).lower() if match else None
+
+
+def _asset() -> apprise.AppriseAsset:
+    """apprise 2.x runs a service with a deadline in its own shared pool (a few threads for the
+    whole process): with service_timeout=0 it runs in the calling thread, one of the Notifier's
+    own, and the deadline is ours."""
+    try:
+        return apprise.AppriseAsset(service_timeout=0)
+    except TypeError:  # apprise 1.x: no such setting, it always runs in the calling thread
+        return apprise.AppriseAsset()
+
+
+def _load(url: str, asset: apprise.AppriseAsset | None = None) -> apprise.Apprise | None:
+    app = apprise.Apprise(asset=asset)
+    with _quiet():
+        try:
+            added = app.add(url)
+        except Exception:  # apprise may raise on odd input; refusing the URL is the answer
+            return None
+    return app if added and len(app) == 1 else None
+
+
+def check_url(url: str) -> str | None:
+    """None when apprise accepts `url`, else a one-line error naming the scheme only."""
+    if not isinstance(url, str) or not url.strip():
+        return "not a URL apprise accepts: empty"
+    if _load(url) is not None:
+        return None
+    scheme = _scheme(url)
+    several = apprise.Apprise()
+    with _quiet():
+        if several.add(url) and len(several) > 1:
+            return f"{len(several)} URLs in one string: give a channel a list of URLs instead"
+    if scheme is None:
+        return "not a URL apprise accepts: it has no scheme:// (e.g. mailtos://, tgram://)"
+    if not _known(scheme):
+        return f"not a URL apprise accepts: {scheme}://... (unknown scheme)"
+    return f"not a URL apprise accepts: {scheme}://... (incomplete or malformed for this service)"
+
+
+def _known(scheme: str) -> bool:
+    from apprise.plugins import N_MGR
+
+    return scheme in N_MGR
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    ok: bool
+    done: tuple[int, ...]  # indexes of the channel's URLs that have now received it
+    error: str | None  # masked, short
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    app: apprise.Apprise
+    masked: str
+    kind: str  # "email", "console" or "chat"
+    title_in_body: bool  # the service has no title field: apprise puts the title in the body
+
+
+def _target(url: str, timeout: float) -> _Target | None:
+    app = _load(url, _asset())
+    if app is None:
+        return None
+    plugin = app[0]
+    masked = plugin.url(privacy=True)
+    _remember_secrets(_secret_values(url, plugin))
+    # apprise's own socket timeouts stay inside our deadline, so its threads end soon after
+    for attr in ("socket_connect_timeout", "socket_read_timeout"):
+        current = getattr(plugin, attr, None)
+        if isinstance(current, int | float) and current > timeout:
+            setattr(plugin, attr, timeout)
+    scheme = _scheme(url) or ""
+    kind = "email" if scheme in EMAIL_SCHEMES else "console" if scheme == CONSOLE_SCHEME else "chat"
+    return _Target(app, masked, kind, title_in_body=plugin.title_maxlen <= 0)
+
+
+def _short(text: str) -> str:
+    text = " ".join(redact(text).split())
+    return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 1] + "…"
+
+
+def _send_blocking(target: _Target, message: Message) -> str | None:
+    """Send through apprise in this (worker) thread; None on success, else the reason."""
+    if target.kind == "email":
+        body, fmt, title = message.html, NotifyFormat.HTML, message.title
+        if target.title_in_body:
+            title = escape_html(title)
+    elif target.kind == "console":
+        body, fmt, title = message.text, NotifyFormat.TEXT, message.title
+    else:
+        body, fmt, title = message.markdown, NotifyFormat.MARKDOWN, message.title
+        if target.title_in_body:  # apprise makes it a Markdown heading: escape it
+            title = escape_markdown(title)
+    try:
+        result = target.app.notify(body=body, title=title, body_format=fmt)
+    except Exception as exc:  # a plugin bug must fail this URL, not the caller
+        return f"{type(exc).__name__}: {_short(str(exc))}"
+    if result:
+        return None
+    reasons = [
+        entry.message
+        for entry in (result.logs() if hasattr(result, "logs") else ())
+        if getattr(entry, "level", "") in ("WARNING", "ERROR", "CRITICAL")
+    ]
+    status = getattr(getattr(result, "status", None), "name", None)
+    if reasons:
+        return _short(reasons[-1])
+    return f"apprise reported {status.lower() if status else 'a failure'}"
+
+
+class Notifier:
+    """The configured channels, each a list of apprise URLs; sends one message to a channel."""
+
+    def __init__(self, channels: Mapping[str, Sequence[str]], *, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._targets: dict[str, list[_Target]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        for name, urls in channels.items():
+            targets = []
+            for i, url in enumerate(urls):
+                target = _target(url, timeout)
+                if target is None:
+                    problem = check_url(url) or "not a URL apprise accepts"
+                    raise ValueError(f"channel {name!r}, URL [{i}]: {problem}")
+                targets.append(target)
+            self._targets[name] = targets
+        # apprise is synchronous: each send runs in a thread of this pool, not asyncio's default
+        # one (a few threads, shared with the store calls), so that URLs hanging until their
+        # socket timeouts cannot hold up other channels' sends nor the store. Two threads per
+        # URL: a send abandoned at the deadline may still hold one when the next round starts.
+        n_urls = sum(len(t) for t in self._targets.values())
+        self._executor = ThreadPoolExecutor(
+            max_workers=min(64, max(4, 2 * n_urls)), thread_name_prefix="notify"
+        )
+
+    def close(self) -> None:
+        """Let the sending threads end (sends still running finish in the background)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self._targets)
+
+    def describe(self, channel: str) -> list[str]:
+        """The channel's URLs as apprise's privacy-masked form."""
+        return [t.masked for t in self._targets[channel]]
+
+    async def send(
+        self, channel: str, message: Message, *, skip: Collection[int] = ()
+    ) -> SendResult:
+        """Send to every URL of `channel` not in `skip`, all at once, under one deadline."""
+        targets = self._targets.get(channel)
+        if targets is None:
+            return SendResult(False, tuple(sorted(skip)), f"unknown channel {channel!r}")
+        done = {i for i in skip if 0 <= i < len(targets)}
+        todo = [i for i in range(len(targets)) if i not in done]
+        if not todo:
+            return SendResult(True, tuple(sorted(done)), None)
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None
+        tasks = {
+            i: asyncio.ensure_future(
+                loop.run_in_executor(self._executor, _send_blocking, targets[i], message)
+            )
+            for i in todo
+        }
+        errors: list[str] = []
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.wait(tasks.values())
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            raise
+        for i, task in tasks.items():
+            if not task.done():
+                task.cancel()  # the thread runs on to its socket timeouts (capped); ignored
+                errors.append(f"[{i}] timed out after {time.monotonic() - started:.0f}s")
+            elif task.cancelled():
+                errors.append(f"[{i}] cancelled")
+            elif (exc := task.exception()) is not None:
+                errors.append(f"[{i}] {type(exc).__name__}")
+            elif (reason := task.result()) is not None:
+                errors.append(f"[{i}] {reason}")
+            else:
+                done.add(i)
+        if errors:
+            for line in errors:
+                log.debug("channel %s: %s", channel, line)
+            return SendResult(False, tuple(sorted(done)), _short("; ".join(errors)))
+        return SendResult(True, tuple(sorted(done)), None)
+
+
+# --- console:// --------------------------------------------------------------------------------
+
+
+def _register_console() -> None:
+    from apprise.decorators import notify
+    from apprise.plugins import N_MGR
+
+    if CONSOLE_SCHEME in N_MGR:
+        return
+
+    @notify(on=CONSOLE_SCHEME, name="Console (standard output)")
+    def _console(body: str, title: str, *args: object, **kwargs: object) -> bool:
+        rule = "-" * 72
+        print(f"{rule}\n{title}\n\n{body}\n{rule}", flush=True)
+        return True
+
+
+_register_console()

@@ -1,0 +1,228 @@
+"""The delivery loop: claim due deliveries per channel, send them, record the outcome.
+
+Each channel runs in its own task, so a slow or failing channel never delays another. Within a
+channel, deliveries are sent one after another; the first claim of a round takes a single
+delivery (a probe), later claims take batches. After a failure the channel stops for this round:
+the deliveries it had claimed but not tried are left untouched - no attempt is counted against
+them and their next_attempt_at is kept - and become claimable again when their lease ends. (A
+failed attempt would burn one of their `max_attempts` for a send that was never tried, and the
+channel has just shown it is down: the failed delivery's own backoff paces the retries.) The
+probe-first claim keeps that lease-held set small: a channel that is down leases one delivery
+per round, not a batch.
+
+Store calls are synchronous (SQLAlchemy) and run in threads via asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from worker.config import AlertsConfig
+from worker.models import Delivery
+from worker.notify.channels import Notifier, SendResult
+from worker.notify.render import alert_test_message, render
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 20  # deliveries claimed at once per channel after a successful probe
+LEASE_MARGIN = 30.0  # seconds of lease kept free for recording an outcome
+
+
+class DeliveryQueue(Protocol):
+    """The delivery queue (implemented by worker.store.Store)."""
+
+    def claim_due(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: float,
+        limit: int,
+        channels: Collection[str] | None = None,
+    ) -> list[Delivery]: ...
+
+    def mark_sent(self, delivery_id: int, *, at: datetime) -> None: ...
+
+    def mark_attempt_failed(
+        self,
+        delivery_id: int,
+        *,
+        error: str,
+        done_targets: Sequence[int],
+        next_attempt_at: datetime | None,
+        at: datetime,
+    ) -> None: ...
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retrying: int = 0  # failed this time, another attempt is scheduled
+    failed: int = 0  # failed for good (max_attempts reached)
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    deferred: int = 0  # claimed but not tried this round (their channel failed or time ran out)
+
+    def _count(self, channel: str, outcome: str, n: int = 1) -> None:
+        stats = self.by_channel.setdefault(
+            channel, {"sent": 0, "retrying": 0, "failed": 0, "deferred": 0}
+        )
+        stats[outcome] += n
+        setattr(self, outcome, getattr(self, outcome) + n)
+
+
+def backoff(attempts: int, alerts: AlertsConfig) -> float:
+    """Seconds until the next try after `attempts` failed attempts: doubling, capped."""
+    exponent = min(max(attempts, 1) - 1, 64)
+    return float(min(alerts.retry_max, alerts.retry_base * 2**exponent))
+
+
+def _send_time(alerts: AlertsConfig, notifier: Notifier) -> float:
+    """The longest one send can take (the Notifier's deadline, normally alerts.send_timeout)."""
+    return max(alerts.send_timeout, notifier.timeout)
+
+
+async def deliver_due(
+    queue: DeliveryQueue,
+    notifier: Notifier,
+    alerts: AlertsConfig,
+    *,
+    owner: str,
+    now: datetime | None = None,
+    limit: int = 500,
+) -> DeliveryReport:
+    """Send the deliveries that are due on the notifier's channels; at most `limit` tries per
+    channel this round. A queue (store) error is raised once every channel has finished."""
+    report = DeliveryReport()
+
+    def clock() -> datetime:
+        return now if now is not None else datetime.now(UTC)
+
+    results = await asyncio.gather(
+        *(
+            _channel_round(queue, notifier, alerts, channel, owner, clock, limit, report)
+            for channel in notifier.channels
+        ),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return report
+
+
+async def _channel_round(
+    queue: DeliveryQueue,
+    notifier: Notifier,
+    alerts: AlertsConfig,
+    channel: str,
+    owner: str,
+    clock: Callable[[], datetime],
+    limit: int,
+    report: DeliveryReport,
+) -> None:
+    send_time = _send_time(alerts, notifier)
+    lease = send_time * 2 + LEASE_MARGIN
+    tried = 0
+    batch_size = 1  # probe first
+    while tried < limit:
+        want = min(batch_size, limit - tried)
+        claimed_at = time.monotonic()
+        batch = await asyncio.to_thread(
+            queue.claim_due, owner=owner, now=clock(), lease=lease, limit=want, channels=[channel]
+        )
+        if not batch:
+            return
+        for k, delivery in enumerate(batch):
+            # never start a send that could outlast the lease (another worker could claim it)
+            if time.monotonic() - claimed_at + send_time + LEASE_MARGIN > lease:
+                _defer(report, channel, batch[k:], "time is up for this round")
+                return
+            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report)
+            tried += 1
+            if not ok:
+                _defer(report, channel, batch[k + 1 :], "the channel failed")
+                return
+        if len(batch) < want:
+            return
+        batch_size = CLAIM_BATCH
+
+
+def _defer(report: DeliveryReport, channel: str, rest: Sequence[Delivery], why: str) -> None:
+    if rest:
+        report._count(channel, "deferred", len(rest))
+        log.info(
+            "channel %s: %d claimed alert(s) left for a later round (%s)", channel, len(rest), why
+        )
+
+
+async def _deliver_one(
+    queue: DeliveryQueue,
+    notifier: Notifier,
+    alerts: AlertsConfig,
+    delivery: Delivery,
+    clock: Callable[[], datetime],
+    report: DeliveryReport,
+) -> bool:
+    attempt = delivery.attempts + 1
+    result = await notifier.send(delivery.channel, render(delivery), skip=delivery.done_targets)
+    at = clock()
+    if result.ok:
+        await asyncio.to_thread(queue.mark_sent, delivery.id, at=at)
+        report_outcome = "sent"
+        log.info(
+            "alert sent: watchlist=%s channel=%s article=%s attempt=%d",
+            delivery.watchlist,
+            delivery.channel,
+            delivery.article_url,
+            attempt,
+        )
+    else:
+        final = attempt >= alerts.max_attempts
+        next_at = None if final else at + timedelta(seconds=backoff(attempt, alerts))
+        error = result.error or "send failed"
+        await asyncio.to_thread(
+            queue.mark_attempt_failed,
+            delivery.id,
+            error=error,
+            done_targets=result.done,
+            next_attempt_at=next_at,
+            at=at,
+        )
+        report_outcome = "failed" if final else "retrying"
+        log.warning(
+            "alert %s: watchlist=%s channel=%s article=%s attempt=%d/%d error=%s%s",
+            "failed for good" if final else "not sent",
+            delivery.watchlist,
+            delivery.channel,
+            delivery.article_url,
+            attempt,
+            alerts.max_attempts,
+            error,
+            "" if next_at is None else f" next_try={next_at.isoformat(timespec='seconds')}",
+        )
+    report._count(delivery.channel, report_outcome)
+    return result.ok
+
+
+async def test_alert(notifier: Notifier, channel: str | None = None) -> dict[str, SendResult]:
+    """Send a test message to one channel or to all of them, at once; channel -> result."""
+    if channel is not None and channel not in notifier.channels:
+        known = ", ".join(notifier.channels) or "none defined"
+        raise ValueError(f"unknown channel {channel!r} (channels: {known})")
+    names = [channel] if channel is not None else list(notifier.channels)
+    results = await asyncio.gather(*(notifier.send(n, alert_test_message(n)) for n in names))
+    for name, result in zip(names, results, strict=True):
+        if result.ok:
+            log.info("test alert sent: channel=%s", name)
+        else:
+            log.warning("test alert failed: channel=%s error=%s", name, result.error)
+    return dict(zip(names, results, strict=True))
+
+
+test_alert.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported

@@ -1,0 +1,158 @@
+"""Alert messages: one Delivery -> title, Markdown (chat), HTML (email) and plain text.
+
+Every scraped field (title, summary, source, keywords, link) is untrusted: it is whitespace-
+collapsed, size-capped, escaped for the output format, and the link is only made clickable when
+it is an http(s) URL.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from worker.models import Delivery
+
+TITLE_MAX = 250  # characters of the article title kept (email subjects, chat titles)
+SUMMARY_MAX = 600  # characters of the summary kept
+FIELD_MAX = 200  # source name, each keyword
+URL_MAX = 2048
+KEYWORDS_MAX = 20
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; these are the ones
+# that can start or close Markdown syntax (emphasis, links, code, headings, lists, tables, HTML,
+# strikethrough, raw HTML, entities).
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+# Characters left as they are in a link target; everything else is percent-encoded, including
+# ( ) < > and whitespace, so that the URL cannot close a Markdown link or autolink.
+_URL_SAFE = ":/?#@!$&'*+,;=%-._~[]"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str  # "[watchlist] Article title" (plain text, one line)
+    markdown: str  # for chat channels
+    html: str  # for email, an HTML body
+    text: str  # plain text (email's text part, console)
+
+
+def clean(text: str, limit: int) -> str:
+    """Collapse whitespace (control characters included) and cap at `limit` on a word boundary."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape every Markdown control character (the text must already be one line)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def escape_html(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def safe_link(url: str) -> str | None:
+    """The URL when it is an absolute http(s) URL fit to be linked, with unsafe characters
+    percent-encoded; else None (the caller then shows it as text)."""
+    url = url.strip()
+    if not url or len(url) > URL_MAX:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return quote(url, safe=_URL_SAFE)
+
+
+def _published(delivery: Delivery) -> str:
+    return delivery.published.date().isoformat() if delivery.published else "unknown"
+
+
+def render(delivery: Delivery) -> Message:
+    """Build the alert for one delivery; every scraped field is escaped for its format."""
+    title = clean(delivery.title, TITLE_MAX) or "(untitled)"
+    summary = clean(delivery.summary, SUMMARY_MAX)
+    source = clean(delivery.source, FIELD_MAX)
+    keywords = [clean(k, FIELD_MAX) for k in delivery.keywords[:KEYWORDS_MAX]]
+    watchlist = clean(delivery.watchlist, FIELD_MAX)
+    published = _published(delivery)
+    link = safe_link(delivery.article_url)
+    raw_link = clean(delivery.article_url, URL_MAX)
+
+    full_title = f"[{watchlist}] {title}"
+
+    # --- Markdown (chat) ---
+    md_kw = ", ".join(escape_markdown(k) for k in keywords) or "none"
+    if link:
+        md_link = f"<{link}>"
+    else:
+        md_link = f"{escape_markdown(raw_link)} (not an http(s) link)"
+    md_lines = [
+        f"**{escape_markdown(title)}**",
+        "",
+        f"- Link: {md_link}",
+        f"- Source: {escape_markdown(source)}",
+        f"- Published: {escape_markdown(published)}",
+        f"- Keywords: {md_kw}",
+    ]
+    if summary:
+        md_lines += ["", escape_markdown(summary)]
+    markdown = "\n".join(md_lines)
+
+    # --- HTML (email) ---
+    if link:
+        href = escape_html(link)
+        html_link = f'<a href="{href}">{href}</a>'
+        html_title = f'<a href="{href}">{escape_html(title)}</a>'
+    else:
+        html_link = f"{escape_html(raw_link)} (not an http(s) link)"
+        html_title = escape_html(title)
+    html_kw = ", ".join(escape_html(k) for k in keywords) or "none"
+    html_parts = [
+        f"<p><strong>{html_title}</strong></p>",
+        "<ul>",
+        f"<li>Link: {html_link}</li>",
+        f"<li>Source: {escape_html(source)}</li>",
+        f"<li>Published: {escape_html(published)}</li>",
+        f"<li>Keywords: {html_kw}</li>",
+        "</ul>",
+    ]
+    if summary:
+        html_parts.append(f"<p>{escape_html(summary)}</p>")
+    html_body = "\n".join(html_parts)
+
+    # --- plain text ---
+    text_lines = [
+        title,
+        "",
+        f"Link: {link or raw_link + ' (not an http(s) link)'}",
+        f"Source: {source}",
+        f"Published: {published}",
+        f"Keywords: {', '.join(keywords) or 'none'}",
+    ]
+    if summary:
+        text_lines += ["", summary]
+    text = "\n".join(text_lines)
+
+    return Message(title=full_title, markdown=markdown, html=html_body, text=text)
+
+
+def alert_test_message(channel: str) -> Message:
+    """The message `worker test-alert` sends."""
+    name = clean(channel, FIELD_MAX)
+    body = f"This is a test alert from the worker for channel {name}. If you see it, it works."
+    return Message(
+        title="[worker] test alert",
+        markdown=escape_markdown(body),
+        html=f"<p>{escape_html(body)}</p>",
+        text=body,
+    )

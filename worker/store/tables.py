@@ -1,0 +1,149 @@
+"""Table definitions (SQLAlchemy Core) and the UTC timestamp type.
+
+The Alembic migrations in `migrations/versions/` create exactly this schema; a test compares the
+two on SQLite and PostgreSQL, so change both together (`alembic revision --autogenerate` helps).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+STATUSES = ("pending", "sent", "failed")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime in and out, on every database.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so the value is stored as naive UTC
+    and given `tzinfo=UTC` again when read. A naive datetime is refused (ValueError): the caller
+    must say which zone it means.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()}: timestamps must be timezone-aware"
+            )
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("published", UTCDateTime, nullable=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # the first source that listed it
+    sa.UniqueConstraint("url"),
+    # list_articles: newest first
+    sa.Index(None, "published", "first_seen"),
+)
+
+# "New for a source" = no row here yet.
+article_sources = sa.Table(
+    "article_sources",
+    metadata,
+    sa.Column(
+        "article_id",
+        sa.Integer,
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    # list_articles(source=...)
+    sa.Index(None, "source", "article_id"),
+)
+
+matches = sa.Table(
+    "matches",
+    metadata,
+    sa.Column(
+        "article_id",
+        sa.Integer,
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("watchlist", sa.Text, primary_key=True),
+    sa.Column("keywords", sa.JSON, nullable=False),  # list of the matched keywords
+    sa.Column("matched_at", UTCDateTime, nullable=False),
+    # list_articles(watchlist=...)
+    sa.Index(None, "watchlist", "article_id"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "article_id",
+        sa.Integer,
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("watchlist", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),  # NULL = due now
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("done_targets", sa.JSON, nullable=False),  # indexes of the channel's URLs done
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("article_id", "watchlist", "channel"),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    # claim_due / next_due_at / list_alerts(status=...) / counts
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("baselined_at", UTCDateTime, nullable=True),  # first complete pass finished
+    sa.Column("last_pass_at", UTCDateTime, nullable=True),
+    sa.Column("last_success_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_pages", sa.Integer, nullable=True),
+    sa.Column("last_new", sa.Integer, nullable=True),
+    sa.Column("last_alerts", sa.Integer, nullable=True),
+    sa.Column("last_duration", sa.Float, nullable=True),
+)
