@@ -140,6 +140,15 @@ def test_selector_matched_nothing_names_selector_and_page() -> None:
     assert str(caught.value).endswith(" on https://example.com/page/99/")
 
 
+def test_error_messages_do_not_show_credentials() -> None:
+    url = "https://reader:s3cret@example.com/page/9/"
+    for html in (page(), "not html", page(teaser(1)) + "<div>" * 10_000):
+        with pytest.raises(ParseError) as caught:
+            parse(html, url)
+        assert "s3cret" not in str(caught.value)
+        assert "https://***@example.com/page/9/" in str(caught.value)
+
+
 @pytest.mark.parametrize("text", ["", "   ", "just some text", '{"items": []}', "404 Not Found"])
 def test_a_page_that_is_not_html_is_a_parse_error(text: str) -> None:
     with pytest.raises(ParseError, match="not an HTML document"):
@@ -190,6 +199,24 @@ def test_title_from_an_attribute() -> None:
     html = '<div class="card"><a href="/a" title="  Full &amp; proper\ttitle ">Read</a></div>'
     (item,) = parse_listing(html, "https://example.com/", select).items
     assert item.title == "Full & proper title"
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ("Intro<div>Block</div>Tail", "Intro Block Tail"),
+        ("One<br>two<br/>three", "One two three"),
+        ("<ul><li>a</li><li>b</li></ul>c", "a b c"),
+        ("In<b>line</b> <a href='/x'>link</a>, <em>em</em>.", "Inline link, em."),
+        ("Cell<table><tr><td>1</td><td>2</td></tr></table>", "Cell 1 2"),
+    ],
+)
+def test_block_elements_separate_text_inline_ones_do_not(summary: str, expected: str) -> None:
+    html = page(
+        '<article class="post"><h2 class="entry-title"><a href="/a/">A</a></h2>'
+        f'<div class="entry-summary">{summary}</div></article>'
+    )
+    assert parse(html).items[0].summary == expected
 
 
 def test_script_and_style_text_is_not_read() -> None:
@@ -247,10 +274,31 @@ def test_deep_nesting_is_refused_quickly() -> None:
 
 
 def test_moderate_nesting_is_read() -> None:
-    nested = "<div>" * (MAX_DEPTH // 2) + "deep text" + "</div>" * (MAX_DEPTH // 2)
-    html = page(teaser(1, summary=f"Start {nested} end"))
-    (item,) = parse(html).items
-    assert item.summary == "Start deep text end"
+    below_limit = "<div>" * (MAX_DEPTH - 100) + "deep" + "</div>" * (MAX_DEPTH - 100)
+    nested_summary = "<div>" * 100 + "deep text" + "</div>" * 100
+    html = page(teaser(1, summary=f"Start {nested_summary} end"), teaser(2), extra=below_limit)
+    started = time.perf_counter()
+    first, second = parse(html).items
+    assert time.perf_counter() - started < 2
+    assert first.summary == "Start deep text end"
+    assert second.title == "Post 2"
+
+
+def test_reading_a_field_is_bounded_on_hostile_markup() -> None:
+    # 500 items of 1,000 tiny elements each, and items nested in items
+    spam = "".join(
+        teaser(n, title="<i>x</i>" * 1000, summary="<b>y</b> " * 1000) for n in range(MAX_ITEMS)
+    )
+    nested = '<article class="post"><h2 class="entry-title"><a href="/n/">N</a></h2>'
+    nested += '<div class="entry-summary">' + "word " * 1000
+    for html in (page(spam), page(nested * 1000)):
+        started = time.perf_counter()
+        result = parse(html)
+        assert time.perf_counter() - started < 10
+        assert result.items
+        assert all(
+            len(i.summary) <= MAX_SUMMARY and len(i.title) <= MAX_TITLE for i in result.items
+        )
 
 
 def test_many_flat_tags_are_not_taken_for_nesting() -> None:

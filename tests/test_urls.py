@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from worker.urls import MAX_URL_LENGTH, TRACKING_PARAMS, canonicalize, is_tracking_param
+from worker.urls import (
+    MAX_URL_LENGTH,
+    TRACKING_PARAMS,
+    canonicalize,
+    is_tracking_param,
+    redact_url,
+)
 
 PAGE = "https://timesca.com/?s=kyrgyzstan"
 
@@ -182,3 +188,20 @@ def test_tracking_params_named_in_the_brief_are_listed() -> None:
     named |= {"mc_eid", "_ga", "_gl", "igshid", "ref_src", "spm"}
     assert named <= TRACKING_PARAMS
     assert all(name == name.lower() for name in TRACKING_PARAMS)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:s3cret@example.com/a?s=x", "https://***@example.com/a?s=x"),
+        ("https://token@example.com", "https://***@example.com"),
+        ("https://a:b@example.com:8443/p/q@r", "https://***@example.com:8443/p/q@r"),
+        ("https://example.com/p?email=a@b.c", "https://example.com/p?email=a@b.c"),
+        ("https://example.com?email=a@b.c", "https://example.com?email=a@b.c"),
+        ("https://example.com#a@b", "https://example.com#a@b"),
+        ("https://example.com/", "https://example.com/"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

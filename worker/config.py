@@ -225,7 +225,7 @@ class HttpConfig(Frozen):
     min_delay: float = Field(default=1.0, ge=0, le=3600)
     concurrency: int = Field(default=4, ge=1, le=64)
     retries: int = Field(default=3, ge=0, le=10)
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
 
 class AlertsConfig(Frozen):

@@ -30,6 +30,7 @@ __all__ = [
     "TRACKING_PREFIXES",
     "canonicalize",
     "is_tracking_param",
+    "redact_url",
 ]
 
 # Longer links are refused: no article needs one, and a unique index on the URL (PostgreSQL's
@@ -116,6 +117,14 @@ def _valid_host(host: str) -> bool:
     if not host or len(host) > 253:
         return False
     return all(_LABEL_RE.match(label) for label in host.split("."))
+
+
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a log line or an error message: credentials (`user:password@`) masked."""
+    return _USERINFO_RE.sub(r"\1***@", url, count=1)
 
 
 def canonicalize(url: str, base: str | None = None) -> str | None:
