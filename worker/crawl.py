@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -115,7 +115,7 @@ class _Pages:
 
 async def _pages(
     source: SourceConfig, fetcher: Fetcher, report: CrawlReport, *, window: int, full: bool
-) -> AsyncIterator[tuple[int, ListingPage]]:
+) -> AsyncGenerator[tuple[int, ListingPage], None]:
     pages = _Pages(source, fetcher, window=window)
     visited: set[str] = set()
     number, url = 1, source.url

@@ -96,7 +96,7 @@ class HealthServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        sockets = self._server.sockets or []
+        sockets = list(self._server.sockets)
         if sockets:
             self.port = sockets[0].getsockname()[1]
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
