@@ -254,3 +254,16 @@ def test_check_never_prints_a_traceback_as_a_program(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "garbage.toml: cannot read the file" in proc.stderr
+
+
+def test_an_unreachable_database_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "w.toml"
+    path.write_text(
+        GOOD.replace(
+            'database = "sqlite:///w.db"',
+            'database = "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/nodb"',
+        )
+    )
+    assert main(["--config", str(path), "articles"]) == 1
+    err = capsys.readouterr().err
+    assert "database error:" in err and "Traceback" not in err and "hunter2" not in err

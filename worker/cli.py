@@ -92,8 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{exc.path}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.logging.level, verbose=args.verbose, quiet=args.quiet)
+    from worker.store import StoreError
+
     try:
         return _dispatch(args, config, path)
+    except StoreError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 
