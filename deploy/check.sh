@@ -32,4 +32,4 @@ fi
 POSTGRES_PASSWORD=x "${compose[@]}" -f compose.yaml config -q
 echo "compose file: OK (${compose[*]})"
 
-WORKER_DATABASE_PASSWORD=x python3 -m worker --config worker.compose.toml check
+WORKER_DATABASE_PASSWORD=x python3 -m worker --config config/worker.toml check

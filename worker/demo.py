@@ -19,7 +19,9 @@ from worker.site import NewsSite
 
 log = logging.getLogger(__name__)
 
-PUBLISH_EVERY = 5.0
+PUBLISH_EVERY = 5.0  # seconds between two published articles
+FIRST_PUBLISH = 1.0  # seconds after the baseline pass
+SOURCE = "demo-search"
 
 DEMO_CONFIG = """\
 database = "sqlite:///{db}"
@@ -35,7 +37,7 @@ retry_base = "2s"
 console = "console://"
 
 [[sources]]
-name = "demo-search"
+name = "{source}"
 url = "{search_url}"
 every = "3s"
 
@@ -93,22 +95,36 @@ def _headlines():
 
 
 async def _publisher(site: NewsSite, daemon: Daemon) -> None:
-    for title, summary in _headlines():
-        try:
-            async with asyncio.timeout(PUBLISH_EVERY):
-                await daemon.stopping.wait()
+    """Once the first (silent) pass is stored, publish a matching article every few seconds."""
+    store = daemon.runtime.store
+    while not await asyncio.to_thread(store.is_baselined, SOURCE):
+        if await _stopped(daemon, 0.5):
             return
-        except TimeoutError:
-            pass
+    print("[demo] first pass stored silently (the baseline); now publishing", flush=True)
+    wait = FIRST_PUBLISH
+    for title, summary in _headlines():
+        if await _stopped(daemon, wait):
+            return
         site.publish(title, summary)
         print(f"[demo] published on the local site: {title}", flush=True)
+        wait = PUBLISH_EVERY
+
+
+async def _stopped(daemon: Daemon, seconds: float) -> bool:
+    """Wait `seconds`; True when the daemon stopped meanwhile."""
+    try:
+        async with asyncio.timeout(seconds):
+            await daemon.stopping.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _demo(seconds: float | None) -> int:
     with tempfile.TemporaryDirectory(prefix="worker-demo-") as tmp, NewsSite.sample() as site:
         path = Path(tmp) / "worker.toml"
         path.write_text(
-            DEMO_CONFIG.format(db=Path(tmp) / "demo.db", search_url=site.search_url),
+            DEMO_CONFIG.format(db=Path(tmp) / "demo.db", search_url=site.search_url, source=SOURCE),
             encoding="utf-8",
         )
         config = load_config(path)

@@ -1,6 +1,8 @@
 """Health and metrics: a small HTTP listener serving /healthz (JSON) and /metrics (Prometheus).
 
-Off by default; `[http_status] port = 9187` turns it on. It speaks just enough HTTP/1.1 for
+Off by default; `[http_status] port = 9187` turns it on. /healthz answers 200 while the scheduler
+runs and the database answers, else 503, with each source's last pass, success and error;
+`/healthz?strict=1` also answers 503 while a source's last pass failed. It speaks just enough HTTP/1.1 for
 probes and scrapers (GET, one request per connection) on asyncio streams, with a read deadline
 and a request-size cap, so it needs no web framework.
 """
@@ -11,11 +13,13 @@ import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -62,6 +66,18 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.last_success = Gauge(
+            "worker_source_last_success_timestamp_seconds",
+            "When a source's last successful pass ended (Unix time)",
+            ["source"],
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "worker_source_up",
+            "1 when a source's last pass succeeded, else 0",
+            ["source"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "worker_config_reloads", "Config reloads by outcome", ["outcome"], registry=r
         )
@@ -73,6 +89,9 @@ class Metrics:
         self.articles.labels(source=report.source).inc(c.new)
         self.alerts_queued.labels(source=report.source).inc(c.alerts)
         self.pass_duration.labels(source=report.source).observe(c.duration)
+        self.source_up.labels(source=report.source).set(1 if report.ok else 0)
+        if report.ok:
+            self.last_success.labels(source=report.source).set_to_current_time()
 
     def observe_delivery(self, report: DeliveryReport) -> None:
         for channel, counts in report.by_channel.items():
@@ -107,13 +126,17 @@ class HealthServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method = "GET"
         try:
             async with asyncio.timeout(5):
                 head = await reader.readuntil(b"\r\n\r\n")
             if len(head) > 8192:
                 raise ValueError("request too large")
             method, target, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            status, content_type, body = await self._route(method, target.split("?", 1)[0])
+            path, _, query = target.partition("?")
+            status, content_type, body = await self._route(
+                method, path, parse_qs(query, keep_blank_values=True)
+            )
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             writer.close()
             return
@@ -128,15 +151,22 @@ class HealthServer:
         try:
             writer.write(header + (body if method != "HEAD" else b""))
             await writer.drain()
+        except ConnectionError:  # the client went away
+            pass
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+    async def _route(
+        self, method: str, path: str, query: dict[str, list[str]]
+    ) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/healthz":
-            status: dict[str, Any] = await asyncio.to_thread(self.daemon.status)
-            code = 200 if status["status"] == "ok" else 503
+            status: dict[str, Any] = await self.daemon.status()
+            healthy = status["status"] == "ok"
+            if query.get("strict", ["0"])[-1].lower() not in ("0", "false", "no"):
+                healthy = healthy and not status["failing_sources"]
+            code = 200 if healthy else 503
             return code, "application/json", json.dumps(status, indent=2).encode() + b"\n"
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, self.daemon.metrics.render()
