@@ -407,11 +407,6 @@ def test_sigterm_during_a_slow_pass_exits_0_and_a_restart_alerts_each_once(
     assert code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crawl.py: a pass after an interrupted one stops at page 1 (nothing new there) and "
-    "never reaches the articles of page 2 that the interrupted pass did not store",
-)
 def test_sigterm_between_two_pages_loses_no_article(
     tmp_path: Path,
     news_site: NewsSite,

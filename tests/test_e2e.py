@@ -349,3 +349,30 @@ def test_worker_command_runs_as_a_subprocess(tmp_path, sqlite_url, news_site, ch
     assert bad.returncode == 2
     assert "htp: unknown key" in bad.stderr and "Traceback" not in bad.stderr
     assert isinstance(NewsSite, type)
+
+
+def test_a_pass_cut_off_after_page_one_is_resumed_by_the_next_pass(
+    tmp_path, capsys, db_url, make_site, channels, webhook_server
+):
+    """8 new articles span pages 1-2; page 2 fails, so the pass stops after storing page 1.
+    The next pass finds nothing new on page 1 but knows the last pass was cut off: it goes on to
+    page 2 and stores and alerts the rest, each once."""
+    site = make_site(30, per_page=6)
+    config = write_config(tmp_path / "w.toml", db_url, sources=source_toml(site), channels=channels)
+    assert run_worker(capsys, config, "once").code == 0
+    new = [site.publish(f"Railway story {i}") for i in range(8)]
+    site.fail(500, paths="/page/2/")
+    run = run_worker(capsys, config, "once")
+    assert run.code == 1 and "FAILED after 1 page(s), 6 new" in run.out
+    site.heal()
+    site.reset_log()
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "2 new" in run.out, run
+    stored = _urls(run_worker(capsys, config, "articles", "--json", "--limit", "1000"))
+    assert {a.canonical_url(site.base_url) for a in new} <= stored
+    assert webhook_server.wait_for(8)
+    site.reset_log()
+    assert run_worker(capsys, config, "once").code == 0  # caught up: back to one request
+    assert site.listing_requests() == 1
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 8

@@ -569,3 +569,16 @@ def test_deliver_due_from_asyncio_run() -> None:
     notifier = Notifier({"console": ["console://"]}, timeout=5)
     report = asyncio.run(deliver_due(queue, notifier, AlertsConfig(), owner="cli"))
     assert report.sent == 1 and queue.rows[1].status == "sent"
+
+
+async def test_a_burst_of_emails_is_not_paced_by_apprise(smtp_server):
+    """apprise waits 5.5 s between two emails to one URL by default; alerts do not: five
+    emails to the real SMTP server go out in well under that."""
+    notifier = Notifier({"mail": [smtp_server.url()]}, timeout=10)
+    started = time.monotonic()
+    for n in range(5):
+        result = await notifier.send("mail", render(make_delivery(id=n, title=f"Story {n}")))
+        assert result.ok, result.error
+    assert smtp_server.wait_for(5)
+    assert time.monotonic() - started < 5.0
+    notifier.close()

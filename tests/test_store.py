@@ -106,6 +106,16 @@ def run_threads(n: int, target: Callable[[int], None]) -> None:
 # --- schema --------------------------------------------------------------------------------------
 
 
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from worker.store.store import MIGRATIONS_DIR
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
 def test_migrate_twice_is_a_noop(db_url: str, db: sa.Engine) -> None:
     s = Store(db_url)
     s.migrate()
@@ -117,9 +127,8 @@ def test_migrate_twice_is_a_noop(db_url: str, db: sa.Engine) -> None:
     s2.migrate()  # again, "another process"
     s2.close()
     with db.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
-        ]
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        assert versions.all() == [_head_revision()]
     assert count(db, "articles") == 1
     assert count(db, "deliveries") == 2
 
@@ -568,4 +577,24 @@ def test_sqlite_store_in_a_missing_folder_raises_store_error(tmp_path) -> None:
     s = Store(f"sqlite:///{tmp_path / 'missing' / 'worker.db'}")
     with pytest.raises(StoreError):
         s.migrate()
+    s.close()
+
+
+def test_an_unfinished_pass_is_remembered_until_a_pass_finishes(db_url):
+    """begin_pass returns the start of the earliest pass that did not finish, across restarts;
+    finish_pass clears it; urls_listed_since names what the source listed since then."""
+    s = Store(db_url)
+    s.migrate()
+    assert s.begin_pass("src", at=T0) is None  # first pass ever
+    s.store_page("src", items("a", "b"), Planner(), silent=False, now=T0 + timedelta(seconds=1))
+    s.close()  # cut off: no finish_pass
+    s = Store(db_url)
+    later = T0 + timedelta(minutes=15)
+    assert s.begin_pass("src", at=later) == T0  # the unfinished pass is still owed
+    s.store_page("src", items("c"), Planner(), silent=False, now=later + timedelta(seconds=1))
+    assert {u.rsplit("/", 1)[-1] for u in s.urls_listed_since("src", T0)} >= {"a", "b", "c"}
+    assert len(s.urls_listed_since("src", later)) == 1
+    assert s.urls_listed_since("other", T0) == set()
+    s.finish_pass("src")
+    assert s.begin_pass("src", at=later + timedelta(minutes=15)) is None
     s.close()

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from worker.config import SourceConfig
 from worker.fetch import Fetcher, FetchError, NotFound, Page
@@ -59,6 +60,7 @@ class CrawlReport:
     stop: str = ""  # why the pass stopped
     error: str | None = None
     complete: bool = False  # the pass reached an end (not an error)
+    resumed: bool = False  # an earlier pass had been cut off; this one caught up with it
     duration: float = 0.0
 
 
@@ -171,7 +173,19 @@ async def crawl_source(
     baselined = await asyncio.to_thread(store.is_baselined, source.name)
     report.baseline = not baselined
     report.silent = report.baseline and not source.alert_backfill
-    met_this_pass: set[str] = set()  # urls stored as new during this pass
+    # urls stored as new by this pass, or by an earlier pass that was cut off before its end
+    # (error, stop, crash): a page holding one of them is not the end of what is new
+    met_this_pass: set[str] = set()
+    unfinished = await asyncio.to_thread(store.begin_pass, source.name, at=datetime.now(UTC))
+    if unfinished is not None and not report.baseline:
+        met_this_pass = await asyncio.to_thread(store.urls_listed_since, source.name, unfinished)
+        report.resumed = True
+        log.info(
+            "source=%s resuming a pass cut off at %s (%d article(s) stored since)",
+            source.name,
+            unfinished.isoformat(timespec="seconds"),
+            len(met_this_pass),
+        )
     quiet_run = 0
     try:
         pages = _pages(source, fetcher, report, window=window, full=report.baseline)
@@ -212,4 +226,5 @@ async def crawl_source(
     report.complete = True
     if report.baseline:
         await asyncio.to_thread(store.mark_baselined, source.name)
+    await asyncio.to_thread(store.finish_pass, source.name)
     return report

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 CONSOLE_SCHEME = "console"
+MAX_SEND_INTERVAL = 1.0  # seconds between two sends to one chat URL, at most
 ERROR_MAX = 300
 
 _SCHEME_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]{0,31})://")
@@ -194,6 +195,11 @@ def _target(url: str, timeout: float) -> _Target | None:
             setattr(plugin, attr, timeout)
     scheme = _scheme(url) or ""
     kind = "email" if scheme in EMAIL_SCHEMES else "console" if scheme == CONSOLE_SCHEME else "chat"
+    # apprise waits request_rate_per_sec seconds between two sends to one URL (5.5 s for
+    # email): a burst of 20 alerts would take minutes. Email and the console need no pause;
+    # chat services keep their own pace, capped at MAX_SEND_INTERVAL.
+    current = float(getattr(plugin, "request_rate_per_sec", 0) or 0)
+    plugin.request_rate_per_sec = 0 if kind != "chat" else min(current, MAX_SEND_INTERVAL)
     return _Target(app, masked, kind, title_in_body=plugin.title_maxlen <= 0)
 
 

@@ -126,6 +126,7 @@ class SourceStatus:
     last_new: int | None
     last_alerts: int | None
     last_duration: float | None
+    unfinished_since: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -275,6 +276,47 @@ class Store:
         )
         with self._tx("mark_baselined") as conn:
             conn.execute(stmt)
+
+    def begin_pass(self, source: str, *, at: datetime | None = None) -> datetime | None:
+        """Record that a pass of `source` starts; return when the earliest unfinished pass began.
+
+        The mark stays until `finish_pass`, so a pass cut off by an error, a stop or a crash
+        leaves it behind, and the next pass knows which of its articles it has not caught up to.
+        """
+        at = _aware(at, "at") if at is not None else _utcnow()
+        stmt = self._insert(sources).values(name=source, unfinished_since=at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sources.c.name],
+            set_={
+                "unfinished_since": sa.func.coalesce(
+                    sources.c.unfinished_since, stmt.excluded.unfinished_since
+                )
+            },
+        )
+        with self._tx("begin_pass") as conn:
+            before = conn.scalar(
+                sa.select(sources.c.unfinished_since).where(sources.c.name == source)
+            )
+            conn.execute(stmt)
+        return before
+
+    def finish_pass(self, source: str) -> None:
+        """The pass of `source` reached its end: nothing is left to resume."""
+        with self._tx("finish_pass") as conn:
+            conn.execute(
+                sa.update(sources).where(sources.c.name == source).values(unfinished_since=None)
+            )
+
+    def urls_listed_since(self, source: str, since: datetime) -> set[str]:
+        """Canonical URLs that `source` listed for the first time at or after `since`."""
+        since = _aware(since, "since")
+        query = (
+            sa.select(articles.c.url)
+            .join(article_sources, article_sources.c.article_id == articles.c.id)
+            .where(article_sources.c.source == source, article_sources.c.first_seen >= since)
+        )
+        with self._tx("urls_listed_since", write=False) as conn:
+            return set(conn.scalars(query))
 
     def store_page(
         self,

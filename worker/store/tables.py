@@ -89,6 +89,8 @@ article_sources = sa.Table(
     sa.Column("first_seen", UTCDateTime, nullable=False),
     # list_articles(source=...)
     sa.Index(None, "source", "article_id"),
+    # urls_listed_since (resuming an unfinished pass)
+    sa.Index(None, "source", "first_seen"),
 )
 
 matches = sa.Table(
@@ -146,4 +148,7 @@ sources = sa.Table(
     sa.Column("last_new", sa.Integer, nullable=True),
     sa.Column("last_alerts", sa.Integer, nullable=True),
     sa.Column("last_duration", sa.Float, nullable=True),
+    # start of the earliest pass that did not finish (cut off by an error, a stop or a crash):
+    # the next pass does not stop early before it has met what that pass stored
+    sa.Column("unfinished_since", UTCDateTime, nullable=True),
 )
