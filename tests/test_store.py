@@ -598,3 +598,19 @@ def test_an_unfinished_pass_is_remembered_until_a_pass_finishes(db_url):
     s.finish_pass("src")
     assert s.begin_pass("src", at=later + timedelta(minutes=15)) is None
     s.close()
+
+
+def test_release_claims_gives_back_only_the_owners_untried_pending_rows(db_url):
+    """At a clean stop a process releases what it claimed and did not try; another process can
+    claim those at once, while rows claimed by others stay leased."""
+    s = Store(db_url)
+    s.migrate()
+    s.store_page("src", items("a", "b", "c"), Planner(), silent=False, now=T0)
+    mine = s.claim_due(owner="me", now=T0, lease=300, limit=2)
+    theirs = s.claim_due(owner="them", now=T0, lease=300, limit=100)
+    assert mine and theirs
+    s.mark_sent(mine[0].id, at=T0)
+    assert s.release_claims("me") == len(mine) - 1
+    again = s.claim_due(owner="next", now=T0 + timedelta(seconds=1), lease=300, limit=100)
+    assert {d.id for d in again} == {d.id for d in mine[1:]}
+    s.close()

@@ -164,6 +164,7 @@ class Daemon:
         self.stopping = stopping if stopping is not None else asyncio.Event()
         self.health: HealthServer | None = None
         self._hurry = asyncio.Event()  # a second stop signal: cancel now
+        self.cut_short = False  # the stop cancelled passes or sends still running
         self._passes: dict[str, asyncio.Task[PassReport]] = {}
         self._channel_loops: dict[str, _ChannelLoop] = {}
         self._rounds: dict[asyncio.Task[DeliveryReport], Notifier] = {}
@@ -526,6 +527,7 @@ class Daemon:
             hurry.cancel()
             for task in work:
                 task.cancel()
+            self.cut_short = bool(work)
             if work:
                 log.warning(
                     "cancelled %d task(s) still running: %s",
@@ -648,6 +650,8 @@ async def run_daemon(
     try:
         daemon = Daemon(runtime, config_path, stopping=stopping, config_digest=digest)
         await daemon.serve(on_ready=(lambda: on_ready(daemon)) if on_ready else None)
+        if not daemon.cut_short:  # no send was cancelled mid-way: give back untried claims
+            await asyncio.to_thread(store.release_claims, runtime.owner)
     finally:
         await runtime.fetcher.aclose()
         if runtime.fetcher is not fetcher:

@@ -182,6 +182,9 @@ async def run_once(config: Config, source_names: Sequence[str] = ()) -> OnceResu
         await asyncio.to_thread(store.migrate)
         async with Fetcher(config.http) as fetcher:
             runtime = Runtime(config, store=store, fetcher=fetcher)
-            return await runtime.once(sources)
+            try:
+                return await runtime.once(sources)
+            finally:  # every send has finished: what was claimed and not tried goes back
+                await asyncio.to_thread(store.release_claims, runtime.owner)
     finally:
         store.close()

@@ -648,6 +648,17 @@ class Store:
             raise StoreError(f"no delivery with id {delivery_id}")
         return str(status)
 
+    def release_claims(self, owner: str) -> int:
+        """Give back the pending deliveries `owner` claimed but did not try (at a clean stop),
+        so that the next process sends them now rather than when the lease runs out."""
+        stmt = (
+            sa.update(deliveries)
+            .where(deliveries.c.claimed_by == owner, deliveries.c.status == "pending")
+            .values(claimed_by=None, claimed_until=None)
+        )
+        with self._tx("release_claims") as conn:
+            return conn.execute(stmt).rowcount or 0
+
     def retry_failed(self) -> int:
         """Put every failed delivery back in the queue (attempts 0, due now); returns how many."""
         d = deliveries
