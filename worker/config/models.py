@@ -1,16 +1,8 @@
-"""Configuration: TOML read once, `${VAR}` expanded, validated into frozen pydantic models.
-
-`load_config(path)` returns a `Config` or raises `ConfigError`, whose `.problems` are one line each,
-naming the key (`sources[0].select.item: ...`). Nothing outside this module reads raw dicts.
-"""
+"""The config's typed, frozen models (pydantic, unknown keys rejected) and their value types."""
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,26 +10,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from worker import USER_AGENT
-
-DEFAULT_CONFIG = "config/worker.toml"
-
-
-class ConfigError(Exception):
-    """The config cannot be used. `problems` holds one message per problem, each naming its key."""
-
-    def __init__(self, path: str | os.PathLike[str], problems: Iterable[str]):
-        self.path = str(path)
-        self.problems = list(problems)
-        super().__init__("\n".join(f"{self.path}: {p}" for p in self.problems))
-
-
-# --- small value types -----------------------------------------------------------------------
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -277,185 +254,3 @@ class Config(Frozen):
 
     def watchlists_for(self, source: str) -> list[WatchlistConfig]:
         return [w for w in self.watchlists if w.sources is None or source in w.sources]
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _loc(parts: Iterable[str | int]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _expand(
-    value: Any, loc: tuple[str | int, ...], env: dict[str, str], problems: list[str]
-) -> Any:
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in env:
-                problems.append(f"{_loc(loc)}: environment variable {name} is not set")
-                return ""
-            return env[name]
-
-        return _VAR_RE.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, (*loc, k), env, problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, (*loc, i), env, problems) for i, v in enumerate(value)]
-    return value
-
-
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The model class that owns the key at `loc` (to list its valid keys)."""
-    import typing
-
-    model: Any = Config
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        info = model.model_fields.get(str(part))
-        if info is None:
-            return None
-        annotation = info.annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        for arg in list(candidates):
-            candidates.extend(typing.get_args(arg))
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    # pydantic adds validator tags (e.g. 'function-before[...]') for Annotated types: drop them
-    return tuple(p for p in loc if isinstance(p, int) or ("[" not in p and "(" not in p))
-
-
-def format_validation_error(error: ValidationError) -> list[str]:
-    problems = []
-    for err in error.errors():
-        loc = _clean_loc(tuple(err["loc"]))
-        if err["type"] == "extra_forbidden":
-            model = _model_at(loc)
-            valid = ", ".join(model.model_fields) if model else ""
-            msg = f"{_loc(loc)}: unknown key" + (f"; valid keys: {valid}" if valid else "")
-        elif err["type"] == "missing":
-            msg = f"{_loc(loc)}: required key is missing"
-        else:
-            text = err["msg"].removeprefix("Value error, ")
-            msg = f"{_loc(loc)}: {text}"
-        if msg not in problems:
-            problems.append(msg)
-    return problems
-
-
-def _cross_checks(config: Config) -> list[str]:
-    problems = []
-    seen: dict[str, int] = {}
-    for i, source in enumerate(config.sources):
-        if source.name in seen:
-            problems.append(
-                f"sources[{i}].name: {source.name!r} is already used by sources[{seen[source.name]}]"
-            )
-        seen[source.name] = i
-    seen_w: dict[str, int] = {}
-    for i, watchlist in enumerate(config.watchlists):
-        if watchlist.name in seen_w:
-            problems.append(
-                f"watchlists[{i}].name: {watchlist.name!r} is already used by "
-                f"watchlists[{seen_w[watchlist.name]}]"
-            )
-        seen_w[watchlist.name] = i
-        for j, channel in enumerate(watchlist.channels):
-            if channel not in config.channels:
-                known = ", ".join(sorted(config.channels)) or "none defined"
-                problems.append(
-                    f"watchlists[{i}].channels[{j}]: unknown channel {channel!r} "
-                    f"(channels: {known})"
-                )
-        for j, name in enumerate(watchlist.sources or []):
-            if name not in seen:
-                known = ", ".join(s.name for s in config.sources) or "none defined"
-                problems.append(
-                    f"watchlists[{i}].sources[{j}]: unknown source {name!r} (sources: {known})"
-                )
-    problems.extend(check_channel_urls(config.channels))
-    return problems
-
-
-def check_channel_urls(channels: dict[str, list[str]]) -> list[str]:
-    """Every channel URL must be one apprise accepts (`Apprise.add()` returns False otherwise)."""
-    from worker.notify import check_url
-
-    problems = []
-    for name, urls in channels.items():
-        for i, url in enumerate(urls):
-            error = check_url(url)
-            if error:
-                key = f"channels.{name}" + (f"[{i}]" if len(urls) > 1 else "")
-                problems.append(f"{key}: {error}")
-    return problems
-
-
-def _resolve_database(url: str, base: Path) -> str:
-    """A relative SQLite path is relative to the config file's folder."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix) :]
-        path_part, sep, query = rest.partition("?")
-        if path_part and path_part != ":memory:" and not path_part.startswith("file:"):
-            resolved = (base / path_part).resolve()
-            return f"{prefix}{resolved}{sep}{query}"
-    return url
-
-
-def parse_config(
-    text: str, path: str | os.PathLike[str] = "<config>", env: dict[str, str] | None = None
-) -> Config:
-    """Validate TOML text into a Config; raise ConfigError listing every problem."""
-    env = dict(os.environ) if env is None else env
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    problems: list[str] = []
-    raw = _expand(raw, (), env, problems)
-    if problems:
-        raise ConfigError(path, problems)
-    if isinstance(raw.get("database"), str):
-        raw["database"] = _resolve_database(raw["database"], Path(path).resolve().parent)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(path, format_validation_error(exc)) from None
-    problems = _cross_checks(config)
-    if problems:
-        raise ConfigError(path, problems)
-    return config
-
-
-def default_config_path() -> str:
-    return os.environ.get("WORKER_CONFIG") or DEFAULT_CONFIG
-
-
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file; raise ConfigError (never another exception)."""
-    path = path or default_config_path()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [f"cannot read the file: {exc}"]) from None
-    return parse_config(text, path)
