@@ -1,0 +1,220 @@
+"""The delivery queue: claim due deliveries under a lease, record the outcome, retry, release."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from worker.models import Delivery
+from worker.store.engine import StoreBase, StoreError
+from worker.store.helpers import _aware, _cut
+from worker.store.tables import UTCDateTime, articles, deliveries, matches
+
+log = logging.getLogger(__name__)
+
+
+class QueueMixin(StoreBase):
+    """The `Store` methods that drain the `deliveries` table."""
+
+    def claim_due(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: float,
+        limit: int,
+        channels: Collection[str] | None = None,
+    ) -> list[Delivery]:
+        """Lease up to `limit` due pending deliveries to `owner` for `lease` seconds, oldest first.
+
+        Two processes claiming at once get disjoint rows. A row whose lease ran out (its owner
+        died mid-send) is due again.
+        """
+        now = _aware(now, "now")
+        if lease <= 0:
+            raise ValueError(f"lease must be > 0 seconds, got {lease}")
+        wanted = sorted(set(channels)) if channels is not None else None
+        if limit <= 0 or wanted == []:
+            return []
+        d = deliveries
+        due = sa.and_(
+            d.c.status == "pending",
+            sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
+            sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+        )
+        if wanted is not None:
+            due = sa.and_(due, d.c.channel.in_(wanted))
+        # A MATERIALIZED CTE runs once: a plain `id IN (SELECT .. LIMIT n FOR UPDATE SKIP LOCKED)`
+        # may be rescanned by PostgreSQL within the UPDATE and then claim more than n rows.
+        picked = (
+            sa.select(d.c.id)
+            .where(due)
+            .order_by(d.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock instead
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
+        claim = (
+            sa.update(d)
+            .where(d.c.id.in_(sa.select(picked.c.id)), due)
+            .values(claimed_by=owner, claimed_until=now + timedelta(seconds=lease))
+            .returning(d.c.id)
+        )
+        with self._tx("claim_due") as conn:
+            ids = sorted(conn.execute(claim).scalars())
+            if not ids:
+                return []
+            m, a = matches, articles
+            query = (
+                sa.select(
+                    d.c.id,
+                    d.c.watchlist,
+                    d.c.channel,
+                    d.c.attempts,
+                    d.c.done_targets,
+                    a.c.url,
+                    a.c.title,
+                    a.c.summary,
+                    a.c.published,
+                    a.c.source,
+                    m.c.keywords,
+                )
+                .join(a, a.c.id == d.c.article_id)
+                .outerjoin(
+                    m, sa.and_(m.c.article_id == d.c.article_id, m.c.watchlist == d.c.watchlist)
+                )
+                .where(d.c.id.in_(ids))
+                .order_by(d.c.id)
+            )
+            rows = conn.execute(query).all()
+        return [
+            Delivery(
+                id=row.id,
+                watchlist=row.watchlist,
+                channel=row.channel,
+                attempts=row.attempts,
+                article_url=row.url,
+                title=row.title,
+                summary=row.summary,
+                published=row.published,
+                source=row.source,
+                keywords=tuple(row.keywords or ()),
+                done_targets=tuple(int(i) for i in row.done_targets or ()),
+            )
+            for row in rows
+        ]
+
+    def mark_sent(self, delivery_id: int, *, at: datetime) -> None:
+        """The delivery went out: it is never claimed again. A second call changes nothing."""
+        at = _aware(at, "at")
+        d = deliveries
+        stmt = (
+            sa.update(d)
+            .where(d.c.id == delivery_id, d.c.status != "sent")
+            .values(
+                status="sent",
+                attempts=d.c.attempts + 1,
+                sent_at=at,
+                next_attempt_at=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+        with self._tx("mark_sent") as conn:
+            if conn.execute(stmt).rowcount == 0:
+                self._require_delivery(conn, delivery_id)
+                log.debug("delivery %d was already marked sent", delivery_id)
+
+    def mark_attempt_failed(
+        self,
+        delivery_id: int,
+        *,
+        error: str,
+        done_targets: Sequence[int],
+        next_attempt_at: datetime | None,
+        at: datetime,
+    ) -> None:
+        """A send attempt failed: retry at `next_attempt_at`, or give up ('failed') when None.
+
+        `done_targets` are the channel URLs (by index) already delivered to, kept for the retry.
+        Only a pending delivery changes: one another process marked sent stays sent.
+        """
+        _aware(at, "at")
+        retry_at = _aware(next_attempt_at, "next_attempt_at") if next_attempt_at else None
+        d = deliveries
+        stmt = (
+            sa.update(d)
+            .where(d.c.id == delivery_id, d.c.status == "pending")
+            .values(
+                status="pending" if retry_at is not None else "failed",
+                attempts=d.c.attempts + 1,
+                last_error=_cut(error),
+                done_targets=sorted({int(i) for i in done_targets}),
+                next_attempt_at=retry_at,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+        with self._tx("mark_attempt_failed") as conn:
+            if conn.execute(stmt).rowcount == 0:
+                status = self._require_delivery(conn, delivery_id)
+                log.warning(
+                    "delivery %d is %s already; failed attempt not recorded", delivery_id, status
+                )
+
+    @staticmethod
+    def _require_delivery(conn: sa.Connection, delivery_id: int) -> str:
+        status = conn.scalar(sa.select(deliveries.c.status).where(deliveries.c.id == delivery_id))
+        if status is None:
+            raise StoreError(f"no delivery with id {delivery_id}")
+        return str(status)
+
+    def release_claims(self, owner: str) -> int:
+        """Give back the pending deliveries `owner` claimed but did not try (at a clean stop),
+        so that the next process sends them now rather than when the lease runs out."""
+        stmt = (
+            sa.update(deliveries)
+            .where(deliveries.c.claimed_by == owner, deliveries.c.status == "pending")
+            .values(claimed_by=None, claimed_until=None)
+        )
+        with self._tx("release_claims") as conn:
+            return conn.execute(stmt).rowcount or 0
+
+    def retry_failed(self) -> int:
+        """Put every failed delivery back in the queue (attempts 0, due now); returns how many."""
+        d = deliveries
+        stmt = (
+            sa.update(d)
+            .where(d.c.status == "failed")
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+        with self._tx("retry_failed") as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery is due (a past time = now); None when none pends.
+
+        A leased row counts from the end of its lease.
+        """
+        d = deliveries
+        due = sa.func.coalesce(d.c.next_attempt_at, d.c.created)
+        effective = sa.case(
+            (sa.and_(d.c.claimed_until.is_not(None), d.c.claimed_until > due), d.c.claimed_until),
+            else_=due,
+        )
+        stmt = sa.select(sa.type_coerce(sa.func.min(effective), UTCDateTime())).where(
+            d.c.status == "pending"
+        )
+        with self._tx("next_due_at", write=False) as conn:
+            value: datetime | None = conn.scalar(stmt)
+        return value

@@ -1,0 +1,162 @@
+"""Opening the database: engines for SQLite and PostgreSQL, transactions, migrations.
+
+`StoreBase` holds one process's engines; the `Store` methods (pages, sources, delivery queue,
+reading) are mixins on top of it that run their statements through `StoreBase._tx`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.util import CommandError
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for the lock
+PG_CONNECT_TIMEOUT = 10  # seconds (unless the URL sets connect_timeout)
+PG_STATEMENT_TIMEOUT_MS = 120_000  # per statement (unless the URL sets options)
+_MIGRATE_LOCK = 0x776F726B6572  # pg_advisory_xact_lock key ("worker") held while migrating
+_BEGIN = "worker_sqlite_begin"  # execution option: "IMMEDIATE" for SQLite write transactions
+
+
+class StoreError(Exception):
+    """The database could not do what was asked (connection, lock timeout, schema, ...)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a database error, without the SQL statement and its parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return f"{type(orig if orig is not None else exc).__name__}: {line[:300]}"
+
+
+class StoreBase:
+    """The engines and the transaction helper every part of the `Store` runs on."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            sa_url = sa.engine.make_url(url)
+        except (sa.exc.ArgumentError, ValueError):
+            raise StoreError("invalid database URL (expected an SQLAlchemy URL)") from None
+        backend = sa_url.get_backend_name()
+        if backend in ("postgresql", "postgres") and sa_url.drivername in (
+            "postgresql",
+            "postgres",
+        ):
+            sa_url = sa_url.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
+            backend = "postgresql"
+        self.dialect = backend  # "sqlite" or "postgresql"
+        self._engine: sa.Engine
+        self._write_engine: sa.Engine
+        try:
+            if backend == "sqlite":
+                self._engine = _sqlite_engine(sa_url)
+                self._write_engine = self._engine.execution_options(**{_BEGIN: "IMMEDIATE"})
+            elif backend == "postgresql":
+                self._engine = _pg_engine(sa_url)
+                self._write_engine = self._engine
+            else:
+                raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql")
+        except SQLAlchemyError as exc:  # e.g. the driver is not installed
+            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+        self._insert: Callable[[sa.Table], Any] = (
+            sqlite.insert if backend == "sqlite" else postgresql.insert
+        )
+
+    def __repr__(self) -> str:
+        return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = True) -> Iterator[sa.Connection]:
+        """One transaction; database errors come out as StoreError. SQLite writers BEGIN IMMEDIATE."""
+        engine = self._write_engine if write else self._engine
+        try:
+            with engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{what}: {_describe(exc)}") from exc
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is there already).
+
+        Runs in one transaction that first takes a lock (PostgreSQL: an advisory lock; SQLite:
+        BEGIN IMMEDIATE), so several processes starting at once migrate one after the other.
+        """
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        try:
+            with self._tx("migrate") as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except CommandError as exc:
+            raise StoreError(f"migrate: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def ping(self) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except SQLAlchemyError as exc:
+            log.debug("database ping failed: %s", _describe(exc))
+            return False
+
+
+# --- engines -------------------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
+        # one shared connection for an in-memory database (tests), else the default pool
+        **({"poolclass": sa.pool.StaticPool} if memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy, not the sqlite3 module, emit BEGIN (see _on_begin): transactional DDL
+        # and BEGIN IMMEDIATE for writers
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")
+
+    return engine
+
+
+def _pg_engine(url: sa.URL) -> sa.Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    if "options" not in url.query:
+        connect_args["options"] = f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)

@@ -1,0 +1,111 @@
+"""Reading the store: stored articles, alerts and counts."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from worker.store.engine import StoreBase
+from worker.store.helpers import _check_limit, _chunks
+from worker.store.rows import AlertRow, ArticleRow
+from worker.store.tables import STATUSES, article_sources, articles, deliveries, matches
+
+
+class ReadingMixin(StoreBase):
+    """The read-only `Store` methods over articles and deliveries."""
+
+    def list_articles(
+        self,
+        *,
+        source: str | None = None,
+        watchlist: str | None = None,
+        limit: int | None = 50,
+    ) -> list[ArticleRow]:
+        """Stored articles, newest first (published date, then first seen; undated ones last).
+
+        `source` keeps the articles that source listed (first or not); `watchlist` those that
+        matched it.
+        """
+        _check_limit(limit)
+        a = articles
+        stmt = sa.select(
+            a.c.id, a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen
+        ).order_by(a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc())
+        if source is not None:
+            stmt = stmt.where(
+                sa.exists().where(
+                    article_sources.c.article_id == a.c.id, article_sources.c.source == source
+                )
+            )
+        if watchlist is not None:
+            stmt = stmt.where(
+                sa.exists().where(matches.c.article_id == a.c.id, matches.c.watchlist == watchlist)
+            )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._tx("list_articles", write=False) as conn:
+            rows = conn.execute(stmt).all()
+            names: dict[int, list[str]] = {row.id: [] for row in rows}
+            for chunk in _chunks(list(names)):
+                for article_id, name in conn.execute(
+                    sa.select(matches.c.article_id, matches.c.watchlist)
+                    .where(matches.c.article_id.in_(chunk))
+                    .order_by(matches.c.article_id, matches.c.watchlist)
+                ):
+                    names[article_id].append(name)
+        return [
+            ArticleRow(
+                url=row.url,
+                title=row.title,
+                summary=row.summary,
+                published=row.published,
+                source=row.source,
+                first_seen=row.first_seen,
+                watchlists=tuple(names[row.id]),
+            )
+            for row in rows
+        ]
+
+    def list_alerts(self, *, status: str | None = None, limit: int | None = None) -> list[AlertRow]:
+        """Deliveries, newest first, optionally only those with `status`."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        _check_limit(limit)
+        d, a = deliveries, articles
+        stmt = (
+            sa.select(
+                d.c.id,
+                d.c.watchlist,
+                d.c.channel,
+                a.c.url.label("article_url"),
+                a.c.title,
+                d.c.status,
+                d.c.attempts,
+                d.c.last_error,
+                d.c.created,
+                d.c.sent_at,
+                d.c.next_attempt_at,
+            )
+            .join(a, a.c.id == d.c.article_id)
+            .order_by(d.c.id.desc())
+        )
+        if status is not None:
+            stmt = stmt.where(d.c.status == status)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._tx("list_alerts", write=False) as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [AlertRow(**row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """{'articles': n, 'pending': n, 'sent': n, 'failed': n}."""
+        d = deliveries
+        with self._tx("counts", write=False) as conn:
+            result = {
+                "articles": int(conn.scalar(sa.select(sa.func.count()).select_from(articles)) or 0)
+            }
+            result.update(dict.fromkeys(STATUSES, 0))
+            for status, n in conn.execute(
+                sa.select(d.c.status, sa.func.count()).group_by(d.c.status)
+            ):
+                result[status] = int(n)
+        return result

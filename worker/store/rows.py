@@ -1,0 +1,90 @@
+"""Rows the store returns for display: articles, alerts and source status (each with to_json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleRow:
+    url: str
+    title: str
+    summary: str
+    published: datetime | None
+    source: str  # the first source that listed it
+    first_seen: datetime
+    watchlists: tuple[str, ...]  # names of the watchlists it matched, sorted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "title": self.title,
+            "summary": self.summary,
+            "published": _iso(self.published),
+            "source": self.source,
+            "first_seen": _iso(self.first_seen),
+            "watchlists": list(self.watchlists),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: int
+    watchlist: str
+    channel: str
+    article_url: str
+    title: str
+    status: str  # 'pending' | 'sent' | 'failed'
+    attempts: int
+    last_error: str | None
+    created: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "watchlist": self.watchlist,
+            "channel": self.channel,
+            "article_url": self.article_url,
+            "title": self.title,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created": _iso(self.created),
+            "sent_at": _iso(self.sent_at),
+            "next_attempt_at": _iso(self.next_attempt_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    name: str
+    baselined_at: datetime | None
+    last_pass_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_pages: int | None
+    last_new: int | None
+    last_alerts: int | None
+    last_duration: float | None
+    unfinished_since: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "baselined_at": _iso(self.baselined_at),
+            "last_pass_at": _iso(self.last_pass_at),
+            "last_success_at": _iso(self.last_success_at),
+            "last_error": self.last_error,
+            "last_pages": self.last_pages,
+            "last_new": self.last_new,
+            "last_alerts": self.last_alerts,
+            "last_duration": self.last_duration,
+        }
