@@ -1,0 +1,137 @@
+"""Dates of listing items: ISO 8601, RFC 2822 or human dates (English, Russian) -> aware UTC."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+
+from dateutil import parser as dateutil_parser
+from dateutil import tz
+
+from worker.parse.text import RAW_CAP, clean_text
+
+__all__ = ["MAX_DATE_TEXT", "parse_date"]
+
+MAX_DATE_TEXT = 200  # a longer `published` text is not a date
+MIN_YEAR, MAX_YEAR = 1990, 2100
+
+
+class _ParserInfo(dateutil_parser.parserinfo):
+    """dateutil's English names plus Russian month names (nominative, genitive, short)."""
+
+    MONTHS: list[tuple[str, ...]] = [  # type: ignore[assignment]  # noqa: RUF012
+        ("Jan", "January", "январь", "января", "янв"),
+        ("Feb", "February", "февраль", "февраля", "фев"),
+        ("Mar", "March", "март", "марта", "мар"),
+        ("Apr", "April", "апрель", "апреля", "апр"),
+        ("May", "мая", "май"),
+        ("Jun", "June", "июнь", "июня", "июн"),
+        ("Jul", "July", "июль", "июля", "июл"),
+        ("Aug", "August", "август", "августа", "авг"),
+        ("Sep", "Sept", "September", "сентябрь", "сентября", "сен", "сент"),
+        ("Oct", "October", "октябрь", "октября", "окт"),
+        ("Nov", "November", "ноябрь", "ноября", "ноя"),
+        ("Dec", "December", "декабрь", "декабря", "дек"),
+    ]
+
+
+_PARSER_INFO = _ParserInfo()
+_UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z", "ZULU"})
+# Abbreviations that name one offset only; others (IST, CST...) are ambiguous and taken as UTC.
+_TZ_OFFSETS = {
+    "EST": -5,
+    "EDT": -4,
+    "PST": -8,
+    "PDT": -7,
+    "MST": -7,
+    "MDT": -6,
+    "CET": 1,
+    "CEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "MSK": 3,
+    "ALMT": 5,
+    "UZT": 5,
+    "TJT": 5,
+    "TMT": 5,
+    "KGT": 6,
+}
+# Two defaults that differ in year, month and day: a component missing from the text shows.
+_DEFAULT_A = datetime(2000, 1, 1)
+_DEFAULT_B = datetime(2001, 2, 2)
+
+
+def _tzinfos(name: str | None, offset: int | None) -> tzinfo | None:
+    if offset is not None:
+        return tz.tzoffset(name, offset)
+    if name is None:
+        return None
+    key = name.upper()
+    if key in _UTC_NAMES:
+        return tz.UTC
+    hours = _TZ_OFFSETS.get(key)
+    return tz.tzoffset(key, hours * 3600) if hours is not None else None
+
+
+def _to_utc(value: datetime) -> datetime | None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _human_date(text: str) -> datetime | None:
+    """dateutil's parser, fuzzy, but only when the text itself gives year, month and day."""
+    try:
+        a = dateutil_parser.parse(
+            text, parserinfo=_PARSER_INFO, default=_DEFAULT_A, fuzzy=True, tzinfos=_tzinfos
+        )
+        b = dateutil_parser.parse(
+            text, parserinfo=_PARSER_INFO, default=_DEFAULT_B, fuzzy=True, tzinfos=_tzinfos
+        )
+    except (ValueError, OverflowError, TypeError, LookupError):
+        return None
+    if a != b:  # a component was filled from the default: "May I help", "July 2025", "12"
+        return None
+    # the year must be written out in full ("1 2 3" would otherwise read as 2003-01-02)
+    if not re.search(rf"(?<!\d){a.year:04d}(?!\d)", text):
+        return None
+    return a
+
+
+# The shape of an RFC 2822 date ("Thu, 03 Jul 2025 10:00:00 +0000"), so that email.utils'
+# lenient parser is not given other forms it would misread ("July 3, 2025 4:30 pm" as 04:30).
+_RFC2822_RE = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}")
+
+
+@lru_cache(maxsize=4096)
+def _parse_date_cached(text: str) -> datetime | None:
+    try:
+        value: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None and _RFC2822_RE.match(text):
+        try:
+            value = parsedate_to_datetime(text)  # RFC 2822 (a "-0000" zone gives a naive value)
+        except (ValueError, TypeError, IndexError, OverflowError):
+            value = None
+    if value is None:
+        value = _human_date(text)
+    return _to_utc(value) if value is not None else None
+
+
+def parse_date(text: str) -> datetime | None:
+    """ISO 8601, RFC 2822 or a human date ("July 3, 2025", "3 July 2025") -> aware UTC datetime.
+
+    A value without a zone is taken as UTC. Anything else (garbage, a partial date such as
+    "July 2025", a year outside 1990..2100) gives None; this function never raises.
+    """
+    if not isinstance(text, str):
+        return None
+    cleaned = clean_text(text[: MAX_DATE_TEXT * RAW_CAP])
+    if not cleaned or len(cleaned) > MAX_DATE_TEXT:
+        return None
+    return _parse_date_cached(cleaned)

@@ -1,0 +1,166 @@
+"""Listing pages: items (title, link, summary, date), the results counter and the next link.
+
+Fields are read with the source's selectors; every read is bounded (characters and nodes), links
+are resolved against the page (or its <base href>) and canonicalized, so only absolute http(s)
+URLs leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from worker.config import FieldSelector, SelectConfig
+from worker.models import Item, ListingPage
+from worker.parse.dates import MAX_DATE_TEXT, parse_date
+from worker.parse.document import ParseError, html_document
+from worker.parse.results import parse_results
+from worker.parse.text import RAW_CAP, clean_text, strip_shortcodes
+from worker.urls import canonicalize, redact_url
+
+__all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "parse_listing"]
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 500  # elements matched by `item` that are read on one page; the rest are ignored
+MAX_TITLE = 500  # characters, after cleaning
+MAX_SUMMARY = 4000  # characters, after cleaning and shortcode removal
+
+_BLOCK = frozenset(
+    "address article aside blockquote br caption dd details dialog div dl dt fieldset "
+    "figcaption figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li main nav ol p pre "
+    "section summary table tbody td tfoot th thead tr ul".split()
+)
+_NO_TEXT = frozenset("script style template noscript head title iframe object svg math".split())
+
+
+def _node_text(node: LexborNode, limit: int) -> str:
+    """The visible text under `node`, with a space between block elements (so paragraphs do
+    not run together), without script/style, whitespace collapsed, at most `limit` characters.
+
+    Reading stops after about `limit` characters of text (indentation not counted) or
+    `limit // 8` nodes (at least 50, at most 400), so hostile markup (a million tiny nodes,
+    items nested in items) costs a bounded time per field.
+    """
+    parts: list[str] = []
+    size = 0
+    budget = min(400, max(50, limit // 8))
+    stack = [node.iter(include_text=True)]
+    closers = [False]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            if closers.pop():
+                parts.append(" ")
+            continue
+        budget -= 1
+        if budget < 0:
+            break
+        tag = child.tag
+        if tag == "-text":
+            text = child.text_content or ""
+            parts.append(text)
+            size += len(text.strip())
+            if size >= limit:
+                break
+        elif tag and tag[0] != "-" and tag not in _NO_TEXT:  # not a comment, doctype...
+            block = tag in _BLOCK
+            if block:
+                parts.append(" ")
+            stack.append(child.iter(include_text=True))
+            closers.append(block)
+    return clean_text("".join(parts))[:limit]
+
+
+def _read(
+    scope: LexborNode | LexborHTMLParser, field: FieldSelector | None, limit: int
+) -> str | None:
+    """The raw value of the first match of a field in `scope` (a node itself included, or the
+    whole document): the attribute when the field names one, else the text."""
+    if field is None:
+        return None
+    target = scope.css_first(field.css)
+    if target is None:
+        return None
+    if field.attr:
+        value = target.attributes.get(field.attr)
+        return value[:limit] if value is not None else None
+    return _node_text(target, limit)
+
+
+def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
+    """The page URL, or the document's <base href> resolved against it."""
+    base = tree.css_first("base[href]")
+    if base is not None:
+        href = base.attributes.get("href")
+        resolved = canonicalize(href, page_url) if href else None
+        if resolved:
+            return resolved
+    return page_url
+
+
+def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage:
+    """Read one listing page. Raises ParseError when `select.item` matches nothing.
+
+    An element without a title or without an http(s) link is skipped (counted in `skipped`);
+    items are deduplicated by canonical URL (the first wins) and keep the page's order.
+    """
+    tree = html_document(html, page_url)
+    nodes = tree.css(select.item)
+    if not nodes:
+        raise ParseError(
+            f"selector matched nothing: item '{select.item}' on {redact_url(page_url)}"
+        )
+    if len(nodes) > MAX_ITEMS:
+        log.warning(
+            "%s: item %r matched %d elements, reading the first %d",
+            redact_url(page_url),
+            select.item,
+            len(nodes),
+            MAX_ITEMS,
+        )
+        nodes = nodes[:MAX_ITEMS]
+    base = _base_url(tree, page_url)
+
+    items: list[Item] = []
+    seen: set[str] = set()
+    skipped = 0
+    for node in nodes:
+        title = clean_text(_read(node, select.title, MAX_TITLE * RAW_CAP) or "", MAX_TITLE)
+        href = _read(node, select.link, 4 * 2048)
+        url = canonicalize(href, base) if href and not href.strip().startswith("#") else None
+        if not title or url is None:
+            skipped += 1
+            continue
+        if url in seen:
+            continue
+        seen.add(url)
+        summary_raw = _read(node, select.summary, MAX_SUMMARY * RAW_CAP)
+        summary = clean_text(strip_shortcodes(summary_raw), MAX_SUMMARY) if summary_raw else ""
+        published_raw = _read(node, select.published, MAX_DATE_TEXT * RAW_CAP)
+        published = parse_date(published_raw) if published_raw else None
+        items.append(Item(url=url, title=title, summary=summary, published=published))
+
+    results = None
+    if select.results is not None:
+        raw = _read(tree, select.results, 2000)
+        results = parse_results(raw) if raw else None
+
+    next_url = None
+    if select.next is not None:
+        href = _read(tree, select.next, 4 * 2048)
+        next_url = canonicalize(href, base) if href else None
+        if next_url is not None and next_url == canonicalize(page_url):
+            next_url = None  # a link to this very page is no next page
+
+    if skipped:
+        log.debug(
+            "%s: skipped %d elements without a title or an http(s) link",
+            redact_url(page_url),
+            skipped,
+        )
+    return ListingPage(
+        url=page_url, items=tuple(items), results=results, next_url=next_url, skipped=skipped
+    )

@@ -1,0 +1,236 @@
+"""`NewsSite`: the articles of the local news site, served over HTTP (see `worker.site`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote_plus
+
+from worker.site.articles import SiteArticle, aware, slugify
+from worker.site.render import Listing, article_page, listing_page, not_found, route
+from worker.site.samples import sample_articles, synthetic_articles
+from worker.site.server import Response, SiteServer
+
+__all__ = ["NewsSite"]
+
+
+class NewsSite(SiteServer):
+    """A WordPress-like news site on 127.0.0.1, served from a thread. Thread-safe."""
+
+    def __init__(
+        self,
+        articles: Iterable[SiteArticle] = (),
+        *,
+        per_page: int = 6,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        search_term: str = "kyrgyzstan",
+    ) -> None:
+        if per_page < 1:
+            raise ValueError("per_page must be at least 1")
+        super().__init__(host=host, port=port)
+        self.per_page = per_page
+        self.search_term = search_term
+        self._articles: dict[int, SiteArticle] = {}
+        self._by_slug: dict[str, SiteArticle] = {}
+        for article in articles:
+            self._add(article)
+        self._listings: dict[tuple[str, str], tuple[SiteArticle, ...]] = {}
+        self._teasers: dict[int, str] = {}
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def sample(
+        cls,
+        *,
+        per_page: int = 6,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        search_term: str = "kyrgyzstan",
+    ) -> NewsSite:
+        """The 20 realistic articles of worker/site_data/articles.json (June-July 2025)."""
+        return cls(
+            sample_articles(), per_page=per_page, host=host, port=port, search_term=search_term
+        )
+
+    @classmethod
+    def synthetic(
+        cls,
+        n: int,
+        *,
+        per_page: int = 10,
+        seed: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        search_term: str = "kyrgyzstan",
+    ) -> NewsSite:
+        """`n` generated articles (deterministic for a seed), e.g. 3,000 for benchmarks."""
+        return cls(
+            synthetic_articles(n, seed=seed),
+            per_page=per_page,
+            host=host,
+            port=port,
+            search_term=search_term,
+        )
+
+    # --- URLs ---------------------------------------------------------------------------------
+
+    @property
+    def search_url(self) -> str:
+        return f"{self.base_url}/?s={quote_plus(self.search_term)}"
+
+    @property
+    def page_url_template(self) -> str:
+        return f"{self.base_url}/page/{{page}}/?s={quote_plus(self.search_term)}"
+
+    def category_url(self, category: str = "news") -> str:
+        return f"{self.base_url}/category/{category}/"
+
+    def url(self, article: SiteArticle | str) -> str:
+        """The canonical URL of an article (object or slug) on this running site."""
+        slug = article if isinstance(article, str) else article.slug
+        return f"{self.base_url}/{slug}/"
+
+    # --- content --------------------------------------------------------------------------
+
+    def publish(
+        self,
+        title: str,
+        summary: str = "",
+        *,
+        published: datetime | None = None,
+        categories: Sequence[str] = ("news",),
+        slug: str | None = None,
+    ) -> SiteArticle:
+        """Add an article. Without `published` it is the newest (now, or after the newest).
+
+        A naive `published` is taken as UTC. The slug comes from the title (made unique).
+        """
+        with self._lock:
+            if published is None:
+                now = datetime.now(UTC).replace(microsecond=0)
+                newest = max((a.published for a in self._articles.values()), default=None)
+                published = now if newest is None else max(now, newest + timedelta(minutes=1))
+            new_id = max(self._articles, default=40000) + 1
+            base_slug = slug or slugify(title) or f"post-{new_id}"
+            unique, n = base_slug, 2
+            while unique in self._by_slug:
+                unique, n = f"{base_slug}-{n}", n + 1
+            article = SiteArticle(
+                id=new_id,
+                slug=unique,
+                title=title,
+                summary=summary,
+                published=aware(published),
+                categories=tuple(categories),
+            )
+            self._add(article)
+            self._listings.clear()
+            return article
+
+    def delete(self, article: SiteArticle | str) -> None:
+        """Remove an article (object or slug); KeyError if the site does not have it."""
+        slug = article if isinstance(article, str) else article.slug
+        with self._lock:
+            found = self._by_slug.pop(slug)
+            del self._articles[found.id]
+            self._listings.clear()
+
+    def articles(
+        self, *, category: str | None = None, term: str | None = None
+    ) -> list[SiteArticle]:
+        """What a listing shows, newest first: the search for `term` (default: the site's own
+        search, i.e. every article), or the category archive `category`."""
+        if category is not None:
+            return list(self._listing("category", category.lower()))
+        return list(self._listing("search", self.search_term if term is None else term))
+
+    def get(self, slug: str) -> SiteArticle:
+        with self._lock:
+            return self._by_slug[slug]
+
+    # --- request log ----------------------------------------------------------------------
+
+    def listing_requests(self) -> int:
+        """How many requests were for listing pages (search, category, home), faults included."""
+        return len(self.listing_paths())
+
+    def listing_paths(self) -> list[str]:
+        with self._lock:
+            logged = list(self.requests)
+        return [target for target in logged if route(target)[1] is not None]
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _add(self, article: SiteArticle) -> None:
+        if article.id in self._articles:
+            raise ValueError(f"duplicate article id {article.id}")
+        if article.slug in self._by_slug:
+            raise ValueError(f"duplicate article slug {article.slug!r}")
+        if article.published.tzinfo is None:
+            article = SiteArticle(
+                article.id,
+                article.slug,
+                article.title,
+                article.summary,
+                aware(article.published),
+                article.categories,
+            )
+        self._articles[article.id] = article
+        self._by_slug[article.slug] = article
+
+    def _listing(self, kind: str, key: str) -> tuple[SiteArticle, ...]:
+        cache_key = (kind, key.lower())
+        with self._lock:
+            cached = self._listings.get(cache_key)
+            if cached is not None:
+                return cached
+            chosen: Iterable[SiteArticle] = self._articles.values()
+            needle = key.lower()
+            if kind == "category":
+                chosen = [a for a in chosen if needle in a.categories]
+            elif kind == "search" and needle != self.search_term.lower():
+                chosen = [
+                    a for a in chosen if needle in a.title.lower() or needle in a.summary.lower()
+                ]
+            result = tuple(sorted(chosen, key=lambda a: (a.published, a.id), reverse=True))
+            self._listings[cache_key] = result
+            return result
+
+    def _teaser(self, article: SiteArticle, base: str) -> str:
+        snippet = self._teasers.get(article.id)
+        if snippet is None:
+            snippet = article.teaser_html(base)
+            self._teasers[article.id] = snippet
+        return snippet
+
+    def _base_changed(self) -> None:
+        self._teasers.clear()
+
+    def _respond(self, target: str) -> Response:
+        base = self.base_url
+        path, listing = route(target)
+        if listing is not None:
+            return self._render_listing(listing, base)
+        if path == "/robots.txt":
+            text = (
+                "User-agent: *\nDisallow: /wp-admin/\nAllow: /wp-admin/admin-ajax.php\n\n"
+                f"Sitemap: {base}/wp-sitemap.xml\n"
+            )
+            return Response(200, text.encode(), "text/plain; charset=UTF-8")
+        slug = path.strip("/")
+        with self._lock:
+            article = self._by_slug.get(slug)
+        if article is None:
+            return not_found(base)
+        return Response(200, article_page(article, base).encode())
+
+    def _render_listing(self, listing: Listing, base: str) -> Response:
+        if listing.kind == "category":
+            with self._lock:
+                known = {c for a in self._articles.values() for c in a.categories} | {"news"}
+            if listing.key not in known:
+                return not_found(base)
+        shown = self._listing(listing.kind, listing.key or self.search_term)
+        return listing_page(listing, shown, self.per_page, base, self._teaser)

@@ -1,0 +1,249 @@
+"""The HTTP side of the local news site: a threaded server on 127.0.0.1, injected faults
+(`fail()`/`heal()`), a delay on every answer (`set_delay()`) and the log of request targets.
+
+`SiteServer` serves whatever its subclass answers in `_respond(target)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+
+__all__ = ["Response", "SiteServer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Fault:
+    status: int
+    remaining: int | None  # None: until heal()
+    paths: str | None  # substring of the request path (with query); None: every path
+    retry_after: float | None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], site: SiteServer) -> None:
+        self.site = site
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+    timeout = 15  # idle keep-alive connections are closed after this
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence the per-request stderr log."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.site._track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.site._track(self.connection, open_=False)
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def _answer(self, *, head: bool) -> None:
+        try:
+            response = self.server.site._handle(self.path)
+        except Exception:  # a bug in the test site must not hang the client
+            log.exception("test site failed to answer %s", self.path)
+            response = Response(500, b"internal error", "text/plain; charset=UTF-8")
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(response.body)
+        except OSError:  # client gone, or the site stopped mid-answer
+            self.close_connection = True
+
+
+class SiteServer:
+    """Serves `_respond(target)` over HTTP from a thread. Thread-safe."""
+
+    def __init__(self, *, host: str, port: int) -> None:
+        self.host = host
+        self._port = port
+        self._lock = threading.RLock()
+        self._faults: list[Fault] = []
+        self._delay = 0.0
+        self._base: str | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self.requests: list[str] = []  # request targets (path and query), in arrival order
+
+    def _respond(self, target: str) -> Response:
+        """The answer to a request for `target` (path and query), when no fault applies."""
+        raise NotImplementedError
+
+    def _base_changed(self) -> None:
+        """Called under the lock when `start()` serves on another base URL than before."""
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Start serving (idempotent); return the base URL `http://127.0.0.1:PORT`.
+
+        After `stop()`, `start()` serves again on the same port (a site that went down and
+        came back).
+        """
+        with self._lock:
+            if self._server is not None:
+                assert self._base is not None
+                return self._base
+            self._stopping.clear()
+            server = _Server((self.host, self._port), self)
+            self._port = server.server_address[1]
+            base = f"http://{self.host}:{self._port}"
+            if base != self._base:
+                self._base_changed()
+            self._base = base
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"news-site-{self._port}",
+                daemon=True,
+            )
+            self._thread.start()
+            return base
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection (idempotent)."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+            conns = list(self._conns)
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._base is None:
+            raise RuntimeError("the site is not started: call start() first")
+        return self._base
+
+    # --- faults and observation -----------------------------------------------------------
+
+    def fail(
+        self,
+        status: int = 503,
+        *,
+        count: int | None = None,
+        paths: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer `status` to the next `count` requests (None: until `heal()`) whose target
+        (path and query) contains `paths` (None: every request); optional Retry-After header."""
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (or None for 'until heal()')")
+        with self._lock:
+            self._faults.append(Fault(status, count, paths, retry_after))
+
+    def heal(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def set_delay(self, seconds: float) -> None:
+        """Delay every answer by `seconds` (0: none); stop() cuts pending delays short."""
+        if seconds < 0:
+            raise ValueError("delay cannot be negative")
+        self._delay = seconds
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _track(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def _handle(self, target: str) -> Response:
+        with self._lock:
+            self.requests.append(target)
+        if self._delay > 0:
+            self._stopping.wait(self._delay)
+        fault = self._take_fault(target)
+        if fault is not None:
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            body = f"<html><body><h1>Error {fault.status}</h1></body></html>".encode()
+            return Response(fault.status, body, headers=headers)
+        return self._respond(target)
+
+    def _take_fault(self, target: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.paths is not None and fault.paths not in target:
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
