@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import worker.daemon as daemon_module
+import worker.daemon.lifecycle as daemon_module
 from tests.fixtures.servers import SMTPServer, WebhookServer
 from worker.config import Config, SourceConfig, WatchlistConfig, parse_config
 from worker.crawl import CrawlReport

@@ -1,0 +1,167 @@
+"""Live config: watch the file, let an edit settle, validate it and apply the difference."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import TYPE_CHECKING, cast
+
+from worker.config import Config, ConfigError, parse_config
+from worker.daemon.core import _wait_any
+from worker.daemon.schedule import ScheduleMixin, _schedule_key, trigger_for
+from worker.fetch import Fetcher
+from worker.health import HealthServer
+
+if TYPE_CHECKING:
+    from worker.daemon.lifecycle import Daemon
+
+log = logging.getLogger(__name__)
+
+CONFIG_POLL = 1.0  # seconds between two checks of the config file's content
+CONFIG_SETTLE = 0.2  # a changed file is read again after this, until two reads agree
+CONFIG_SETTLE_MAX = 5  # ... at most this many times (a file rewritten without pause)
+
+
+class ReloadMixin(ScheduleMixin):
+    """The daemon's live config: the watcher, `reload` and applying a new config."""
+
+    def _read(self) -> bytes | None:
+        try:
+            return self.config_path.read_bytes()
+        except OSError:
+            return None
+
+    async def _watch_config(self) -> None:
+        """Reload when the file's content changes (in place or by rename) within ~1.5 s."""
+        while not self.stopping.is_set():
+            await _wait_any((self.stopping,), seconds=CONFIG_POLL)
+            if self.stopping.is_set():
+                return
+            data = await asyncio.to_thread(self._read)
+            if data is None:
+                if not self._missing_logged:
+                    log.warning(
+                        "config file %s cannot be read; keeping the last good config",
+                        self.config_path,
+                    )
+                    self._missing_logged = True
+                continue
+            self._missing_logged = False
+            if hashlib.sha256(data).digest() == self._config_digest:
+                continue
+            # let an editor finish writing: read until two reads CONFIG_SETTLE apart agree
+            for _ in range(CONFIG_SETTLE_MAX):
+                await asyncio.sleep(CONFIG_SETTLE)
+                again = await asyncio.to_thread(self._read)
+                if again is None or again == data:
+                    break
+                data = again
+            await self.reload(data)
+
+    async def reload(self, data: bytes | None = None) -> bool:
+        """Validate the config file (or `data`, its content) and apply the difference.
+
+        Returns False, logs each problem as `worker check` prints it and keeps the last good
+        config when the new one is invalid.
+        """
+        async with self._reload_lock:
+            if data is None:
+                data = await asyncio.to_thread(self._read)
+            if data is not None:
+                self._config_digest = hashlib.sha256(data).digest()
+            try:
+                new = await asyncio.to_thread(self._parse, data)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error(
+                        "config reload refused, keeping the last good config: %s: %s",
+                        exc.path,
+                        problem,
+                    )
+                self.metrics.config_reloads.labels(outcome="invalid").inc()
+                return False
+            try:
+                await self._apply(new)
+            except Exception as exc:  # e.g. the new [http_status] port is taken
+                log.error("config reload failed while applying it: %s", exc)
+                self.metrics.config_reloads.labels(outcome="invalid").inc()
+                return False
+            self.metrics.config_reloads.labels(outcome="applied").inc()
+            return True
+
+    def _parse(self, data: bytes | None) -> Config:
+        if data is None:
+            raise ConfigError(self.config_path, ["file not found"])
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(self.config_path, [f"cannot read the file: {exc}"]) from None
+        return parse_config(text, self.config_path)
+
+    async def _apply(self, new: Config) -> None:
+        runtime = self.runtime
+        old = runtime.config
+        if new == old:
+            log.info("config file changed; nothing to apply")
+            return
+        if new.database != old.database:
+            log.warning("config: `database` changed; restart the worker to use the new one")
+            new = new.model_copy(update={"database": old.database})
+        if new.http_status != old.http_status:
+            await self._move_health(new)
+        old_notifier, old_fetcher = runtime.notifier, runtime.fetcher
+        runtime.apply(new)
+        if runtime.notifier is not old_notifier:
+            self._retire_notifier(old_notifier)
+        if new.http != old.http:
+            runtime.fetcher = Fetcher(new.http)
+            self._retire_fetcher(old_fetcher)
+            log.info("config: [http] changed; new passes use a new HTTP client")
+        if new.logging != old.logging:
+            logging.getLogger().setLevel(new.logging.level)
+        old_sources = {s.name: s for s in old.sources}
+        new_sources = {s.name: s for s in new.sources}
+        for name in old_sources.keys() - new_sources.keys():
+            if self.scheduler.get_job(name) is not None:
+                self.scheduler.remove_job(name)
+            log.info("config: source %s removed (a pass in flight finishes)", name)
+        for name, source in new_sources.items():
+            before = old_sources.get(name)
+            if before is None:
+                self._add_job(source)
+                log.info("config: source %s added", name)
+            elif _schedule_key(before) != _schedule_key(source):
+                self.scheduler.reschedule_job(name, trigger=trigger_for(source))
+                log.info("config: source %s rescheduled", name)
+            elif before != source:
+                log.info("config: source %s changed (from its next pass on)", name)
+        self._sync_channel_loops()
+        self.wake_deliveries(channels_changed=new.channels != old.channels)
+        log.info(
+            "config reloaded: %d source(s), %d watchlist(s), %d channel(s)",
+            len(new.sources),
+            len(new.watchlists),
+            len(new.channels),
+        )
+
+    def _retire_fetcher(self, old: Fetcher) -> None:
+        """Close a replaced Fetcher once the passes that use it have finished."""
+        using = [task for task in self._passes.values() if not task.done()]
+
+        async def close_later() -> None:
+            if using:
+                await asyncio.wait(using)
+            await old.aclose()
+
+        self._spawn(close_later(), name="retire-fetcher")
+
+    async def _move_health(self, new: Config) -> None:
+        status = new.http_status
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
+        if status.port:
+            health = HealthServer(cast("Daemon", self), host=status.host, port=status.port)
+            await health.start()
+            self.health = health
