@@ -193,10 +193,14 @@ class Matcher:
         self._reset_cache()
 
     def _reset_cache(self) -> None:
-        # replaced, never cleared in place: a concurrent match() keeps its own consistent copies
-        self._hits: dict[str, _Entry] = dict(self._base)  # word -> entry, words with an entry
-        self._hit_words: set[str] = set(self._base)
-        self._known: set[str] = set(self._base)  # words whose entry is known (maybe none)
+        # replaced as one tuple, never cleared in place: a concurrent match() reads the three
+        # together and keeps its own consistent copies
+        # (word -> entry; words with an entry; words whose entry is known, maybe none)
+        self._cache: tuple[dict[str, _Entry], set[str], set[str]] = (
+            dict(self._base),
+            set(self._base),
+            set(self._base),
+        )
 
     def _entry(self, word: str) -> _Entry | None:
         direct: list[int] = list(self._exact.get(word, ()))
@@ -246,12 +250,12 @@ class Matcher:
         present = set(t_words)
         present.update(s_words)
 
-        hits, hit_words, known = self._hits, self._hit_words, self._known
+        hits, hit_words, known = self._cache
         new = present - known
         if new:
             if len(known) + len(new) > _CACHE_LIMIT:
                 self._reset_cache()
-                hits, hit_words, known = self._hits, self._hit_words, self._known
+                hits, hit_words, known = self._cache
                 new = present - known
             for word in new:
                 entry = self._entry(word)
