@@ -614,3 +614,16 @@ def test_release_claims_gives_back_only_the_owners_untried_pending_rows(db_url):
     again = s.claim_due(owner="next", now=T0 + timedelta(seconds=1), lease=300, limit=100)
     assert {d.id for d in again} == {d.id for d in mine[1:]}
     s.close()
+
+
+def test_schema_head_constant_is_alembics_head(db_url):
+    """`migrate()` skips loading Alembic when the database is at SCHEMA_HEAD: that constant must
+    name the newest migration, and a migrated database must report it."""
+    from worker.store.engine import SCHEMA_HEAD
+
+    assert SCHEMA_HEAD == _head_revision()
+    s = Store(db_url)
+    assert s.schema_revision() is None
+    s.migrate()
+    assert s.schema_revision() == SCHEMA_HEAD
+    s.close()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from worker.config import SourceConfig
 from worker.fetch import Fetcher, FetchError, NotFound, Page
-from worker.models import AlertPlan, Item, ListingPage
+from worker.models import AlertPlan, Item, ListingPage, PageStored
 from worker.parse import ParseError, parse_listing
 from worker.store import Store
 
@@ -187,37 +187,60 @@ async def crawl_source(
             len(met_this_pass),
         )
     quiet_run = 0
+    # A baseline reads every page whatever is stored: page N is stored (in a thread) while
+    # page N+1 is fetched and parsed. One store at a time, in page order.
+    storing: asyncio.Task[tuple[int, ListingPage, PageStored]] | None = None
+
+    def account(number: int, listing: ListingPage, stored: PageStored) -> bool:
+        """Count a stored page; True when it had something new for this pass."""
+        report.pages += 1
+        report.items += len(listing.items)
+        report.new += len(stored.new_for_source)
+        report.new_articles += stored.new_articles
+        report.alerts += stored.alerts_queued
+        report.would_alert.update(stored.would_alert)
+        fresh = any(item.url in met_this_pass for item in listing.items) or bool(
+            stored.new_for_source
+        )
+        met_this_pass.update(stored.new_for_source)
+        log.debug(
+            "source=%s page=%d items=%d new=%d skipped=%d",
+            source.name,
+            number,
+            len(listing.items),
+            len(stored.new_for_source),
+            listing.skipped,
+        )
+        return fresh
+
+    async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
+        stored = await asyncio.to_thread(
+            store.store_page, source.name, listing.items, plan, silent=report.silent
+        )
+        return number, listing, stored
+
+    async def drain() -> None:
+        nonlocal storing
+        if storing is not None:
+            task, storing = storing, None
+            account(*await task)
+
     try:
         pages = _pages(source, fetcher, report, window=window, full=report.baseline)
         async with aclosing(pages):
-            async for number, listing in pages:
-                stored = await asyncio.to_thread(
-                    store.store_page, source.name, listing.items, plan, silent=report.silent
-                )
-                report.pages += 1
-                report.items += len(listing.items)
-                report.new += len(stored.new_for_source)
-                report.new_articles += stored.new_articles
-                report.alerts += stored.alerts_queued
-                report.would_alert.update(stored.would_alert)
-                fresh = any(item.url in met_this_pass for item in listing.items) or bool(
-                    stored.new_for_source
-                )
-                met_this_pass.update(stored.new_for_source)
-                log.debug(
-                    "source=%s page=%d items=%d new=%d skipped=%d",
-                    source.name,
-                    number,
-                    len(listing.items),
-                    len(stored.new_for_source),
-                    listing.skipped,
-                )
-                if report.baseline:
-                    continue
-                quiet_run = 0 if fresh else quiet_run + 1
-                if quiet_run >= source.overlap_pages:
-                    report.stop = f"caught up ({quiet_run} page(s) with nothing new)"
-                    break
+            try:
+                async for number, listing in pages:
+                    if report.baseline:
+                        await drain()
+                        storing = asyncio.create_task(store_one(number, listing))
+                        continue
+                    fresh = account(*await store_one(number, listing))
+                    quiet_run = 0 if fresh else quiet_run + 1
+                    if quiet_run >= source.overlap_pages:
+                        report.stop = f"caught up ({quiet_run} page(s) with nothing new)"
+                        break
+            finally:
+                await drain()  # what was read is stored, also when the next page failed
     except (FetchError, ParseError) as exc:
         report.error = str(exc)
         raise CrawlError(str(exc), report) from exc

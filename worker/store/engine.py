@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
+# the newest migration in MIGRATIONS_DIR (tests check that it is Alembic's head)
+SCHEMA_HEAD = "0002"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for the lock
 PG_CONNECT_TIMEOUT = 10  # seconds (unless the URL sets connect_timeout)
@@ -96,6 +95,12 @@ class StoreBase:
         Runs in one transaction that first takes a lock (PostgreSQL: an advisory lock; SQLite:
         BEGIN IMMEDIATE), so several processes starting at once migrate one after the other.
         """
+        if self.schema_revision() == SCHEMA_HEAD:
+            return  # current: no need to load Alembic (a fifth of a second at every start)
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+        from alembic.util import CommandError
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         try:
@@ -106,6 +111,13 @@ class StoreBase:
                 command.upgrade(cfg, "head")
         except CommandError as exc:
             raise StoreError(f"migrate: {exc}") from exc
+
+    def schema_revision(self) -> str | None:
+        """The database's Alembic revision (None for an empty database)."""
+        with self._tx("schema_revision", write=False) as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
 
     def close(self) -> None:
         self._engine.dispose()
@@ -140,6 +152,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: fsync at checkpoints, not commits
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -159,4 +172,7 @@ def _pg_engine(url: sa.URL) -> sa.Engine:
         connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
     if "options" not in url.query:
         connect_args["options"] = f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+    # No server-side prepared statements: after 5 runs PostgreSQL may keep a generic plan made
+    # while a table was still empty (a seq scan), and every later page then reads the whole table.
+    connect_args["prepare_threshold"] = None
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)

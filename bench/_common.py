@@ -1,0 +1,187 @@
+"""Shared helpers of the benchmark scripts: the worker config, measured subprocesses, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # after PYTHONPATH: another checkout of `worker` can be measured
+    sys.path.append(str(ROOT))
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+# The selectors of worker/demo.py's DEMO_CONFIG (the local site's markup), and its watchlists, so
+# that the worker matches every new article as it would in production (the baseline is silent:
+# nothing is sent, but `would have alerted` is counted).
+CONFIG = """\
+database = "{database}"
+
+[http]
+min_delay = 0
+concurrency = {concurrency}
+timeout = 30
+
+[logging]
+level = "WARNING"
+
+[channels]
+console = "console://"
+
+[[sources]]
+name = "bench"
+url = "{search_url}"
+max_pages = 10000
+{page_url_line}
+[sources.select]
+item = "#main article"
+title = "h2.entry-title a"
+link = "h2.entry-title a"
+summary = ".entry-summary"
+published = {{ css = "time.entry-date", attr = "datetime" }}
+results = ".search-results-count"
+next = "a.next.page-numbers"
+
+[[watchlists]]
+name = "rail"
+keywords = ["railway", "rail*", "\\"Belt and Road\\""]
+channels = ["console"]
+
+[[watchlists]]
+name = "water"
+keywords = ["glacier*", "water", "hydropower"]
+channels = ["console"]
+"""
+
+
+def write_config(
+    path: Path,
+    *,
+    database: str,
+    search_url: str,
+    page_url: str | None = None,
+    concurrency: int = 8,
+) -> Path:
+    page_url_line = f'page_url = "{page_url}"\n' if page_url else ""
+    path.write_text(
+        CONFIG.format(
+            database=database,
+            search_url=search_url,
+            page_url_line=page_url_line,
+            concurrency=concurrency,
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall: float  # seconds, from fork to exit
+    max_rss_mb: float  # peak resident set size of the child (ru_maxrss)
+    cpu: float  # user + system seconds of the child
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    timeout: float = 600.0,
+    env: Mapping[str, str] | None = None,
+) -> Measured:
+    """Run `cmd` and return its wall time and its own peak RSS (os.wait4 gives the child's
+    rusage, so nothing else in this process pollutes the figure)."""
+    out_path = Path(cwd or ".") / f".bench-out-{os.getpid()}-{time.monotonic_ns()}"
+    with open(f"{out_path}.stdout", "w+b") as out, open(f"{out_path}.stderr", "w+b") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=err, env=env)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.002)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    for suffix in (".stdout", ".stderr"):
+        Path(f"{out_path}{suffix}").unlink(missing_ok=True)
+    return Measured(
+        wall=wall,
+        max_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+        cpu=usage.ru_utime + usage.ru_stime,
+        returncode=proc.returncode,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def worker_cmd(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "worker", "--config", str(config), *extra, "once"]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _pg_version() -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return f"PostgreSQL {row[0]}" if row else "PostgreSQL ?"
+    except Exception as exc:  # only informative
+        return f"PostgreSQL unavailable ({type(exc).__name__})"
+
+
+def machine(*, postgres: bool = False) -> str:
+    parts = [
+        f"{_cpu_model()}, {os.cpu_count()} cores",
+        f"Python {platform.python_version()}",
+        f"SQLite {sqlite3.sqlite_version}",
+    ]
+    if postgres:
+        parts.append(_pg_version())
+    parts.append(f"{platform.system()} {platform.release()}")
+    parts.append(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    return "; ".join(parts)
+
+
+_PASS_RE = re.compile(r"\((\d+(?:\.\d+)?)s; ")
+
+
+def pass_seconds(stdout: str) -> float | None:
+    """The crawl duration the worker prints on its pass line ("... (3.3s; last page ...)")."""
+    match = _PASS_RE.search(stdout)
+    return float(match.group(1)) if match else None
