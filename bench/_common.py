@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # after PYTHONPATH: another checkout of `worker` can be measured
     sys.path.append(str(ROOT))
 
+from worker.site import SELECT_TOML  # noqa: E402  (after the sys.path set-up above)
+
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
-# The selectors of worker/demo.py's DEMO_CONFIG (the local site's markup), and its watchlists, so
+# The local site's selectors (worker.site.SELECT_TOML) and the demo's watchlists, so
 # that the worker matches every new article as it would in production (the baseline is silent:
 # nothing is sent, but `would have alerted` is counted).
 CONFIG = """\
@@ -43,15 +45,7 @@ name = "bench"
 url = "{search_url}"
 max_pages = 10000
 {page_url_line}
-[sources.select]
-item = "#main article"
-title = "h2.entry-title a"
-link = "h2.entry-title a"
-summary = ".entry-summary"
-published = {{ css = "time.entry-date", attr = "datetime" }}
-results = ".search-results-count"
-next = "a.next.page-numbers"
-
+{select}
 [[watchlists]]
 name = "rail"
 keywords = ["railway", "rail*", "\\"Belt and Road\\""]
@@ -75,6 +69,7 @@ def write_config(
     page_url_line = f'page_url = "{page_url}"\n' if page_url else ""
     path.write_text(
         CONFIG.format(
+            select=SELECT_TOML,
             database=database,
             search_url=search_url,
             page_url_line=page_url_line,

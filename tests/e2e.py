@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 
 from worker.cli import main
-from worker.site import NewsSite
+from worker.site import SELECT_TOML, NewsSite
 
-SELECT = """\
-[sources.select]
-item = "#main article"
-title = "h2.entry-title a"
-link = "h2.entry-title a"
-summary = ".entry-summary"
-published = { css = "time.entry-date", attr = "datetime" }
-results = ".search-results-count"
-next = "a.next.page-numbers"
-"""
+SELECT = SELECT_TOML  # the local site's selectors
 
 
 def source_toml(

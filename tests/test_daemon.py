@@ -35,7 +35,7 @@ from worker.daemon import Daemon, crontab_day_of_week, trigger_for
 from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.pipeline import PassReport, Runtime
-from worker.site import NewsSite
+from worker.site import SELECT_TOML, NewsSite
 from worker.store import Store
 
 STARTUP = 30.0  # seconds a daemon may take to start and finish its first pass (loaded CI)
@@ -157,16 +157,7 @@ def run_cli(tmp_path: Path, config: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-SELECT = """\
-[sources.select]
-item = "#main article"
-title = "h2.entry-title a"
-link = "h2.entry-title a"
-summary = ".entry-summary"
-published = { css = "time.entry-date", attr = "datetime" }
-results = ".search-results-count"
-next = "a.next.page-numbers"
-"""
+SELECT = SELECT_TOML  # the local site's selectors
 
 
 def source_toml(name: str, url: str, *, every: str = "1s", extra: str = "") -> str:

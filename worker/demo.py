@@ -15,7 +15,7 @@ from pathlib import Path
 
 from worker.config import load_config
 from worker.daemon import Daemon, run_daemon
-from worker.site import NewsSite
+from worker.site import SELECT_TOML, NewsSite
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,7 @@ name = "{source}"
 url = "{search_url}"
 every = "3s"
 
-[sources.select]
-item = "#main article"
-title = "h2.entry-title a"
-link = "h2.entry-title a"
-summary = ".entry-summary"
-published = {{ css = "time.entry-date", attr = "datetime" }}
-results = ".search-results-count"
-next = "a.next.page-numbers"
-
+{select}
 [[watchlists]]
 name = "rail"
 keywords = ["railway", "rail*", "\\"Belt and Road\\""]
@@ -124,7 +116,12 @@ async def _demo(seconds: float | None) -> int:
     with tempfile.TemporaryDirectory(prefix="worker-demo-") as tmp, NewsSite.sample() as site:
         path = Path(tmp) / "worker.toml"
         path.write_text(
-            DEMO_CONFIG.format(db=Path(tmp) / "demo.db", search_url=site.search_url, source=SOURCE),
+            DEMO_CONFIG.format(
+                db=Path(tmp) / "demo.db",
+                search_url=site.search_url,
+                source=SOURCE,
+                select=SELECT_TOML,
+            ),
             encoding="utf-8",
         )
         config = load_config(path)

@@ -27,10 +27,11 @@ Tests publish and delete articles while the server runs; `fail()` injects error 
 
 from worker.site.articles import SITE_TZ, TRACKING, SiteArticle, slugify, wp_text
 from worker.site.news import NewsSite
-from worker.site.render import SIDEBAR, SITE_NAME
+from worker.site.render import SELECT_TOML, SIDEBAR, SITE_NAME
 from worker.site.samples import sample_articles, synthetic_articles
 
 __all__ = [
+    "SELECT_TOML",
     "SIDEBAR",
     "SITE_NAME",
     "SITE_TZ",

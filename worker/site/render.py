@@ -26,6 +26,20 @@ __all__ = [
     "route",
 ]
 
+
+# The `[sources.select]` table that reads this markup (the shipped config uses the same selectors):
+# the demo, the tests and the benchmarks build their configs from it.
+SELECT_TOML = """\
+[sources.select]
+item = "#main article"
+title = "h2.entry-title a"
+link = "h2.entry-title a"
+summary = ".entry-summary"
+published = { css = "time.entry-date", attr = "datetime" }
+results = ".search-results-count"
+next = "a.next.page-numbers"
+"""
+
 SITE_NAME = "The Times Of Central Asia"
 
 # "Most Read" sidebar: article elements outside #main that must not be taken for listing items.
