@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # after PYTHONPATH: another checkout of `worker` can be measured
     sys.path.append(str(ROOT))
 
-from worker.site import SELECT_TOML  # noqa: E402  (after the sys.path set-up above)
+from worker.demo import WATCHLISTS_TOML  # noqa: E402  (after the sys.path set-up above)
+from worker.site import SELECT_TOML  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -46,16 +47,7 @@ url = "{search_url}"
 max_pages = 10000
 {page_url_line}
 {select}
-[[watchlists]]
-name = "rail"
-keywords = ["railway", "rail*", "\\"Belt and Road\\""]
-channels = ["console"]
-
-[[watchlists]]
-name = "water"
-keywords = ["glacier*", "water", "hydropower"]
-channels = ["console"]
-"""
+{watchlists}"""
 
 
 def write_config(
@@ -70,6 +62,7 @@ def write_config(
     path.write_text(
         CONFIG.format(
             select=SELECT_TOML,
+            watchlists=WATCHLISTS_TOML,
             database=database,
             search_url=search_url,
             page_url_line=page_url_line,

@@ -42,6 +42,10 @@ url = "{search_url}"
 every = "3s"
 
 {select}
+{watchlists}"""
+
+# the demo's watchlists (console alerts); the benchmarks use them too
+WATCHLISTS_TOML = """\
 [[watchlists]]
 name = "rail"
 keywords = ["railway", "rail*", "\\"Belt and Road\\""]
@@ -121,6 +125,7 @@ async def _demo(seconds: float | None) -> int:
                 search_url=site.search_url,
                 source=SOURCE,
                 select=SELECT_TOML,
+                watchlists=WATCHLISTS_TOML,
             ),
             encoding="utf-8",
         )
