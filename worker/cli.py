@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from worker import __version__
 from worker.config import Config, ConfigError, default_config_path, load_config
 
-EXIT_FAILED, EXIT_CONFIG = 1, 2  # the same codes as worker.commands
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = (
+    0,
+    1,
+    2,
+)  # all went well / a source or delivery failed / bad config
 
 
 def _parser() -> argparse.ArgumentParser:

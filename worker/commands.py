@@ -8,10 +8,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from worker.config import Config
 from worker.store import Store
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def _json(data: object) -> None:
@@ -112,7 +111,10 @@ def test_alert(config: Config, channel: str | None) -> int:
         print("no channels configured", file=sys.stderr)
         return EXIT_CONFIG
     notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
-    results = asyncio.run(send_test(notifier, channel))
+    try:
+        results = asyncio.run(send_test(notifier, channel))
+    finally:
+        notifier.close()
     for name, result in results.items():
         status = "ok" if result.ok else f"FAILED: {result.error}"
         print(f"{name}: {status}")

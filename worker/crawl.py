@@ -64,12 +64,6 @@ class CrawlReport:
     duration: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Fetched:
-    number: int
-    page: Page | None  # None: past the end (404)
-
-
 class _Pages:
     """Yields listing pages in order, fetching ahead when the page count is known."""
 

@@ -185,6 +185,7 @@ async def run_once(config: Config, source_names: Sequence[str] = ()) -> OnceResu
             try:
                 return await runtime.once(sources)
             finally:  # every send has finished: what was claimed and not tried goes back
+                runtime.notifier.close()
                 await asyncio.to_thread(store.release_claims, runtime.owner)
     finally:
         store.close()
