@@ -376,3 +376,68 @@ def test_a_pass_cut_off_after_page_one_is_resumed_by_the_next_pass(
     assert site.listing_requests() == 1
     time.sleep(0.3)
     assert len(webhook_server.received) == 8
+
+
+def test_once_with_no_alert_due_does_not_load_apprise(tmp_path, sqlite_url, news_site, channels):
+    """`worker once` checks channel URLs with apprise only when an alert is due: a silent
+    baseline never imports apprise (about 0.4 s of every run), while `worker check` does."""
+    import subprocess
+    import sys
+
+    config = write_config(
+        tmp_path / "w.toml", sqlite_url, sources=source_toml(news_site), channels=channels
+    )
+    probe = (
+        "import sys\nfrom worker.cli import main\ncode = main(sys.argv[1:])\n"
+        "print('apprise loaded:', 'apprise' in sys.modules)\nraise SystemExit(code)"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-c", probe, "--config", str(config), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    baseline = run("once")
+    assert baseline.returncode == 0, baseline.stderr
+    assert "first pass: stored silently" in baseline.stdout
+    assert "apprise loaded: False" in baseline.stdout
+    checked = run("check")
+    assert checked.returncode == 0 and "apprise loaded: True" in checked.stdout
+    news_site.publish(RAIL_TITLE, "Freight on the Belt and Road route will double.")
+    alerting = run("once")
+    assert alerting.returncode == 0, alerting.stderr
+    assert "alerts: 2 sent" in alerting.stdout and "apprise loaded: True" in alerting.stdout
+
+
+def test_once_with_a_bad_channel_url_keeps_the_alerts_queued_until_fixed(
+    tmp_path, capsys, sqlite_url, news_site, channels, smtp_server, webhook_server
+):
+    """A channel URL apprise refuses is a config error as soon as an alert is due: the pass
+    stores its articles, `once` exits 2 naming the key, nothing is sent or lost; `check` and
+    `run` refuse that config at once; with the URL fixed, the next `once` sends the alerts."""
+    good = dict(channels)
+    broken = dict(channels, hook="nosuchservice://token@host")
+    config = write_config(
+        tmp_path / "w.toml", sqlite_url, sources=source_toml(news_site), channels=broken
+    )
+    baseline = run_worker(capsys, config, "once")  # silent: no alert is due, apprise not asked
+    assert baseline.code == 0, baseline
+    news_site.publish(RAIL_TITLE, "Freight on the Belt and Road route will double.")
+
+    run = run_worker(capsys, config, "once")
+    assert run.code == 2, run
+    assert "1 new, 2 alert(s) queued" in run.out
+    assert f"{config}: channels.hook: not a URL apprise accepts: nosuchservice://" in run.err
+    assert "token" not in run.err and "Traceback" not in run.err
+    assert smtp_server.messages == [] and webhook_server.received == []
+    alerts = run_worker(capsys, config, "alerts", "--json").json()
+    assert [a["status"] for a in alerts] == ["pending", "pending"]
+    assert all(a["attempts"] == 0 for a in alerts)
+    for command in ("check", "run"):
+        refused = run_worker(capsys, config, command)
+        assert refused.code == 2 and "channels.hook: not a URL apprise accepts" in refused.err
+
+    write_config(config, sqlite_url, sources=source_toml(news_site), channels=good)
+    fixed = run_worker(capsys, config, "once")
+    assert fixed.code == 0, fixed
+    assert "alerts: 2 sent" in fixed.out
+    assert smtp_server.wait_for(1) and webhook_server.wait_for(1)

@@ -712,3 +712,55 @@ async def test_context_manager_closes_the_client(server: Server) -> None:
         await fetcher.get_html(server.url("/page"))
     with pytest.raises(RuntimeError):
         await fetcher.get_html(server.url("/page"))
+
+
+# --- transport -------------------------------------------------------------------------------
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    server: Server, make: Callable[..., Made]
+) -> None:
+    """The pool notices that the server closed a kept-alive connection (its socket turned
+    readable) and opens a new one: the next request succeeds without a retry."""
+
+    @server.route("/once")
+    async def once(request: Request, writer: asyncio.StreamWriter) -> bool:
+        respond(writer)  # no "Connection: close": the client keeps the connection...
+        return False  # ...and the server closes it
+
+    m = make(retries=0)
+    await m.fetcher.get_html(server.url("/once"))
+    await asyncio.sleep(0.2)  # the server's FIN arrives
+    page = await m.fetcher.get_html(server.url("/once"))
+    assert page.text == HTML
+    assert server.connections == 2 and m.waits == []
+
+
+def test_the_fetchers_pool_uses_the_lighter_backend() -> None:
+    """httpx has no parameter for httpcore's network backend: `make_transport` sets it on the
+    pool. This fails if httpx or httpcore rename what it sets, instead of silently losing it."""
+    import httpx
+
+    from worker.transport import _Backend, make_transport
+
+    transport = make_transport(httpx.Limits(max_connections=2))
+    assert isinstance(transport._pool._network_backend, _Backend)
+    fetcher = Fetcher(HttpConfig())
+    assert isinstance(fetcher._client._transport._pool._network_backend, _Backend)  # type: ignore[attr-defined]
+
+
+def test_is_readable_sees_data_and_a_closed_peer() -> None:
+    """The idle check: not readable while the peer is silent; readable once it sends data or
+    closes the connection; a closed socket counts as readable (httpcore drops it)."""
+    from worker.transport import _is_readable
+
+    a, b = socket.socketpair()
+    with a, b:
+        assert not _is_readable(a)
+        b.sendall(b"x")
+        assert _is_readable(a)
+        a.recv(1)
+        assert not _is_readable(a)
+        b.close()
+        assert _is_readable(a)
+    assert _is_readable(a)  # closed: fileno() is -1

@@ -6,6 +6,9 @@ Each case is `<name>.toml` (selectors, page URL, expected result written by hand
 
 from __future__ import annotations
 
+import random
+import re
+import sys
 import time
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -13,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selectolax.lexbor import LexborNode
 
-from worker.config import SelectConfig
+from worker.config import FieldSelector, SelectConfig
 from worker.models import Item, ListingPage, ResultsCount
 from worker.parse import (
     MAX_DEPTH,
@@ -23,11 +27,15 @@ from worker.parse import (
     MAX_TITLE,
     ParseError,
     clean_text,
+    dates,
+    listing,
     parse_date,
     parse_listing,
     parse_results,
     strip_shortcodes,
 )
+from worker.parse.document import html_document
+from worker.parse.text import _CONTROL_RE, _SPACE_CONTROLS, _has_space_control, recap_text
 
 CASES_DIR = Path(__file__).parent / "cases" / "parse"
 CASE_FILES = sorted(CASES_DIR.glob("*.toml"))
@@ -588,3 +596,150 @@ def test_parse_is_fast_enough() -> None:
         assert len(result.items) == 10
     elapsed = timedelta(seconds=time.perf_counter() - started)
     assert elapsed < timedelta(seconds=5), elapsed
+
+
+# --- fast paths: the same results as the straightforward code ----------------------------------
+
+_CONTROL_PATTERN = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\ufffe\uffff]"
+
+
+def _clean_text_reference(text: str, limit: int | None = None) -> str:
+    """clean_text as first written: two regular expressions."""
+    text = re.sub(r"\s+", " ", re.sub(_CONTROL_PATTERN, "", text)).strip()
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def test_clean_text_rests_on_these_facts() -> None:
+    every_char = "".join(map(chr, range(sys.maxunicode + 1)))
+    # str.split() and str.strip() split where re's \s matches
+    assert re.findall(r"\s", every_char) == [c for c in every_char if c.isspace()]
+    # every control character is non-printable; _SPACE_CONTROLS are those that are whitespace
+    controls = re.findall(_CONTROL_RE, every_char)
+    assert controls == re.findall(_CONTROL_PATTERN, every_char)
+    assert not any(c.isprintable() for c in controls)
+    assert _SPACE_CONTROLS == "".join(c for c in controls if c.isspace())
+    assert all(_has_space_control(f"a{c}b") for c in _SPACE_CONTROLS)
+    assert not _has_space_control("a b\t\n\r\u00a0\u2028c")
+
+
+def _generated_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    spaces = [c for c in map(chr, range(0x3000 + 1)) if c.isspace()]
+    controls = re.findall(_CONTROL_PATTERN, "".join(map(chr, range(0x10000))))
+    odd = ["\u200c", "\u200d", "\u00ad", "\ue000", "\udcff", "\ud800", "\u0378", "😀", "…"]
+    words = ["word", "Жапаров", "café", "a", "[caption]", "x" * 30]
+    pools = [spaces, controls, odd, words, [" "], list("abc.,!")]
+    texts = []
+    for _ in range(count):
+        weights = [rng.random() for _ in pools]
+        texts.append(
+            "".join(rng.choice(rng.choices(pools, weights)[0]) for _ in range(rng.randint(0, 40)))
+        )
+    return texts
+
+
+def test_clean_text_gives_what_the_regular_expressions_give() -> None:
+    for text in _generated_texts(5_000, seed=3):
+        for limit in (None, 1, 2, 5, 20, 1000):
+            assert clean_text(text, limit) == _clean_text_reference(text, limit), repr(text)
+
+
+def test_recap_text_is_clean_text_on_a_cut_of_cleaned_text() -> None:
+    for text in _generated_texts(2_000, seed=4):
+        cleaned = clean_text(text)
+        for cut in (1, 3, 7, 15, 1000):
+            for limit in (1, 2, 5, 10, 1000):
+                expected = clean_text(cleaned[:cut], limit)
+                assert recap_text(cleaned[:cut], limit) == expected, repr(text)
+
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br caption dd details dialog div dl dt fieldset "
+    "figcaption figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li main nav ol p pre "
+    "section summary table tbody td tfoot th thead tr ul".split()
+)
+_NO_TEXT_TAGS = frozenset(
+    "script style template noscript head title iframe object svg math".split()
+)
+
+
+def _node_text_reference(node: LexborNode, limit: int) -> str:
+    """listing._node_text as first written: one iterator per element, next() per child."""
+    parts: list[str] = []
+    size = 0
+    budget = min(400, max(50, limit // 8))
+    stack = [node.iter(include_text=True)]
+    closers = [False]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            if closers.pop():
+                parts.append(" ")
+            continue
+        budget -= 1
+        if budget < 0:
+            break
+        tag = child.tag
+        if tag == "-text":
+            text = child.text_content or ""
+            parts.append(text)
+            size += len(text.strip())
+            if size >= limit:
+                break
+        elif tag and tag[0] != "-" and tag not in _NO_TEXT_TAGS:
+            block = tag in _BLOCK_TAGS
+            if block:
+                parts.append(" ")
+            stack.append(child.iter(include_text=True))
+            closers.append(block)
+    return clean_text("".join(parts))[:limit]
+
+
+def test_node_text_reads_what_the_first_version_read() -> None:
+    assert frozenset(_BLOCK_TAGS) == listing._BLOCK and _NO_TEXT_TAGS == listing._NO_TEXT
+    htmls = [p.read_text(encoding="utf-8") for p in sorted(CASES_DIR.glob("*.html"))]
+    htmls.append(page(teaser(1, summary="<b>y</b> " * 600), teaser(2, title="<i>x</i>" * 500)))
+    htmls.append(page(teaser(1, summary="<div>" * 300 + "deep <p>text</p>" + "</div>" * 300)))
+    htmls.append(page(teaser(1, summary="a<script>x</script><!-- c --><br>b<svg>s</svg>c")))
+    compared = 0
+    for html in htmls:
+        tree = html_document(html, "https://example.com/")
+        for node in tree.css("*"):
+            for limit in (1, 8, 50, 100, 401, 1000, 8000):
+                assert listing._node_text(node, limit) == _node_text_reference(node, limit)
+                compared += 1
+    assert compared > 10_000
+
+
+def test_title_and_link_from_one_selector_read_as_from_two() -> None:
+    shared = WP_SELECT
+    apart = WP_SELECT.model_copy(update={"link": FieldSelector(css="h2 > a", attr="href")})
+    assert shared.title.css == shared.link.css and apart.title.css != apart.link.css
+    html = (CASES_DIR / "wordpress_search.html").read_text(encoding="utf-8")
+    url = "https://timesca.com/?s=kyrgyzstan"
+    assert parse_listing(html, url, shared) == parse_listing(html, url, apart)
+    assert parse_listing(html, url, shared).items
+
+
+def test_simple_human_dates_are_read_as_dateutil_reads_them() -> None:
+    rng = random.Random(5)
+    names = [n for names in dates._ParserInfo.MONTHS for n in names]
+    texts = []
+    for name in names:
+        for variant in (name, name.upper(), name.title()):
+            day = rng.choice(["1", "03", "29", "30", "31", "0", "32", "3rd", "003"])
+            year = rng.choice(["2025", "2024", "1990", "0999", "0000", "2101", "25", "999"])
+            texts += [f"{variant} {day}, {year}", f"{variant} {day} {year}"]
+            texts += [f"{day} {variant} {year}", f"{variant} {day},{year}", f"{day} {variant}"]
+    simple = 0
+    for text in texts:
+        value = dates._simple_date(text)
+        if value is not None:
+            simple += 1
+            assert value == dates._human_date(text), text
+    assert simple > 100
+    assert dates._simple_date("July 3, 2025") == datetime(2025, 7, 3)
+    assert dates._simple_date("3 июля 2025") == datetime(2025, 7, 3)

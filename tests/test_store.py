@@ -10,6 +10,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -133,10 +134,83 @@ def test_migrate_twice_is_a_noop(db_url: str, db: sa.Engine) -> None:
     assert count(db, "deliveries") == 2
 
 
-def test_migrations_create_exactly_the_tables_module(store: Store, db: sa.Engine) -> None:
+def test_migrations_create_exactly_the_tables_module(db_url: str, db: sa.Engine) -> None:
+    """Alembic's migrations, run on an empty database, build the schema of tables.py."""
+    s = Store(db_url)
+    s._upgrade_with_alembic()
+    s.close()
     with db.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def _schema(engine: sa.Engine) -> dict[str, object]:
+    """Everything the inspector reports about every table, names included, order-free."""
+
+    def norm(items: list[dict[str, Any]]) -> list[str]:
+        return sorted(repr(sorted((k, repr(v)) for k, v in item.items())) for item in items)
+
+    inspector = sa.inspect(engine)
+    schema: dict[str, object] = {}
+    for table in sorted(inspector.get_table_names()):
+        columns = [
+            {k: c[k] for k in ("name", "nullable", "default")} | {"type": str(c["type"])}
+            for c in inspector.get_columns(table)
+        ]
+        schema[table] = {
+            "columns": norm(columns),
+            "pk": inspector.get_pk_constraint(table),
+            "fks": norm(inspector.get_foreign_keys(table)),
+            "indexes": norm(inspector.get_indexes(table)),
+            "unique": norm(inspector.get_unique_constraints(table)),
+            "checks": norm(inspector.get_check_constraints(table)),
+        }
+    return schema
+
+
+def test_a_new_database_gets_the_schema_the_migrations_build(db_url: str, db: sa.Engine) -> None:
+    """`migrate()` creates an empty database's tables from tables.py without loading Alembic,
+    stamped at the head revision: the same tables, columns, keys, indexes, constraint names and
+    version row as running every migration."""
+    s = Store(db_url)
+    s._upgrade_with_alembic()
+    migrated = _schema(db)
+    with db.begin() as conn:
+        metadata.drop_all(conn)
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    db.dispose()
+    assert s.schema_revision() is None
+    s.migrate()
+    s.close()
+    created = _schema(db)
+    assert set(created) == TABLES
+    assert created == migrated
+    with db.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        assert versions.all() == [_head_revision()]
+
+
+def test_migrate_upgrades_an_older_database_with_alembic(db_url: str, db: sa.Engine) -> None:
+    """A database at an older revision is upgraded by Alembic (not re-created), keeping its
+    rows."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from worker.store.store import MIGRATIONS_DIR
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(sa.text("INSERT INTO sources (name) VALUES ('old')"))
+    s = Store(db_url)
+    assert s.schema_revision() == "0001"
+    s.migrate()
+    assert s.schema_revision() == _head_revision()
+    s.close()
+    assert count(db, "sources") == 1
+    assert "unfinished_since" in {c["name"] for c in sa.inspect(db).get_columns("sources")}
 
 
 def test_concurrent_migrate_on_an_empty_database(db_url: str, db: sa.Engine) -> None:
@@ -275,6 +349,66 @@ def test_concurrent_store_page_stores_each_article_once(db_url: str, db: sa.Engi
     for source_threads in ((0, 2), (1, 3)):
         new = [u for i in source_threads for r in results[i] for u in r.new_for_source]
         assert sorted(new) == sorted(url(n) for n in names)  # each new once per source
+
+
+def test_a_long_page_partly_stored_before(store: Store, db: sa.Engine) -> None:
+    """More items than one `IN (...)` list holds (500), half of them stored by another source,
+    some with a date and some without: every row comes out as with a page of one."""
+    old = [f"o{i:04d}" for i in range(600)]
+    fresh = [f"f{i:04d}" for i in range(600)]
+    dated = {n: T0 - timedelta(minutes=i) for i, n in enumerate(fresh) if i % 3 == 0}
+    store.store_page("other", items(*old), Planner({}), silent=True, now=T0)
+    names = [n for pair in zip(reversed(old), fresh, strict=True) for n in pair]
+    plan = Planner({"rail": ("mail", "chat")})
+    later = T0 + timedelta(hours=1)
+    got = store.store_page("src", items(*names, **dated), plan, silent=False, now=later)
+    assert got.new_for_source == tuple(url(n) for n in names)  # page order
+    assert (got.new_articles, got.alerts_queued) == (600, 2400)
+    assert count(db, "articles") == 1200
+    assert count(db, "article_sources") == 1800
+    assert count(db, "matches") == 1200
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT status, attempts, next_attempt_at, CAST(done_targets AS TEXT), claimed_by,"
+                " count(*) FROM deliveries"
+                " GROUP BY status, attempts, next_attempt_at, CAST(done_targets AS TEXT), claimed_by"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("pending", 0, None, "[]", None, 2400)]
+    by_url = {a.url: a for a in store.list_articles(source="src", limit=None)}
+    assert len(by_url) == 1200
+    assert by_url[url("f0003")].published == T0 - timedelta(minutes=3)
+    assert by_url[url("f0001")].published is None
+    assert by_url[url("f0001")].first_seen == later and by_url[url("f0001")].source == "src"
+    assert by_url[url("o0001")].first_seen == T0 and by_url[url("o0001")].source == "other"
+    assert by_url[url("o0001")].watchlists == by_url[url("f0001")].watchlists == ("rail",)
+    [delivery, *_] = store.claim_due(owner="w", now=later, lease=60, limit=1)
+    assert (delivery.attempts, delivery.keywords) == (0, ("railway",))
+
+
+def test_stores_of_both_databases_in_one_process(sqlite_url: str, pg_url: str) -> None:
+    """store_page's statements are built once per database kind and shared by every Store of
+    the process: Stores of SQLite and of PostgreSQL, several of each, used in turns."""
+    stores = [Store(u) for u in (sqlite_url, pg_url, sqlite_url, pg_url)]
+    try:
+        for s in stores[:2]:
+            s.migrate()
+        plan = Planner({"rail": ("mail",)})
+        for round_ in range(2):
+            for i, s in enumerate(stores):
+                names = [f"r{round_}s{i}n{n}" for n in range(3)] + ["shared"] * (round_ == 0)
+                got = s.store_page(f"src{i}", items(*names), plan, silent=False, now=T0)
+                assert got.new_for_source == tuple(url(n) for n in names)
+                assert got.new_articles == (4 if round_ == 0 and i < 2 else 3)
+                assert got.alerts_queued == got.new_articles
+        for s in stores[:2]:
+            articles = s.list_articles(limit=None)
+            assert len(articles) == 13  # 2 rounds x 2 stores x 3 + "shared"
+            assert s.counts() == {"articles": 13, "pending": 13, "sent": 0, "failed": 0}
+    finally:
+        for s in stores:
+            s.close()
 
 
 # --- the delivery queue --------------------------------------------------------------------------
@@ -439,6 +573,43 @@ def test_timestamps_come_back_timezone_aware_utc(store: Store) -> None:
     assert status.last_pass_at == now and status.last_pass_at.tzinfo == UTC
     with pytest.raises(ValueError, match="timezone-aware"):
         store.claim_due(owner="w", now=datetime(2025, 1, 1), lease=30, limit=1)
+
+
+def test_sqlite_timestamp_text_is_sqlalchemys() -> None:
+    """UTCDateTime writes SQLite's text itself (faster): the very text SQLAlchemy's SQLite
+    DateTime writes for the same value in UTC (SQLite compares and sorts timestamps as text)."""
+    from sqlalchemy.dialects import sqlite
+
+    from worker.store.tables import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = sqlite.DATETIME().bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    rng = random.Random(7)
+    zones = [
+        UTC,
+        timezone(timedelta(0), "Z"),
+        timezone(timedelta(hours=5)),
+        timezone(-timedelta(hours=9.5)),
+    ]
+    values = [datetime(1, 1, 1, 12, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, UTC)]
+    values += [
+        datetime(
+            *(rng.randint(1900, 2100), rng.randint(1, 12), rng.randint(1, 28)),
+            *(rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)),
+            rng.choice([0, rng.randint(0, 999_999)]),
+            rng.choice(zones),
+        )
+        for _ in range(2000)
+    ]
+    for value in values:
+        assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None)), value
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ours(datetime(2025, 1, 1))
+    with pytest.raises(TypeError, match="expected a datetime"):
+        ours("2025-01-01 00:00:00")
 
 
 def test_list_articles_newest_first_with_filters(store: Store) -> None:

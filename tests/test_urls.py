@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from worker.urls import (
     MAX_URL_LENGTH,
     TRACKING_PARAMS,
+    _canonicalize,
+    _clean_input,
+    _fast_canonicalize,
     canonicalize,
     is_tracking_param,
     redact_url,
@@ -205,3 +210,168 @@ def test_tracking_params_named_in_the_brief_are_listed() -> None:
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+# --- the fast path: the same result as the slow one --------------------------------------------
+#
+# `canonicalize` answers links already in canonical form (absolute, or "/path" on an http(s)
+# page; maybe a fragment, a default port, tracking parameters or unsorted ones) without urljoin
+# and w3lib. Whenever it answers, it must return what the slow path returns.
+
+_slow = _canonicalize.__wrapped__
+
+REAL_WORLD_LINKS = [
+    "https://timesca.com/kyrgyzstan-and-uzbekistan-sign-border-deal/",
+    "https://timesca.com/page/2/?s=rail+freight",
+    "https://www.rferl.org/a/kazakhstan-protests/31640015.html",
+    "https://www.azattyk.org/a/32345678.html",
+    "https://24.kg/english/312345_Kyrgyzstan_to_build_railway/",
+    "https://akipress.com/news:789012:Kyrgyzstan_news/",
+    "https://kaktus.media/doc/512345_v_bishkeke.html",
+    "https://ru.sputnik.kg/20250703/kyrgyzstan-1090000000.html",
+    "https://www.gazeta.uz/ru/2025/07/03/news/",
+    "https://kun.uz/en/news/2025/07/03/uzbekistan-news",
+    "https://kursiv.media/news/ekonomika/2025-07-03/?utm_campaign=ok&utm_source=tg",
+    "https://eurasianet.org/kazakhstan-story?fbclid=IwAR0abc_DEF-123",
+    "https://www.bbc.com/news/world-asia-12345678?at_medium=RSS&at_campaign=KARANGA",
+    "https://www.reuters.com/world/asia-pacific/story-2025-07-03/?utm_source=x&utm_medium=social",
+    "https://www.nytimes.com/2025/07/03/world/asia/kyrgyzstan.html?smid=url-share",
+    "https://www.theguardian.com/world/2025/jul/03/story#comments",
+    "https://apnews.com/article/kazakhstan-abc123def456",
+    "https://www.aljazeera.com/news/2025/7/3/story",
+    "https://www.washingtonpost.com/world/2025/07/03/story/?itid=hp&utm_term=.abc",
+    "https://www.ft.com/content/1234abcd-5678-ef90-1234-567890abcdef",
+    "https://www.youtube.com/watch?v=dQw4w9WgXcQ&feature=youtu.be",
+    "https://m.facebook.com/story.php?story_fbid=1&id=2",
+    "https://x.com/user/status/123?s=20&t=abc",
+    "https://t.me/s/channel/123",
+    "https://www.example.com/search?q=rail+way&page=2",
+    "https://example.com/index.php?option=com_content&view=article&id=123:slug&Itemid=45",
+    "https://www.example.com/?p=12345",
+    "https://www.example.com/news/story.html;jsessionid=ABC123",
+    "https://www.example.com/caf%C3%A9/",
+    "https://www.example.com/a/./b/../c/",
+    "https://www.example.com/.well-known/x",
+    "https://news.example.com:8443/a",
+    "https://news.example.com:443/a",
+    "http://news.example.com:80/a?b=2&a=1",
+    "https://News.Example.com/A",
+    "http://127.0.0.1:8123/some-slug-108940/",
+    "http://127.0.0.1:8123/some-slug-108937/?utm_source=search&utm_medium=web",
+    "/some-slug-108938/",
+    "/some-slug-108939/#respond",
+    "/2025/07/03/story/?amp=1#comments",
+    "/?p=12345",
+    "/page/2/?s=kyrgyzstan",
+    "//cdn.example.org/x",
+    "story/",
+    "?page=2",
+    "#top",
+    "javascript:void(0)",
+]
+BASES: list[str | None] = [
+    None,
+    PAGE,
+    "http://127.0.0.1:8123/page/2/?s=kyrgyzstan",
+    "https://www.rferl.org/z/1.html",
+    "https://Example.com/a/b",
+    "http://example.com:80/x",
+    "https://u:p@example.com/",
+    " https://example.com/b ",
+    "https://example.com\t/x",
+    "https://example.com.:8080/",
+    "https://bücher.de/",
+    "mailto:x@example.com",
+    "not a url",
+    "http://[::1/",  # urljoin raises on these: the slow path gives None
+    "https://exa]mple.com/",
+    "http://ex\uff03ample.com/",
+]
+
+
+def _generated_links(count: int, seed: int) -> list[str]:
+    """Links built from pieces: mostly canonical, with now and then one part that is not."""
+    rng = random.Random(seed)
+    good_hosts = ["example.com", "timesca.com", "www.example.co.uk", "127.0.0.1", "a_b.example"]
+    hosts = [
+        *good_hosts,
+        "xn--bcher-kva.de", "Example.com", "example.com.", "a..b", "-bad-.example", "[::1]",
+        "a" * 64 + ".com", "bücher.de", "exa mple.com", "", "u:p@example.com", "ex%41mple.com",
+    ]  # fmt: skip
+    good_ports = ["", "", "", ":80", ":443", ":8080", ":8123", ":1", ":65535"]
+    ports = [*good_ports, ":0", ":00", ":080", ":65536", ":99999", ":", ":abc"]
+    good_chars = [*"abcxyzAZ019-._~!$&'()*+,=:@", "index.html", "2025", "..x", ".x", "x."]
+    chars = [
+        *good_chars,
+        "%41", "%7e", "%2F", "%25", "%", "%zz", ";", ";p=1", " ", "é", "\\", "[", "]", "|", "{",
+        '"', "<", "^", "`", "..", ".", "", "?",
+    ]  # fmt: skip
+    keys = ["a", "b", "s", "page", "utm_source", "UTM_Medium", "utm_", "fbclid", "_ga", "a+b"]
+    keys += ["utm_source+", "+utm_source", "a-b", "a~", "", "x.y", "%75tm_source", "k%20", "é"]
+    values = ["", "1", "x", "abc", "a+b", "++", "a b", "a=b", "%41", "~", "-", "é", "a;b", "Z"]
+    frags = ["", "", "#", "#respond", "#a?b", "#x#y", "#é", "#[x]", "#\\", "#%zz", "#a b"]
+
+    def pick(pool: list[str], good: list[str], p: float) -> str:
+        return rng.choice(good if rng.random() < p else pool)
+
+    def query() -> str:
+        if rng.random() < 0.5:
+            return rng.choice(["", "?"])
+        fields = []
+        for _ in range(rng.randint(1, 4)):
+            key = rng.choice(keys)
+            fields.append(key if rng.random() < 0.1 else f"{key}={rng.choice(values)}")
+        return "?" + "&".join(fields)
+
+    links = []
+    for _ in range(count):
+        p = 0.97 if rng.random() < 0.7 else 0.5
+        path = "".join(
+            "/" + "".join(pick(chars, good_chars, p) for _ in range(rng.randint(0, 4)))
+            for _ in range(rng.randint(0, 4))
+        )
+        head = (
+            pick(["HTTP://", "Https://", "ftp://", "http:/", "//", ""], ["http://", "https://"], p)
+            + pick(hosts, good_hosts, p)
+            + pick(ports, good_ports, p)
+        )
+        if rng.random() < 0.3:
+            head = ""  # a link relative to the page
+        links.append(head + path + query() + pick(frags, frags[:4], p))
+    return links
+
+
+def test_the_fast_path_gives_what_the_slow_path_gives() -> None:
+    rng = random.Random(7)
+    pairs = [(link, base) for link in REAL_WORLD_LINKS for base in BASES]
+    pairs += [(url, base) for url, base, _ in CASES]
+    pairs += [(link, rng.choice(BASES)) for link in _generated_links(10_000, seed=1)]
+    fast_answers = 0
+    for link, base in pairs:
+        text = _clean_input(link)
+        if not text:
+            continue
+        fast = _fast_canonicalize(text, base)
+        if fast is not None:
+            fast_answers += 1
+            assert fast == _slow(text, base), (link, base)
+        assert canonicalize(link, base) == (_slow(text, base) if len(text) <= 2048 else None)
+    assert fast_answers > 1_500  # the comparison did test the fast path
+
+
+@pytest.mark.parametrize(
+    ("link", "base"),
+    [
+        ("https://timesca.com/some-article/", None),
+        ("https://timesca.com/some-article/#comments", PAGE),
+        ("/2025/07/story/", PAGE),
+        ("/slug/#respond", "http://127.0.0.1:8123/page/2/?s=kyrgyzstan"),
+        ("http://127.0.0.1:8123/slug/?utm_source=search&utm_medium=web", None),
+        ("https://example.com:443/a?b=2&a=1&fbclid=x", None),
+        ("https://timesca.com/page/2/?s=kyrgyzstan", None),
+    ],
+)
+def test_links_already_canonical_take_the_fast_path(link: str, base: str | None) -> None:
+    fast = _fast_canonicalize(_clean_input(link), base)
+    assert fast is not None
+    assert fast == _slow(_clean_input(link), base)

@@ -1,3 +1,3 @@
-from worker.cli import main
+from worker.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,9 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = (
     1,
     2,
 )  # all went well / a source or delivery failed / bad config
+
+
+_CHECK_CHANNELS = frozenset({"check", "run", "test-alert"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(seconds=args.seconds)
     try:
-        config = load_config(path)
+        # apprise checks the channel URLs where they matter up front; `once` checks them when an
+        # alert is due (saving ~0.4 s a run), listing commands never send
+        config = load_config(path, check_channels=args.command in _CHECK_CHANNELS)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{exc.path}: {problem}", file=sys.stderr)
@@ -107,13 +113,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """The program's entry point (`worker`, `python -m worker`): `main`, then a quick exit.
+
+    `gc.freeze()` first moves everything still alive to the permanent generation, so the
+    interpreter's teardown does not walk a full collection over the ~1,200 modules loaded (0.4 s
+    of every `worker once`). Not in `main`: tests call that in-process.
+    """
+    code = main(argv)
+    gc.freeze()
+    return code
+
+
 def _dispatch(args: argparse.Namespace, config: Config, path: str) -> int:
     from worker import commands
 
     if args.command == "check":
         return commands.check(config, path)
     if args.command == "once":
-        return commands.once(config, args.source)
+        return commands.once(config, args.source, path)
     if args.command == "articles":
         return commands.articles(
             config,

@@ -36,7 +36,7 @@ def check(config: Config, path: str) -> int:
     return EXIT_OK
 
 
-def once(config: Config, source_names: Sequence[str]) -> int:
+def once(config: Config, source_names: Sequence[str], path: str) -> int:
     from worker.pipeline import run_once
 
     known = {s.name for s in config.sources}
@@ -56,6 +56,11 @@ def once(config: Config, source_names: Sequence[str]) -> int:
         print(f"alerts: {d.sent} sent, {d.retrying} to retry, {d.failed} failed")
     if result.delivery_error:
         print(f"alerts: delivery round failed: {result.delivery_error}")
+    if result.channel_problems:
+        for problem in result.channel_problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        print("alerts: none sent; they stay queued until the config is fixed", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

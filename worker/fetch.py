@@ -33,6 +33,7 @@ from tenacity import (
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding
 
 from worker.config import HttpConfig
+from worker.transport import make_transport
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +158,14 @@ class Fetcher:
     ) -> None:
         self._http = http
         self._sleep = sleep  # retry waits only; the per-host delay always waits for real
+        limits = httpx.Limits(
+            max_connections=http.concurrency, max_keepalive_connections=http.concurrency
+        )
         self._client = httpx.AsyncClient(
             headers={"User-Agent": http.user_agent, "Accept": ACCEPT},
             timeout=httpx.Timeout(http.timeout),
-            limits=httpx.Limits(
-                max_connections=http.concurrency,
-                max_keepalive_connections=http.concurrency,
-            ),
             follow_redirects=False,  # followed by hand: each hop is checked, paced and counted
-            transport=transport,
+            transport=transport if transport is not None else make_transport(limits),
         )
         self._slots = asyncio.Semaphore(http.concurrency)
         self._hosts: dict[str, _Host] = {}

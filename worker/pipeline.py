@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from worker.config import Config, SourceConfig
+from worker.config import Config, SourceConfig, check_channel_urls
 from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
@@ -59,16 +59,29 @@ class PassReport:
         return text
 
 
+class ChannelConfigError(Exception):
+    """Alerts are due but a channel URL is one apprise refuses: a config error, named by key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 @dataclass
 class OnceResult:
     passes: list[PassReport] = field(default_factory=list)
     delivery: DeliveryReport | None = None
     delivery_error: str | None = None
+    channel_problems: list[str] = field(default_factory=list)  # nothing was sent: config error
 
     @property
     def ok(self) -> bool:
-        delivery_ok = self.delivery_error is None and (
-            self.delivery is None or (self.delivery.failed == 0 and self.delivery.retrying == 0)
+        delivery_ok = (
+            self.delivery_error is None
+            and not self.channel_problems
+            and (
+                self.delivery is None or (self.delivery.failed == 0 and self.delivery.retrying == 0)
+            )
         )
         return all(p.ok for p in self.passes) and delivery_ok
 
@@ -82,13 +95,30 @@ class Runtime:
         self.owner = owner or owner_id()
         self.config = config
         self.matcher = Matcher(config.watchlists)
-        self.notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
+        self._notifier: Notifier | None = None
+
+    @property
+    def notifier(self) -> Notifier:
+        """The channels' Notifier, built on first use: a `worker once` with no alert due never
+        imports apprise. Raises ChannelConfigError when apprise refuses a channel URL (a config
+        loaded with `check_channels=False` has not been checked for that)."""
+        if self._notifier is None:
+            problems = check_channel_urls(self.config.channels)
+            if problems:
+                raise ChannelConfigError(problems)
+            self._notifier = Notifier(self.config.channels, timeout=self.config.alerts.send_timeout)
+        return self._notifier
+
+    def close_notifier(self) -> None:
+        """Let the sending threads end, if a Notifier was ever built."""
+        if self._notifier is not None:
+            self._notifier.close()
 
     def apply(self, config: Config) -> None:
         """Switch to a new config: later pages are matched and delivered by it."""
         matcher = Matcher(config.watchlists)
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
-        self.config, self.matcher, self.notifier = config, matcher, notifier
+        self.config, self.matcher, self._notifier = config, matcher, notifier
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
@@ -159,7 +189,14 @@ class Runtime:
             log.exception("source=%s could not record the pass", report.source)
 
     async def deliver(self) -> DeliveryReport:
-        """Send every delivery that is due now (one round)."""
+        """Send every delivery that is due now (one round).
+
+        Until a Notifier exists, the queue is asked first: with nothing due, apprise is not
+        loaded at all."""
+        if self._notifier is None:
+            due = await asyncio.to_thread(self.store.next_due_at)
+            if due is None or due > datetime.now(UTC):
+                return DeliveryReport()
         return await deliver_due(self.store, self.notifier, self.config.alerts, owner=self.owner)
 
     async def once(self, sources: Sequence[SourceConfig]) -> OnceResult:
@@ -168,6 +205,8 @@ class Runtime:
         result.passes = list(await asyncio.gather(*(self.run_pass(s) for s in sources)))
         try:
             result.delivery = await self.deliver()
+        except ChannelConfigError as exc:  # the alerts stay queued for a run with a fixed config
+            result.channel_problems = exc.problems
         except Exception as exc:
             log.exception("delivery round failed")
             result.delivery_error = f"{type(exc).__name__}: {exc}"
@@ -185,7 +224,7 @@ async def run_once(config: Config, source_names: Sequence[str] = ()) -> OnceResu
             try:
                 return await runtime.once(sources)
             finally:  # every send has finished: what was claimed and not tried goes back
-                runtime.notifier.close()
+                runtime.close_notifier()
                 await asyncio.to_thread(store.release_claims, runtime.owner)
     finally:
         store.close()

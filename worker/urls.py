@@ -107,7 +107,10 @@ def is_tracking_param(name: str) -> bool:
 
 
 def _clean_input(value: str) -> str:
-    return value.strip(_STRIP_CHARS).translate(_TAB_NEWLINE)
+    value = value.strip(_STRIP_CHARS)
+    if "\t" in value or "\n" in value or "\r" in value:  # translate() is slow: only when needed
+        value = value.translate(_TAB_NEWLINE)
+    return value
 
 
 def _valid_host(host: str) -> bool:
@@ -139,7 +142,103 @@ def canonicalize(url: str, base: str | None = None) -> str | None:
     text = _clean_input(url)
     if not text or len(text) > MAX_URL_LENGTH:
         return None
+    fast = _fast_canonicalize(text, base)
+    if fast is not None:
+        return fast
     return _canonicalize(text, base)
+
+
+# --- fast path ---------------------------------------------------------------------------------
+#
+# Most links on a listing are already (nearly) canonical: "https://host/path/", "/path/" on an
+# http(s) page, maybe with "#respond" or "?utm_source=..." appended. For those the slow path
+# (urljoin, w3lib's canonicalize_url, urlsplit, the query cleaner: ~100 us) changes nothing but
+# what the fast path below does in a few us: drop the fragment, a default port and tracking
+# parameters, sort the others. It only accepts ASCII links whose every part is already in
+# canonical form, and defers anything else to the slow path: a host that is not lower-case
+# letters, digits, '.', '-', '_'; a port with a leading zero; userinfo; a path that is missing,
+# holds '%', ';', '\\', a dot segment or any character w3lib would percent-encode; a query with
+# '%' or characters other than letters, digits, '-._~+' in names and values. Equality with the
+# slow path is tested over generated and real-world links (tests/test_urls.py).
+
+_FAST_RE = re.compile(
+    r"(https?://)([a-z0-9._-]+)(?::([1-9][0-9]{0,4}))?"  # scheme, host, port
+    r"(/[A-Za-z0-9!$&'()*+,\-./:=@_~]*)"  # path: w3lib's safe characters, no % ; ? [ ] |
+    r"(?:\?([A-Za-z0-9&+\-._=~]+))?"  # query: names and values w3lib keeps as they are
+    r"(?:#.*)?",  # fragment: dropped
+    re.DOTALL,
+)
+_ORIGIN_RE = re.compile(r"https?://[a-z0-9._-]+(?::[0-9]{1,5})?(?=[/?#]|\Z)")
+_FAST_DEFAULT_PORTS = {"http://": "80", "https://": "443"}
+
+
+@lru_cache(maxsize=256)
+def _fast_host(host: str) -> bool:
+    return not host.endswith(".") and _valid_host(host)
+
+
+@lru_cache(maxsize=256)
+def _base_for_fast_path(base: str) -> tuple[bool, str | None]:
+    """Whether urljoin accepts `base` (the slow path gives None for any link when it raises),
+    and the 'scheme://host[:port]' the fast path may join a '/path' link to (or None)."""
+    cleaned = _clean_input(base)
+    try:
+        urlsplit(cleaned)
+    except ValueError:  # "http://[::1/", a netloc that NFKC turns into "#"...
+        return False, None
+    match = _ORIGIN_RE.match(cleaned)
+    return True, match.group(0) if match else None
+
+
+def _fast_query(query: str) -> str | None:
+    """The canonical query (tracking parameters dropped, the rest sorted), or None when a value
+    holds '=' (w3lib would encode it)."""
+    pairs = []
+    for field in query.split("&"):
+        if not field:
+            continue
+        key, _, value = field.partition("=")
+        if "=" in value:
+            return None
+        if not is_tracking_param(key.replace("+", " ") if "+" in key else key):
+            pairs.append((key, value))
+    pairs.sort()  # '+' (a space) sorts before every other allowed character, as ' ' does
+    return "&".join([f"{key}={value}" for key, value in pairs])
+
+
+def _fast_canonicalize(text: str, base: str | None) -> str | None:
+    """What `_canonicalize(text, base)` returns, for a link in already canonical form; None
+    when the link needs the slow path (which may still give a URL, or None)."""
+    if not text.isascii():
+        return None
+    if base is not None:
+        joinable, origin = _base_for_fast_path(base)
+        if not joinable:
+            return None
+        if text[0] == "/":
+            if origin is None or text[1:2] == "/":  # a protocol-relative "//host/": slow path
+                return None
+            text = origin + text
+    match = _FAST_RE.fullmatch(text)
+    if match is None:
+        return None
+    scheme, host, port, path, query = match.groups()
+    if "/." in path or not _fast_host(host):
+        return None
+    netloc = host
+    if port is not None:
+        if int(port) > 65535:
+            return None
+        if port != _FAST_DEFAULT_PORTS[scheme]:
+            netloc = f"{host}:{port}"
+    result = f"{scheme}{netloc}{path}"
+    if query:
+        cleaned = _fast_query(query)
+        if cleaned is None:
+            return None
+        if cleaned:
+            result = f"{result}?{cleaned}"
+    return result if len(result) <= MAX_URL_LENGTH else None
 
 
 @lru_cache(maxsize=8192)  # a pass re-reads the same first pages: their links repeat

@@ -104,7 +104,7 @@ def format_validation_error(error: ValidationError) -> list[str]:
     return problems
 
 
-def _cross_checks(config: Config) -> list[str]:
+def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
     problems = []
     seen: dict[str, int] = {}
     for i, source in enumerate(config.sources):
@@ -134,7 +134,8 @@ def _cross_checks(config: Config) -> list[str]:
                 problems.append(
                     f"watchlists[{i}].sources[{j}]: unknown source {name!r} (sources: {known})"
                 )
-    problems.extend(check_channel_urls(config.channels))
+    if check_channels:
+        problems.extend(check_channel_urls(config.channels))
     return problems
 
 
@@ -165,9 +166,18 @@ def _resolve_database(url: str, base: Path) -> str:
 
 
 def parse_config(
-    text: str, path: str | os.PathLike[str] = "<config>", env: dict[str, str] | None = None
+    text: str,
+    path: str | os.PathLike[str] = "<config>",
+    env: dict[str, str] | None = None,
+    *,
+    check_channels: bool = True,
 ) -> Config:
-    """Validate TOML text into a Config; raise ConfigError listing every problem."""
+    """Validate TOML text into a Config; raise ConfigError listing every problem.
+
+    `check_channels=False` leaves out one check: that apprise accepts every channel URL (it
+    imports apprise, ~0.4 s). A command that may send nothing checks them when it first needs to
+    send (`check_channel_urls`).
+    """
     env = dict(os.environ) if env is None else env
     try:
         raw = tomllib.loads(text)
@@ -183,7 +193,7 @@ def parse_config(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(path, format_validation_error(exc)) from None
-    problems = _cross_checks(config)
+    problems = _cross_checks(config, check_channels=check_channels)
     if problems:
         raise ConfigError(path, problems)
     return config
@@ -193,7 +203,9 @@ def default_config_path() -> str:
     return os.environ.get("WORKER_CONFIG") or DEFAULT_CONFIG
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, check_channels: bool = True
+) -> Config:
     """Read and validate the config file; raise ConfigError (never another exception)."""
     path = path or default_config_path()
     try:
@@ -202,4 +214,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(path, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [f"cannot read the file: {exc}"]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, check_channels=check_channels)

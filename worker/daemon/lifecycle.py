@@ -109,7 +109,7 @@ class Daemon(ReloadMixin):
             await asyncio.wait(leftovers, timeout=SHUTDOWN_GRACE)
         if self.health is not None:
             await self.health.stop()
-        self.runtime.notifier.close()
+        self.runtime.close_notifier()
         log.info("stopped in %.1fs", time.monotonic() - started)
 
     async def status(self) -> dict[str, Any]:

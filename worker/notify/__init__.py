@@ -1,6 +1,7 @@
 """The notify stage: render alerts, send them through apprise, run the delivery queue.
 
-Importing this package registers the `console://` apprise schema (alerts printed to stdout).
+apprise is imported on first use (checking a channel URL, building a Notifier), not with this
+package; the `console://` schema (alerts printed to stdout) is registered then.
 """
 
 from worker.notify.channels import Notifier, SendResult, check_url, redact

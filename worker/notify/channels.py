@@ -19,13 +19,14 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-import apprise
-from apprise.common import NotifyFormat
-
 from worker.notify.render import Message, escape_html, escape_markdown
+
+if TYPE_CHECKING:
+    import apprise
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +120,34 @@ def _scheme(url: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+_apprise_module: ModuleType | None = None
+
+
+def _apprise() -> ModuleType:
+    """apprise, imported on first use (with its plugin scan it costs ~0.4 s of start-up, which a
+    `worker once` that has no alert to send should not pay), with `console://` registered."""
+    global _apprise_module
+    if _apprise_module is None:
+        import apprise
+
+        _register_console()
+        _apprise_module = apprise
+    return _apprise_module
+
+
 def _asset() -> apprise.AppriseAsset:
     """apprise 2.x runs a service with a deadline in its own shared pool (a few threads for the
     whole process): with service_timeout=0 it runs in the calling thread, one of the Notifier's
     own, and the deadline is ours."""
+    apprise_ = _apprise()
     try:
-        return apprise.AppriseAsset(service_timeout=0)
+        return apprise_.AppriseAsset(service_timeout=0)
     except TypeError:  # apprise 1.x: no such setting, it always runs in the calling thread
-        return apprise.AppriseAsset()
+        return apprise_.AppriseAsset()
 
 
 def _load(url: str, asset: apprise.AppriseAsset | None = None) -> apprise.Apprise | None:
-    app = apprise.Apprise(asset=asset)
+    app = _apprise().Apprise(asset=asset)
     with _quiet():
         try:
             added = app.add(url)
@@ -146,7 +163,7 @@ def check_url(url: str) -> str | None:
     if _load(url) is not None:
         return None
     scheme = _scheme(url)
-    several = apprise.Apprise()
+    several = _apprise().Apprise()
     with _quiet():
         if several.add(url) and len(several) > 1:
             return f"{len(several)} URLs in one string: give a channel a list of URLs instead"
@@ -160,6 +177,7 @@ def check_url(url: str) -> str | None:
 def _known(scheme: str) -> bool:
     from apprise.plugins import N_MGR
 
+    _apprise()
     return scheme in N_MGR
 
 
@@ -210,6 +228,8 @@ def _short(text: str) -> str:
 
 def _send_blocking(target: _Target, message: Message) -> str | None:
     """Send through apprise in this (worker) thread; None on success, else the reason."""
+    from apprise.common import NotifyFormat
+
     if target.kind == "email":
         body, fmt, title = message.html, NotifyFormat.HTML, message.title
         if target.title_in_body:
@@ -327,18 +347,23 @@ class Notifier:
 # --- console:// --------------------------------------------------------------------------------
 
 
+_console_lock = threading.Lock()
+
+
 def _register_console() -> None:
+    """Register the `console://` schema with apprise (once per process)."""
     from apprise.decorators import notify
     from apprise.plugins import N_MGR
 
-    if CONSOLE_SCHEME in N_MGR:
-        return
+    with _console_lock:
+        if CONSOLE_SCHEME in N_MGR:
+            return
+        _add_console(notify)
 
+
+def _add_console(notify: Any) -> None:
     @notify(on=CONSOLE_SCHEME, name="Console (standard output)")
     def _console(body: str, title: str, *args: object, **kwargs: object) -> bool:
         rule = "-" * 72
         print(f"{rule}\n{title}\n\n{body}\n{rule}", flush=True)
         return True
-
-
-_register_console()

@@ -102,6 +102,34 @@ def _human_date(text: str) -> datetime | None:
     return a
 
 
+# The commonest human dates, "July 3, 2025", "July 3 2025" and "3 July 2025" (any month name of
+# _ParserInfo, any case), read without dateutil's two fuzzy parses (~0.2 ms): the same value as
+# _human_date (tests compare them over every month name), or None to ask _human_date.
+_MONTH_NUMBERS = {
+    name.lower(): number for number, names in enumerate(_ParserInfo.MONTHS, 1) for name in names
+}
+_MONTH_DAY_YEAR_RE = re.compile(r"([^\W\d_]+) ([0-9]{1,2}),? ([0-9]{4})")
+_DAY_MONTH_YEAR_RE = re.compile(r"([0-9]{1,2}) ([^\W\d_]+) ([0-9]{4})")
+
+
+def _simple_date(text: str) -> datetime | None:
+    match = _MONTH_DAY_YEAR_RE.fullmatch(text)
+    if match is not None:
+        name, day, year = match.groups()
+    else:
+        match = _DAY_MONTH_YEAR_RE.fullmatch(text)
+        if match is None:
+            return None
+        day, name, year = match.groups()
+    month = _MONTH_NUMBERS.get(name.lower())
+    if month is None:
+        return None
+    try:
+        return datetime(int(year), month, int(day))
+    except ValueError:  # "February 30, 2025", year 0: _human_date decides
+        return None
+
+
 # The shape of an RFC 2822 date ("Thu, 03 Jul 2025 10:00:00 +0000"), so that email.utils'
 # lenient parser is not given other forms it would misread ("July 3, 2025 4:30 pm" as 04:30).
 _RFC2822_RE = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}")
@@ -119,7 +147,7 @@ def _parse_date_cached(text: str) -> datetime | None:
         except (ValueError, TypeError, IndexError, OverflowError):
             value = None
     if value is None:
-        value = _human_date(text)
+        value = _simple_date(text) or _human_date(text)
     return _to_utc(value) if value is not None else None
 
 

@@ -91,10 +91,11 @@ def _check_depth(html: str, page_url: str) -> None:
     quadratic in the depth of the open-element stack (100k nested divs take 20 s).
 
     Three steps, each only when the one before cannot clear the page: the number of start tags
-    (two str.count), a bound per 4 kB chunk (void tags and unclosed <p> count as open), then
-    the scan of every tag (about 0.2 s per MB).
+    (str.count of '<', less that of '</' when needed), a bound per 4 kB chunk (void tags and
+    unclosed <p> count as open), then the scan of every tag (about 0.2 s per MB).
     """
-    if html.count("<") - html.count("</") <= MAX_DEPTH:
+    starts = html.count("<")
+    if starts <= MAX_DEPTH or starts - html.count("</") <= MAX_DEPTH:
         return
     if _depth_bound(html, MAX_DEPTH) <= MAX_DEPTH:
         return

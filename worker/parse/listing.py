@@ -16,7 +16,7 @@ from worker.models import Item, ListingPage
 from worker.parse.dates import MAX_DATE_TEXT, parse_date
 from worker.parse.document import ParseError, html_document
 from worker.parse.results import parse_results
-from worker.parse.text import RAW_CAP, clean_text, strip_shortcodes
+from worker.parse.text import RAW_CAP, clean_text, recap_text, strip_shortcodes
 from worker.urls import canonicalize, redact_url
 
 __all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "parse_listing"]
@@ -44,34 +44,49 @@ def _node_text(node: LexborNode, limit: int) -> str:
     items nested in items) costs a bounded time per field.
     """
     parts: list[str] = []
+    _collect_text(node, limit, parts)
+    return clean_text("".join(parts))[:limit]
+
+
+def _collect_text(node: LexborNode, limit: int, parts: list[str]) -> None:
+    """The walk of `_node_text`: appends the text pieces (and block separators) to `parts`."""
     size = 0
     budget = min(400, max(50, limit // 8))
-    stack = [node.iter(include_text=True)]
-    closers = [False]
+    append = parts.append
+    # (children of an element, whether it is a block: a space follows its text)
+    stack = [(node.iter(include_text=True), False)]
     while stack:
-        child = next(stack[-1], None)
-        if child is None:
+        children, closes_block = stack[-1]
+        for child in children:
+            budget -= 1
+            if budget < 0:
+                return
+            tag = child.tag
+            if tag == "-text":
+                text = child.text_content or ""
+                append(text)
+                size += len(text.strip())
+                if size >= limit:
+                    return
+            elif tag and tag[0] != "-" and tag not in _NO_TEXT:  # not a comment, doctype...
+                block = tag in _BLOCK
+                if block:
+                    append(" ")
+                stack.append((child.iter(include_text=True), block))
+                break  # read the child's children first
+        else:  # every child read
             stack.pop()
-            if closers.pop():
-                parts.append(" ")
-            continue
-        budget -= 1
-        if budget < 0:
-            break
-        tag = child.tag
-        if tag == "-text":
-            text = child.text_content or ""
-            parts.append(text)
-            size += len(text.strip())
-            if size >= limit:
-                break
-        elif tag and tag[0] != "-" and tag not in _NO_TEXT:  # not a comment, doctype...
-            block = tag in _BLOCK
-            if block:
-                parts.append(" ")
-            stack.append(child.iter(include_text=True))
-            closers.append(block)
-    return clean_text("".join(parts))[:limit]
+            if closes_block:
+                append(" ")
+
+
+def _value(target: LexborNode, field: FieldSelector, limit: int) -> str | None:
+    """The raw value of a field in its matched element: the attribute when the field names
+    one, else the text."""
+    if field.attr:
+        value = target.attributes.get(field.attr)
+        return value[:limit] if value is not None else None
+    return _node_text(target, limit)
 
 
 def _read(
@@ -84,10 +99,25 @@ def _read(
     target = scope.css_first(field.css)
     if target is None:
         return None
+    return _value(target, field, limit)
+
+
+def _title(target: LexborNode | None, field: FieldSelector) -> str:
+    raw = _value(target, field, MAX_TITLE * RAW_CAP) if target is not None else None
+    if not raw:
+        return ""
     if field.attr:
-        value = target.attributes.get(field.attr)
-        return value[:limit] if value is not None else None
-    return _node_text(target, limit)
+        return clean_text(raw, MAX_TITLE)
+    return recap_text(raw, MAX_TITLE)  # _node_text cleaned it already
+
+
+def _summary(node: LexborNode, field: FieldSelector | None) -> str:
+    raw = _read(node, field, MAX_SUMMARY * RAW_CAP)
+    if not raw:
+        return ""
+    if field is not None and not field.attr and "[" not in raw:
+        return recap_text(raw, MAX_SUMMARY)  # cleaned by _node_text, no shortcode to strip
+    return clean_text(strip_shortcodes(raw), MAX_SUMMARY)
 
 
 def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
@@ -127,9 +157,13 @@ def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage
     items: list[Item] = []
     seen: set[str] = set()
     skipped = 0
+    title_field, link_field = select.title, select.link
+    same_element = title_field.css == link_field.css  # e.g. both "h2.entry-title a"
     for node in nodes:
-        title = clean_text(_read(node, select.title, MAX_TITLE * RAW_CAP) or "", MAX_TITLE)
-        href = _read(node, select.link, 4 * 2048)
+        title_target = node.css_first(title_field.css)
+        link_target = title_target if same_element else node.css_first(link_field.css)
+        title = _title(title_target, title_field)
+        href = _value(link_target, link_field, 4 * 2048) if link_target is not None else None
         url = canonicalize(href, base) if href and not href.strip().startswith("#") else None
         if not title or url is None:
             skipped += 1
@@ -137,8 +171,7 @@ def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage
         if url in seen:
             continue
         seen.add(url)
-        summary_raw = _read(node, select.summary, MAX_SUMMARY * RAW_CAP)
-        summary = clean_text(strip_shortcodes(summary_raw), MAX_SUMMARY) if summary_raw else ""
+        summary = _summary(node, select.summary)
         published_raw = _read(node, select.published, MAX_DATE_TEXT * RAW_CAP)
         published = parse_date(published_raw) if published_raw else None
         items.append(Item(url=url, title=title, summary=summary, published=published))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["RAW_CAP", "clean_text", "strip_shortcodes"]
+__all__ = ["RAW_CAP", "clean_text", "recap_text", "strip_shortcodes"]
 
 RAW_CAP = 2  # read at most cap * RAW_CAP characters (whitespace collapsed) before cleaning
 
@@ -17,14 +17,43 @@ RAW_CAP = 2  # read at most cap * RAW_CAP characters (whitespace collapsed) befo
 # C0/C1 controls (tab/newline/CR are whitespace, kept for the collapse below), zero-width space,
 # word joiner, BOM and non-characters. ZWNJ/ZWJ stay: they are meaningful in Persian, emoji...
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff\ufffe\uffff]")
-_SPACE_RE = re.compile(r"\s+")  # Unicode-aware: NBSP, thin and narrow spaces, ideographic...
+# The controls that are whitespace too: str.split would turn them into a space, not drop them.
+_SPACE_CONTROLS = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"  # tests check it against _CONTROL_RE
+
+
+def _has_space_control(text: str) -> bool:
+    """Any of `_SPACE_CONTROLS` in `text` (seven str.find in C: faster than a regex scan)."""
+    return (
+        "\x0b" in text
+        or "\x0c" in text
+        or "\x1c" in text
+        or "\x1d" in text
+        or "\x1e" in text
+        or "\x1f" in text
+        or "\x85" in text
+    )
 
 
 def clean_text(text: str, limit: int | None = None) -> str:
     """Control characters dropped, whitespace runs (incl. NBSP) collapsed to one space, stripped;
     cut to at most `limit` characters (ending with '…' when cut)."""
-    text = _SPACE_RE.sub(" ", _CONTROL_RE.sub("", text)).strip()
-    if limit is not None and len(text) > limit:
+    # str.split() splits where re's \s would match (str.isspace). Every control character is
+    # non-printable: a printable result shows the text held none, but for the whitespace ones
+    # (split into a space where they must vanish), looked for separately.
+    cleaned = " ".join(text.split())
+    if not cleaned.isprintable() or _has_space_control(text):
+        cleaned = " ".join(_CONTROL_RE.sub("", text).split())
+    return cleaned if limit is None else _cap(cleaned, limit)
+
+
+def recap_text(text: str, limit: int) -> str:
+    """`clean_text(text, limit)` for a `text` that is a cut of what clean_text returned (so at
+    most a trailing space left to drop), without cleaning it again."""
+    return _cap(text.rstrip(), limit)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
 

@@ -26,6 +26,13 @@ SQLITE_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for the lock
 PG_CONNECT_TIMEOUT = 10  # seconds (unless the URL sets connect_timeout)
 PG_STATEMENT_TIMEOUT_MS = 120_000  # per statement (unless the URL sets options)
 _MIGRATE_LOCK = 0x776F726B6572  # pg_advisory_xact_lock key ("worker") held while migrating
+# Alembic's version table, as `alembic stamp` creates it
+_ALEMBIC_VERSION = sa.Table(
+    "alembic_version",
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 _BEGIN = "worker_sqlite_begin"  # execution option: "IMMEDIATE" for SQLite write transactions
 
 
@@ -92,11 +99,42 @@ class StoreBase:
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (a no-op when it is there already).
 
-        Runs in one transaction that first takes a lock (PostgreSQL: an advisory lock; SQLite:
-        BEGIN IMMEDIATE), so several processes starting at once migrate one after the other.
+        An empty database gets the tables of `tables.py` created directly and is stamped at
+        SCHEMA_HEAD (Alembic's recipe for a new database: `create_all`, then `stamp head`; a test
+        checks that the migrations build the same schema), without loading Alembic. A database
+        at an older revision is upgraded by Alembic. Either runs in one transaction that first
+        takes a lock (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE), so several
+        processes starting at once migrate one after the other.
         """
-        if self.schema_revision() == SCHEMA_HEAD:
+        revision = self.schema_revision()
+        if revision == SCHEMA_HEAD:
             return  # current: no need to load Alembic (a fifth of a second at every start)
+        if revision is None:
+            if self._create_schema() or self.schema_revision() == SCHEMA_HEAD:
+                return  # created here, or by another process meanwhile
+        self._upgrade_with_alembic()
+
+    def _lock_schema(self, conn: sa.Connection) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
+
+    def _create_schema(self) -> bool:
+        """Create every table at SCHEMA_HEAD if the database holds none of ours; False (nothing
+        done) if it holds some, e.g. another process created them first."""
+        from worker.store.tables import metadata
+
+        with self._tx("create schema") as conn:
+            self._lock_schema(conn)
+            existing = set(sa.inspect(conn).get_table_names())
+            if existing & ({_ALEMBIC_VERSION.name} | set(metadata.tables)):
+                return False
+            metadata.create_all(conn)
+            _ALEMBIC_VERSION.create(conn)
+            conn.execute(_ALEMBIC_VERSION.insert().values(version_num=SCHEMA_HEAD))
+        log.info("created the database schema (revision %s)", SCHEMA_HEAD)
+        return True
+
+    def _upgrade_with_alembic(self) -> None:
         from alembic import command
         from alembic.config import Config as AlembicConfig
         from alembic.util import CommandError
@@ -105,8 +143,7 @@ class StoreBase:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
         try:
             with self._tx("migrate") as conn:
-                if self.dialect == "postgresql":
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
+                self._lock_schema(conn)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except CommandError as exc:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.models import AlertPlan, Item, PageStored
 from worker.store.engine import StoreBase, StoreError
@@ -18,6 +21,133 @@ from worker.store.tables import article_sources, articles, deliveries, matches
 log = logging.getLogger(__name__)
 
 MAX_URL_CHARS = 2048  # longer URLs are not stored (a PostgreSQL btree entry must stay < 2.7 kB)
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    """An INSERT .. ON CONFLICT DO NOTHING of a page's rows, in their order, in one execution.
+
+    SQLite: an executemany, one parameter set per row (SQLAlchemy's "insertmanyvalues" sends it
+    as one multi-row INSERT). PostgreSQL: one array parameter per column, `INSERT .. SELECT ..
+    FROM unnest(...) WITH ORDINALITY .. ORDER BY ordinality`, the same statement text whatever
+    the number of rows (psycopg parses a statement of more than 50 parameters anew every time,
+    and a multi-row VALUES of a 10-item page has 60).
+    """
+
+    stmt: sa.Executable
+    columns: tuple[str, ...]  # the columns that differ from row to row
+    columnar: bool  # True: arrays (PostgreSQL)
+
+    def params(
+        self, rows: list[dict[str, Any]], **same: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """The parameters for `rows` (dicts of `columns`, updated in place) and the values that
+        are the `same` for every row."""
+        if self.columnar:
+            return {c: [row[c] for row in rows] for c in self.columns} | same
+        for row in rows:
+            row.update(same)
+        return rows
+
+
+def _insert(
+    dialect: str,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    same: tuple[str, ...] = (),
+    *,
+    constants: dict[str, Any] | None = None,
+    key: tuple[str, ...],
+    returning: tuple[str, ...] = (),
+    columnar: bool = True,
+) -> _Insert:
+    """`columns` vary by row, `same` are one value for all rows, `constants` SQL expressions;
+    conflicts on the unique `key` are skipped. `columnar=False`: rows on PostgreSQL too."""
+    constants = constants or {}
+    columnar = columnar and dialect == "postgresql"
+    stmt: Any
+    if columnar:
+        unnested = (
+            sa.func.unnest(
+                *(sa.bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in columns)
+            )
+            .table_valued(*columns, with_ordinality="ordinality")
+            .render_derived()
+        )
+        select = sa.select(
+            *(unnested.c[c] for c in columns),
+            *(sa.bindparam(c, type_=table.c[c].type) for c in same),
+            *constants.values(),
+        ).order_by(unnested.c.ordinality)
+        stmt = postgresql.insert(table).from_select([*columns, *same, *constants], select)
+    else:
+        stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+        if constants:
+            stmt = stmt.values(**constants)
+    stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[c] for c in key])
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    return _Insert(stmt, columns, columnar)
+
+
+@dataclass(frozen=True, slots=True)
+class _PageStatements:
+    """store_page's statements for one dialect, built once per process and shared by every Store:
+    SQLAlchemy then finds each one compiled in the engine's cache by its memoized cache key,
+    where building, coercing and hashing new constructs cost more than the SQL on every page."""
+
+    insert_articles: _Insert  # RETURNING (url, id) of the rows inserted
+    select_ids: sa.Select[str, int]  # (url, id) for :urls (an expanding IN list)
+    insert_listings: _Insert  # RETURNING article_id of the rows inserted
+    insert_matches: _Insert
+    insert_deliveries: _Insert  # RETURNING id of the rows inserted
+
+
+@functools.cache
+def _page_statements(dialect: str) -> _PageStatements:
+    return _PageStatements(
+        insert_articles=_insert(
+            dialect,
+            articles,
+            ("url", "title", "summary", "published"),
+            ("first_seen", "source"),
+            key=("url",),
+            returning=("url", "id"),
+        ),
+        select_ids=sa.select(articles.c.url, articles.c.id).where(
+            articles.c.url.in_(sa.bindparam("urls", expanding=True))
+        ),
+        insert_listings=_insert(
+            dialect,
+            article_sources,
+            ("article_id",),
+            ("source", "first_seen"),
+            key=("article_id", "source"),
+            returning=("article_id",),
+        ),
+        insert_matches=_insert(
+            dialect,
+            matches,
+            ("article_id", "watchlist", "keywords"),
+            ("matched_at",),
+            key=("article_id", "watchlist"),
+            columnar=False,  # keywords is a JSON list, which an ARRAY would take for a dimension
+        ),
+        insert_deliveries=_insert(
+            dialect,
+            deliveries,
+            ("article_id", "watchlist", "channel"),
+            ("created",),
+            constants={  # in the SQL text: no parameters to bind for them on every row
+                "status": sa.literal_column("'pending'"),
+                "attempts": sa.literal_column("0"),
+                "next_attempt_at": sa.null(),
+                "done_targets": sa.literal_column("'[]'"),
+            },
+            key=("article_id", "watchlist", "channel"),
+            returning=("id",),
+        ),
+    )
 
 
 class PagesMixin(StoreBase):
@@ -50,54 +180,38 @@ class PagesMixin(StoreBase):
         if not page:
             return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
         urls = sorted(page)
+        stmts = _page_statements(self.dialect)
 
         with self._tx(f"store_page({source})") as conn:
-            # (1) the articles nobody stored yet
-            insert_articles = (
-                self._insert(articles)
-                .on_conflict_do_nothing(index_elements=[articles.c.url])
-                .returning(articles.c.id)
-            )
-            new_articles = len(
-                conn.execute(
-                    insert_articles,
-                    [
-                        {
-                            "url": url,
-                            "title": page[url].title,
-                            "summary": page[url].summary,
-                            "published": page[url].published,
-                            "first_seen": now,
-                            "source": source,
-                        }
-                        for url in urls
-                    ],
-                ).all()
-            )
-            # (2) every url's id
-            ids: dict[str, int] = {}
-            for chunk in _chunks(urls):
-                query = sa.select(articles.c.url, articles.c.id).where(articles.c.url.in_(chunk))
-                ids.update((row.url, row.id) for row in conn.execute(query))
-            if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
-                raise StoreError(f"store_page({source}): {len(urls) - len(ids)} articles vanished")
+            # (1) the articles nobody stored yet, with their new ids
+            insert = stmts.insert_articles
+            rows: list[dict[str, Any]] = [
+                {
+                    "url": url,
+                    "title": (item := page[url]).title,
+                    "summary": item.summary,
+                    "published": item.published,
+                }
+                for url in urls
+            ]
+            params = insert.params(rows, first_seen=now, source=source)
+            # (iter(): a Result has keys(), which dict() would take for a mapping's)
+            ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params)))
+            new_articles = len(ids)
+            # (2) the ids of those stored before
+            if new_articles < len(urls):
+                stored = [url for url in urls if url not in ids]
+                for chunk in _chunks(stored):
+                    ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+                if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
+                    raise StoreError(
+                        f"store_page({source}): {len(urls) - len(ids)} articles vanished"
+                    )
             # (3) which of them this source lists for the first time
-            insert_listing = (
-                self._insert(article_sources)
-                .on_conflict_do_nothing(
-                    index_elements=[article_sources.c.article_id, article_sources.c.source]
-                )
-                .returning(article_sources.c.article_id)
-            )
-            new_ids = set(
-                conn.execute(
-                    insert_listing,
-                    [
-                        {"article_id": ids[url], "source": source, "first_seen": now}
-                        for url in sorted(urls, key=ids.__getitem__)
-                    ],
-                ).scalars()
-            )
+            insert = stmts.insert_listings
+            listed = [{"article_id": article_id} for article_id in sorted(ids.values())]
+            params = insert.params(listed, source=source, first_seen=now)
+            new_ids = set(conn.execute(insert.stmt, params).scalars())
             new_for_source = tuple(url for url in page if ids[url] in new_ids)
 
             # (4) matches and deliveries for the new ones
@@ -112,50 +226,24 @@ class PagesMixin(StoreBase):
                             "article_id": article_id,
                             "watchlist": p.watchlist,
                             "keywords": list(p.keywords),
-                            "matched_at": now,
                         }
                     delivery_keys.update((article_id, p.watchlist, ch) for ch in p.channels)
             if match_rows:
-                conn.execute(
-                    self._insert(matches).on_conflict_do_nothing(
-                        index_elements=[matches.c.article_id, matches.c.watchlist]
-                    ),
-                    [match_rows[key] for key in sorted(match_rows)],
-                )
+                insert = stmts.insert_matches
+                rows = [match_rows[key] for key in sorted(match_rows)]
+                conn.execute(insert.stmt, insert.params(rows, matched_at=now))
             alerts_queued = 0
             would_alert: dict[str, int] = {}
             if silent:
                 would_alert = dict(Counter(watchlist for _, watchlist in match_rows))
             elif delivery_keys:
-                insert_deliveries = (
-                    self._insert(deliveries)
-                    .on_conflict_do_nothing(
-                        index_elements=[
-                            deliveries.c.article_id,
-                            deliveries.c.watchlist,
-                            deliveries.c.channel,
-                        ]
-                    )
-                    .returning(deliveries.c.id)
-                )
-                alerts_queued = len(
-                    conn.execute(
-                        insert_deliveries,
-                        [
-                            {
-                                "article_id": article_id,
-                                "watchlist": watchlist,
-                                "channel": channel,
-                                "status": "pending",
-                                "attempts": 0,
-                                "next_attempt_at": None,
-                                "done_targets": [],
-                                "created": now,
-                            }
-                            for article_id, watchlist, channel in sorted(delivery_keys)
-                        ],
-                    ).all()
-                )
+                insert = stmts.insert_deliveries
+                rows = [
+                    {"article_id": article_id, "watchlist": watchlist, "channel": channel}
+                    for article_id, watchlist, channel in sorted(delivery_keys)
+                ]
+                params = insert.params(rows, created=now)
+                alerts_queued = len(conn.execute(insert.stmt, params).all())
         return PageStored(
             new_for_source=new_for_source,
             new_articles=new_articles,

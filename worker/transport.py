@@ -1,0 +1,92 @@
+"""The Fetcher's HTTP transport: httpx's own, with a lighter idle-connection check.
+
+Before each request and after each response, httpcore's connection pool asks every idle
+connection whether its socket has become readable (the server closed it). Through anyio each
+such question rebuilds the stream's table of attributes, a `getpeername()` system call
+included, just to find the socket again: with 8 kept-alive connections that was 8 % of the CPU of
+a loopback backfill (encode/httpcore#928 tracks the pool scan itself). The streams made here
+keep the socket from when the connection was opened and answer that one question directly;
+everything else is anyio's and httpcore's own code.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["make_transport"]
+
+
+def _is_readable(sock: socket.socket) -> bool:
+    """Whether a read would return at once (data, or the end of a closed connection)."""
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """anyio's stream, with the socket looked up once."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._socket is not None:
+            return _is_readable(self._socket)
+        return self._stream.get_extra_info(info)
+
+
+class _Backend(httpcore.AnyIOBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _Stream(stream)
+
+
+def make_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with `limits`, its pool opening connections through `_Backend`.
+
+    httpx has no parameter for httpcore's `network_backend`, so it is set on the pool it built;
+    if a later httpcore names that attribute differently, the stock backend stays (a test checks
+    that ours is in use)."""
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    pool = getattr(transport, "_pool", None)
+    if isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend):
+        pool._network_backend = _Backend()  # type: ignore[union-attr]
+    return transport
