@@ -582,3 +582,64 @@ async def test_a_burst_of_emails_is_not_paced_by_apprise(smtp_server):
     assert smtp_server.wait_for(5)
     assert time.monotonic() - started < 5.0
     notifier.close()
+
+
+class _HangingOnSecond:
+    """A notifier whose first send succeeds and whose second never returns (a stuck service)."""
+
+    timeout = 5.0
+
+    def __init__(self) -> None:
+        self.channels = ("chat",)
+        self.sent: list[str] = []
+        self.stuck = asyncio.Event()
+
+    async def send(self, channel: str, message: Message, *, skip: object = ()) -> SendResult:
+        if self.sent:
+            self.stuck.set()
+            await asyncio.Event().wait()  # until cancelled
+        self.sent.append(message.title)
+        return SendResult(True, (0,), None)
+
+
+async def test_a_stop_mid_send_gives_back_untried_claims_and_keeps_the_one_in_flight(
+    db_url: str,
+) -> None:
+    """A delivery round cancelled while one send hangs: the claims it took and did not try are
+    given back (another worker can send them at once), while the delivery being sent stays
+    claimed until its lease ends (its thread may still be sending: no duplicate)."""
+    from tests.test_store import Planner, items
+    from worker.store import Store
+
+    store = Store(db_url)
+    store.migrate()
+    store.store_page(
+        "src", items(*(f"a{i}" for i in range(5))), Planner({"w": ("chat",)}), silent=False, now=NOW
+    )
+    notifier = _HangingOnSecond()
+    in_flight: set[int] = set()
+    round_ = asyncio.create_task(
+        deliver_due(
+            store,
+            notifier,
+            AlertsConfig(),
+            owner="me",
+            now=NOW,  # type: ignore[arg-type]
+            in_flight=in_flight,
+        )
+    )
+    await asyncio.wait_for(notifier.stuck.wait(), 5)
+    round_.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await round_
+    assert len(notifier.sent) == 1 and len(in_flight) == 1
+    (sending,) = in_flight
+    released = store.release_claims("me", keep=in_flight)
+    assert released == 3  # claimed in the second batch, never tried
+    later = NOW + timedelta(seconds=1)
+    other = store.claim_due(owner="other", now=later, lease=86400, limit=100)
+    assert len(other) == 3 and sending not in {d.id for d in other}
+    after_lease = NOW + timedelta(hours=1)
+    again = store.claim_due(owner="other", now=after_lease, lease=60, limit=100)
+    assert [d.id for d in again] == [sending]  # its lease ran out: due again
+    store.close()

@@ -96,6 +96,8 @@ class Runtime:
         self.config = config
         self.matcher = Matcher(config.watchlists)
         self._notifier: Notifier | None = None
+        # deliveries whose send has started and whose outcome is not stored yet
+        self.sending: set[int] = set()
 
     @property
     def notifier(self) -> Notifier:
@@ -197,7 +199,15 @@ class Runtime:
             due = await asyncio.to_thread(self.store.next_due_at)
             if due is None or due > datetime.now(UTC):
                 return DeliveryReport()
-        return await deliver_due(self.store, self.notifier, self.config.alerts, owner=self.owner)
+        return await deliver_due(
+            self.store, self.notifier, self.config.alerts, owner=self.owner, in_flight=self.sending
+        )
+
+    async def release_claims(self) -> int:
+        """At a stop: give back the claims not tried, keeping those whose send may still run."""
+        return await asyncio.to_thread(
+            self.store.release_claims, self.owner, keep=frozenset(self.sending)
+        )
 
     async def once(self, sources: Sequence[SourceConfig]) -> OnceResult:
         """Crawl the sources (concurrently), then deliver what is due."""
@@ -223,8 +233,8 @@ async def run_once(config: Config, source_names: Sequence[str] = ()) -> OnceResu
             runtime = Runtime(config, store=store, fetcher=fetcher)
             try:
                 return await runtime.once(sources)
-            finally:  # every send has finished: what was claimed and not tried goes back
+            finally:  # what was claimed and not tried goes back
                 runtime.close_notifier()
-                await asyncio.to_thread(store.release_claims, runtime.owner)
+                await runtime.release_claims()
     finally:
         store.close()

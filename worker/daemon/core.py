@@ -40,7 +40,6 @@ class DaemonCore:
         self.stopping = stopping if stopping is not None else asyncio.Event()
         self.health: HealthServer | None = None
         self._hurry = asyncio.Event()  # a second stop signal: cancel now
-        self.cut_short = False  # the stop cancelled passes or sends still running
         self._passes: dict[str, asyncio.Task[PassReport]] = {}
         self._channel_loops: dict[str, _ChannelLoop] = {}
         self._rounds: dict[asyncio.Task[DeliveryReport], Notifier] = {}

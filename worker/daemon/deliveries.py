@@ -87,6 +87,7 @@ class DeliveryMixin(DaemonCore):
                     cast(Notifier, _OneChannel(notifier, channel)),
                     runtime.config.alerts,
                     owner=runtime.owner,
+                    in_flight=runtime.sending,
                 )
             )
             self._rounds[round_] = notifier

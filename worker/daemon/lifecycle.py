@@ -94,7 +94,6 @@ class Daemon(ReloadMixin):
             hurry.cancel()
             for task in work:
                 task.cancel()
-            self.cut_short = bool(work)
             if work:
                 log.warning(
                     "cancelled %d task(s) still running: %s",

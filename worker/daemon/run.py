@@ -59,8 +59,11 @@ async def run_daemon(
     try:
         daemon = Daemon(runtime, config_path, stopping=stopping, config_digest=digest)
         await daemon.serve(on_ready=(lambda: on_ready(daemon)) if on_ready else None)
-        if not daemon.cut_short:  # no send was cancelled mid-way: give back untried claims
-            await asyncio.to_thread(store.release_claims, runtime.owner)
+        # untried claims go back; a send cancelled mid-way keeps its claim (its thread may
+        # still be sending) until the lease ends
+        released = await runtime.release_claims()
+        if released:
+            log.info("gave back %d claimed alert(s) not tried", released)
     finally:
         await runtime.fetcher.aclose()
         if runtime.fetcher is not fetcher:

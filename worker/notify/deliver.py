@@ -95,9 +95,15 @@ async def deliver_due(
     owner: str,
     now: datetime | None = None,
     limit: int = 500,
+    in_flight: set[int] | None = None,
 ) -> DeliveryReport:
     """Send the deliveries that are due on the notifier's channels; at most `limit` tries per
-    channel this round. A queue (store) error is raised once every channel has finished."""
+    channel this round. A queue (store) error is raised once every channel has finished.
+
+    `in_flight`, when given, holds the id of each delivery from the start of its send until its
+    outcome is stored. A round cancelled mid-send leaves that id there: the send may still finish
+    in its thread, so at a stop that claim must be kept, while the other claims this round took
+    and did not try can be given back (`release_claims(owner, keep=in_flight)`)."""
     report = DeliveryReport()
 
     def clock() -> datetime:
@@ -105,7 +111,7 @@ async def deliver_due(
 
     results = await asyncio.gather(
         *(
-            _channel_round(queue, notifier, alerts, channel, owner, clock, limit, report)
+            _channel_round(queue, notifier, alerts, channel, owner, clock, limit, report, in_flight)
             for channel in notifier.channels
         ),
         return_exceptions=True,
@@ -125,6 +131,7 @@ async def _channel_round(
     clock: Callable[[], datetime],
     limit: int,
     report: DeliveryReport,
+    in_flight: set[int] | None,
 ) -> None:
     send_time = _send_time(alerts, notifier)
     lease = send_time * 2 + LEASE_MARGIN
@@ -143,7 +150,11 @@ async def _channel_round(
             if time.monotonic() - claimed_at + send_time + LEASE_MARGIN > lease:
                 _defer(report, channel, batch[k:], "time is up for this round")
                 return
+            if in_flight is not None:
+                in_flight.add(delivery.id)
             ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report)
+            if in_flight is not None:  # (not reached when cancelled: the id stays)
+                in_flight.discard(delivery.id)
             tried += 1
             if not ok:
                 _defer(report, channel, batch[k + 1 :], "the channel failed")

@@ -173,14 +173,17 @@ class QueueMixin(StoreBase):
             raise StoreError(f"no delivery with id {delivery_id}")
         return str(status)
 
-    def release_claims(self, owner: str) -> int:
-        """Give back the pending deliveries `owner` claimed but did not try (at a clean stop),
-        so that the next process sends them now rather than when the lease runs out."""
+    def release_claims(self, owner: str, *, keep: Collection[int] = ()) -> int:
+        """Give back the pending deliveries `owner` claimed but did not try (at a stop), so that
+        the next process sends them now rather than when the lease runs out. The ids in `keep`
+        (sends that may still be running) stay claimed until their lease ends."""
         stmt = (
             sa.update(deliveries)
             .where(deliveries.c.claimed_by == owner, deliveries.c.status == "pending")
             .values(claimed_by=None, claimed_until=None)
         )
+        if keep:
+            stmt = stmt.where(deliveries.c.id.not_in(sorted(keep)))
         with self._tx("release_claims") as conn:
             return conn.execute(stmt).rowcount or 0
 
