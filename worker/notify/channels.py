@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import re
 import threading
@@ -120,19 +121,14 @@ def _scheme(url: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-_apprise_module: ModuleType | None = None
-
-
+@functools.cache
 def _apprise() -> ModuleType:
     """apprise, imported on first use (with its plugin scan it costs ~0.4 s of start-up, which a
     `worker once` that has no alert to send should not pay), with `console://` registered."""
-    global _apprise_module
-    if _apprise_module is None:
-        import apprise
+    import apprise
 
-        _register_console()
-        _apprise_module = apprise
-    return _apprise_module
+    _register_console()
+    return apprise
 
 
 def _asset() -> apprise.AppriseAsset:
@@ -358,12 +354,9 @@ def _register_console() -> None:
     with _console_lock:
         if CONSOLE_SCHEME in N_MGR:
             return
-        _add_console(notify)
 
-
-def _add_console(notify: Any) -> None:
-    @notify(on=CONSOLE_SCHEME, name="Console (standard output)")
-    def _console(body: str, title: str, *args: object, **kwargs: object) -> bool:
-        rule = "-" * 72
-        print(f"{rule}\n{title}\n\n{body}\n{rule}", flush=True)
-        return True
+        @notify(on=CONSOLE_SCHEME, name="Console (standard output)")
+        def _console(body: str, title: str, *args: object, **kwargs: object) -> bool:
+            rule = "-" * 72
+            print(f"{rule}\n{title}\n\n{body}\n{rule}", flush=True)
+            return True

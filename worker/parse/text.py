@@ -23,15 +23,10 @@ _SPACE_CONTROLS = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"  # tests check it against _CONT
 
 def _has_space_control(text: str) -> bool:
     """Any of `_SPACE_CONTROLS` in `text` (seven str.find in C: faster than a regex scan)."""
-    return (
-        "\x0b" in text
-        or "\x0c" in text
-        or "\x1c" in text
-        or "\x1d" in text
-        or "\x1e" in text
-        or "\x1f" in text
-        or "\x85" in text
-    )
+    for control in _SPACE_CONTROLS:
+        if control in text:
+            return True
+    return False
 
 
 def clean_text(text: str, limit: int | None = None) -> str:

@@ -36,6 +36,11 @@ _ALEMBIC_VERSION = sa.Table(
 _BEGIN = "worker_sqlite_begin"  # execution option: "IMMEDIATE" for SQLite write transactions
 
 
+def dialect_insert(dialect: str) -> Callable[[sa.Table], Any]:
+    """The INSERT construct with ON CONFLICT for `dialect` ("sqlite" or "postgresql")."""
+    return sqlite.insert if dialect == "sqlite" else postgresql.insert
+
+
 class StoreError(Exception):
     """The database could not do what was asked (connection, lock timeout, schema, ...)."""
 
@@ -77,9 +82,7 @@ class StoreBase:
                 raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql")
         except SQLAlchemyError as exc:  # e.g. the driver is not installed
             raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
-        self._insert: Callable[[sa.Table], Any] = (
-            sqlite.insert if backend == "sqlite" else postgresql.insert
-        )
+        self._insert: Callable[[sa.Table], Any] = dialect_insert(backend)
 
     def __repr__(self) -> str:
         return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"

@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from worker.models import AlertPlan, Item, PageStored
-from worker.store.engine import StoreBase, StoreError
+from worker.store.engine import StoreBase, StoreError, dialect_insert
 from worker.store.helpers import _aware, _chunks, _utcnow
 from worker.store.tables import article_sources, articles, deliveries, matches
 
@@ -81,7 +81,7 @@ def _insert(
         ).order_by(unnested.c.ordinality)
         stmt = postgresql.insert(table).from_select([*columns, *same, *constants], select)
     else:
-        stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+        stmt = dialect_insert(dialect)(table)
         if constants:
             stmt = stmt.values(**constants)
     stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[c] for c in key])
