@@ -96,6 +96,29 @@ def test_an_article_inserted_on_page_two_is_stored_and_alerted_once_by_the_next_
     assert [b["title"] for b in webhook_server.received] == [f"[rail] {late.title}"]
 
 
+def test_an_article_published_while_a_pass_pages_is_left_to_the_next_pass_not_a_long_walk(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    """The counter's growth a pass looks for is the one page 1 showed: an article published on
+    top while page 2 is read is the next pass's (it is on its page 1), so neither pass reads on
+    down the 30-page listing."""
+    site = make_site(180, per_page=6)
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=source_toml(site), channels=hook)
+    assert run_worker(capsys, config, "once").code == 0
+    for i in range(5):
+        site.publish(f"Fresh story {i}")
+    late: list = []
+    site.on_request(lambda _: late.append(site.publish("Published while paging")), page=2)
+    site.reset_log()
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "5 new" in run.out and "counter grew from 185 to 186" in run.err
+    assert site.listing_requests() <= 3
+    site.reset_log()
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "1 new" in run.out and site.listing_requests() <= 2
+    assert site.url(late[0]) in stored(capsys, config)
+
+
 def test_a_quiet_pass_costs_one_request_when_the_counter_did_not_move(
     tmp_path, capsys, sqlite_url, make_site, hook
 ):

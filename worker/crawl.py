@@ -80,6 +80,7 @@ class CrawlReport:
     would_alert: Counter[str] = field(default_factory=Counter)
     last_page: int | None = None  # from the results counter (its latest total)
     total: int | None = None  # the counter's total (Z), latest seen
+    first_total: int | None = None  # the total on the first page that had a counter
     min_total: int | None = None  # the smallest total seen in this pass
     per_page: int | None = None  # items a full page holds (from the first counter)
     walk_seen: int | None = None  # a walk: distinct articles seen listed
@@ -219,6 +220,8 @@ async def _pages(
                     report.per_page = max(1, results.per_page)
                 total = results.total
                 report.total = total
+                if report.first_total is None:
+                    report.first_total = total
                 report.min_total = (
                     total if report.min_total is None else min(report.min_total, total)
                 )
@@ -247,6 +250,16 @@ async def _pages(
                             if again is not None:
                                 report.rereads += 1
                                 yield back, _parse(again, source), True
+                elif forward_total is not None and total > forward_total:
+                    log.info(
+                        "source=%s counter grew from %d to %d between pages %d and %d: items "
+                        "pushed down onto the pages ahead",
+                        source.name,
+                        forward_total,
+                        total,
+                        number - 1,
+                        number,
+                    )
                 forward_total = total
             yield number, listing, False
             if report.last_page is not None and number >= report.last_page:
@@ -319,10 +332,12 @@ async def crawl_source(
     storing: asyncio.Task[tuple[int, ListingPage, PageStored]] | None = None
 
     def deficit() -> int:
-        """How many more new articles the counter says there are than this pass found."""
-        if state.listed_total is None or report.total is None:
+        """How many more new articles the counter on page 1 says there are than this pass found
+        (what is published after page 1 was read is for the next pass: it sees it in its own
+        counter)."""
+        if state.listed_total is None or report.first_total is None:
             return 0
-        return report.total - state.listed_total - report.new
+        return report.first_total - state.listed_total - report.new
 
     def account(number: int, listing: ListingPage, stored: PageStored) -> bool:
         """Count a stored page; True when it had something new for this pass."""
@@ -360,11 +375,11 @@ async def crawl_source(
             task, storing = storing, None
             account(*await task)
 
-    def cut_total() -> int | None:
-        """The total to leave for the next pass after a cut-off one: what this pass found is
-        found, the rest of the counter's growth is still owed."""
+    def owed_total() -> int | None:
+        """The total to leave for the next pass when this one did not reach the end: what this
+        pass found is found, the rest of the counter's growth is still owed."""
         if state.listed_total is None or report.total is None:
-            return None
+            return report.total
         return min(report.total, state.listed_total + report.new)
 
     try:
@@ -402,7 +417,7 @@ async def crawl_source(
         report.duration = time.monotonic() - started
         try:  # the next pass resumes this one
             await asyncio.to_thread(
-                store.cut_pass, source.name, pass_id=pass_id, since=begun, listed_total=cut_total()
+                store.cut_pass, source.name, pass_id=pass_id, since=begun, listed_total=owed_total()
             )
         except Exception as cut_exc:  # the database may be what failed: the mark then stays
             log.warning("source=%s could not record the pass as cut off: %s", source.name, cut_exc)
@@ -443,11 +458,14 @@ async def crawl_source(
             report.notes.append(f"reconcile walk: {report.walk_seen} article(s) seen")
     if report.baseline:
         await asyncio.to_thread(store.mark_baselined, source.name, at=clock())
+    # after a walk, or a pass that reached the listing's end or max_pages, nothing more can be
+    # found by paging: the next pass compares with this total
+    caught_up = report.stop.startswith("caught up")
     await asyncio.to_thread(
         store.finish_pass,
         source.name,
         pass_id=pass_id,
-        listed_total=report.total,
+        listed_total=owed_total() if caught_up and not report.walk else report.total,
         walk=walk,
         at=clock(),
     )
