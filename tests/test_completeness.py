@@ -166,6 +166,23 @@ def test_a_deletion_and_an_insertion_that_leave_z_unchanged_are_caught_by_the_re
     assert run.code == 0 and site.listing_requests() == 1
 
 
+def test_a_reconcile_walk_cut_off_is_walked_again_by_the_next_pass(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    site = make_site(60, per_page=6)
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=source_toml(site), channels=hook)
+    assert run_worker(capsys, config, "once").code == 0
+    late = site.insert("Backdated story", position=40)
+    site.delete(site.articles()[0])  # Z unchanged: only a walk finds it
+    age_last_walk(sqlite_url, hours=25)  # the default reconcile is "1d"
+    site.fail(500, page=5, count=2)  # the first attempt and its retry
+    run = run_worker(capsys, config, "once")
+    assert run.code == 1 and "FAILED after 4 page(s)" in run.out
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "reconcile walk: 60 article(s) seen" in run.out and "1 new" in run.out
+    assert site.url(late) in stored(capsys, config)
+
+
 def test_reconcile_off_never_walks_again(tmp_path, capsys, sqlite_url, make_site, hook):
     site = make_site(60, per_page=6)
     config = write_config(
