@@ -179,3 +179,59 @@ def test_article_pages_robots_delay_and_restart(make_site) -> None:
         httpx.get(site.search_url, timeout=2)
     assert site.start() == base  # back on the same port
     assert fetch(site.search_url)[0] == 200
+
+
+def test_a_deleted_articles_id_and_teaser_are_never_reused(news_site: NewsSite) -> None:
+    """After the newest article is deleted, the next one published gets a new id and its own
+    teaser, never the deleted one's (a cached teaser keyed by a reused id would serve it)."""
+    first = news_site.publish("Kyrgyzstan Opens a New Railway Line", "Trains will run daily.")
+    assert fetch(news_site.search_url)[0] == 200  # its teaser is rendered and cached
+    news_site.delete(first)
+    second = news_site.publish("Glaciers Retreat in the Pamirs", "Nothing about trains.")
+    assert second.id > first.id
+    raw = httpx.get(news_site.search_url, timeout=5).text
+    assert "Glaciers Retreat in the Pamirs" in raw and "New Railway Line" not in raw
+    assert f"post-{first.id}" not in raw
+
+
+def test_insert_puts_an_article_at_a_position_dated_between_its_neighbours(make_site) -> None:
+    site = make_site(30, per_page=6)
+    before = site.articles()
+    late = site.insert("A Backdated Piece", position=8)
+    after = site.articles()
+    assert after[8] == late and after[:8] + after[9:] == before
+    assert before[7].published > late.published > before[8].published
+    assert site.insert("Top", position=0) == site.articles()[0]
+    assert site.insert("Bottom", position=len(site.articles())) == site.articles()[-1]
+    with pytest.raises(ValueError, match="outside"):
+        site.insert("Nowhere", position=999)
+
+
+def test_a_hook_on_a_page_changes_the_site_before_that_page_is_answered(make_site) -> None:
+    site = make_site(30, per_page=6)
+    top = site.articles()[0]
+    site.on_request(lambda _: site.delete(top), page=3)
+    tree1 = fetch(page_url(site, 1))[1]
+    assert counter(tree1) == "Viewing results 1 - 6 of 30"
+    tree3 = fetch(page_url(site, 3))[1]
+    assert counter(tree3) == "Viewing results 13 - 18 of 29"  # deleted just before page 3
+    assert site.url(top) not in item_urls(fetch(page_url(site, 1))[1], site.base_url)
+    fetch(page_url(site, 3))  # the hook ran once
+    assert len(site.articles()) == 29
+
+
+def test_one_given_page_fails_or_comes_short_once(make_site) -> None:
+    """`fail(page=N)` and `serve_short(page=N)` single out one listing page, page 1 included,
+    which no path substring can (every search page's path contains "/?s=")."""
+    site = make_site(30, per_page=6)
+    site.fail(404, page=1, count=1)
+    assert fetch(page_url(site, 1))[0] == 404
+    assert fetch(page_url(site, 2))[0] == 200
+    assert fetch(page_url(site, 1))[0] == 200  # once only
+    site.serve_short(2, page=3)
+    status, tree = fetch(page_url(site, 3))
+    assert status == 200 and counter(tree) == "Viewing results 13 - 18 of 30"
+    assert len(tree.css("#main article")) == 2
+    assert len(fetch(page_url(site, 3))[1].css("#main article")) == 6
+    site.serve_short(0, page=2)
+    assert fetch(page_url(site, 2))[1].css("#main article") == []

@@ -210,7 +210,9 @@ def test_migrate_upgrades_an_older_database_with_alembic(db_url: str, db: sa.Eng
     assert s.schema_revision() == _head_revision()
     s.close()
     assert count(db, "sources") == 1
-    assert "unfinished_since" in {c["name"] for c in sa.inspect(db).get_columns("sources")}
+    assert {"unfinished_since", "unfinished_by", "listed_total", "walked_at"} <= {
+        c["name"] for c in sa.inspect(db).get_columns("sources")
+    }
 
 
 def test_concurrent_migrate_on_an_empty_database(db_url: str, db: sa.Engine) -> None:
@@ -756,18 +758,77 @@ def test_an_unfinished_pass_is_remembered_until_a_pass_finishes(db_url):
     finish_pass clears it; urls_listed_since names what the source listed since then."""
     s = Store(db_url)
     s.migrate()
-    assert s.begin_pass("src", at=T0) is None  # first pass ever
+    assert s.begin_pass("src", pass_id="p1", at=T0) is None  # first pass ever
     s.store_page("src", items("a", "b"), Planner(), silent=False, now=T0 + timedelta(seconds=1))
-    s.close()  # cut off: no finish_pass
+    s.close()  # cut off (a crash): no finish_pass, no cut_pass
     s = Store(db_url)
-    later = T0 + timedelta(minutes=15)
-    assert s.begin_pass("src", at=later) == T0  # the unfinished pass is still owed
+    later = T0 + timedelta(hours=2)  # the dead pass's mark is stale: taken over
+    assert s.begin_pass("src", pass_id="p2", at=later) == T0  # the unfinished pass is still owed
     s.store_page("src", items("c"), Planner(), silent=False, now=later + timedelta(seconds=1))
     assert {u.rsplit("/", 1)[-1] for u in s.urls_listed_since("src", T0)} >= {"a", "b", "c"}
     assert len(s.urls_listed_since("src", later)) == 1
     assert s.urls_listed_since("other", T0) == set()
-    s.finish_pass("src")
-    assert s.begin_pass("src", at=later + timedelta(minutes=15)) is None
+    s.finish_pass("src", pass_id="p2")
+    assert s.begin_pass("src", pass_id="p3", at=later + timedelta(minutes=15)) is None
+    s.close()
+
+
+def test_a_pass_never_clears_the_resume_mark_of_another_running_pass(db_url):
+    """Two processes over one source: B's quiet pass, run while A's pass is in flight, leaves
+    A's mark; A cut off gives it up to the next pass, which resumes from A's start and, having
+    caught up, clears it."""
+    s = Store(db_url)
+    s.migrate()
+    t_a, t_b = T0, T0 + timedelta(seconds=5)
+    assert s.begin_pass("src", pass_id="A", at=t_a) is None
+    assert s.begin_pass("src", pass_id="B", at=t_b) == t_a  # B resumes from A's start
+    s.finish_pass("src", pass_id="B")  # B was quiet: A's mark stays
+    (row,) = s.source_status()
+    assert row.unfinished_since == t_a and row.unfinished_by == "A"
+    s.cut_pass("src", pass_id="A", since=t_a)
+    (row,) = s.source_status()
+    assert row.unfinished_since == t_a and row.unfinished_by is None
+    assert s.begin_pass("src", pass_id="C", at=t_b + timedelta(seconds=5)) == t_a
+    assert s.source_status()[0].unfinished_by == "C"  # taken over
+    s.finish_pass("src", pass_id="C")
+    assert s.begin_pass("src", pass_id="D", at=t_b + timedelta(minutes=1)) is None
+    s.close()
+
+
+def test_a_cut_off_pass_puts_back_a_mark_another_pass_cleared(db_url):
+    """A's mark taken over and cleared by C while A still ran; A, cut off afterwards, puts its
+    start back, so the next pass still resumes it."""
+    s = Store(db_url)
+    s.migrate()
+    assert s.begin_pass("src", pass_id="A", at=T0) is None
+    s.cut_pass("src", pass_id="other", since=T0 + timedelta(seconds=1))  # keeps the earlier
+    assert s.source_status()[0].unfinished_since == T0
+    assert s.begin_pass("src", pass_id="C", at=T0 + timedelta(seconds=2)) == T0
+    s.finish_pass("src", pass_id="C")
+    assert s.source_status()[0].unfinished_since is None
+    s.cut_pass("src", pass_id="A", since=T0, listed_total=70)
+    (row,) = s.source_status()
+    assert row.unfinished_since == T0 and row.listed_total == 70
+    s.close()
+
+
+def test_finish_pass_keeps_the_counter_and_the_walk(db_url):
+    s = Store(db_url)
+    s.migrate()
+    assert s.source_state("src").listed_total is None
+    s.begin_pass("src", pass_id="p", at=T0)
+    s.finish_pass("src", pass_id="p", listed_total=78, walk=(76, 78), at=T0)
+    state = s.source_state("src")
+    assert (state.listed_total, state.walked_at, state.walk_seen, state.walk_total) == (
+        78,
+        T0,
+        76,
+        78,
+    )
+    assert s.source_status()[0].walk_missing == 2
+    s.finish_pass("src", pass_id="q", listed_total=80)  # not a walk: the walk stays
+    state = s.source_state("src")
+    assert state.listed_total == 80 and state.walked_at == T0
     s.close()
 
 

@@ -1,15 +1,28 @@
 """Crawl stage: page through one source's listing and store every page as it arrives.
 
 Pages are reached by the `next` link or the `page_url` template; the "results X - Y of Z" counter
-gives the last page. A source's first pass (its baseline) walks the whole listing up to
-`max_pages`; later passes stop as soon as `overlap_pages` consecutive pages bring nothing that this
-pass has not already met, so a quiet pass costs one request whatever the listing's length.
+gives the last page, and it is the one signal a listing gives about what we have not seen:
 
-A page counts as "not quiet" when one of its items is new for the source *or was stored earlier in
-this same pass*: when articles are published while we page, the items we already stored are pushed
-down onto the next page, and that page must not be mistaken for the end of what is new (the items
-pushed further down would be missed for good). When articles are deleted while we page, items move
-up across the boundary; the next pass starts at page 1 again and picks them up.
+- **Walks.** A source's first pass (its baseline) walks the whole listing up to `max_pages`, and
+  so does a *reconcile walk*, at most `reconcile` after the last complete walk: it stores what the
+  incremental passes missed (a deletion and an insertion in the same interval leave Z unchanged).
+  A walk that saw fewer distinct articles than the counter's total is reported as incomplete.
+- **Incremental passes** stop as soon as `overlap_pages` consecutive pages bring nothing that this
+  pass has not already met, so a quiet pass costs one request whatever the listing's length, *but*
+  not while Z grew by more than the new articles found so far (a late or backdated post lands
+  below page 1): they page on until the difference is found or the listing ends.
+- **Shifts.** A page counts as "not quiet" when one of its items is new for the source *or was
+  stored earlier in this same pass*: articles published while we page push the ones already read
+  onto the next page. Articles deleted while we page pull items up across a page boundary onto a
+  page already read: when Z falls between two pages, the pages before the boundary are read
+  again (as many as the fall can have crossed).
+- **No silent short passes.** A 404, an empty page or a page with fewer items than its counter
+  says, before the counter's last page, fails the pass (the next one resumes it); a 404 after the
+  last page is the normal end. A pass stopped by `max_pages` says how many listed articles it did
+  not read.
+- **Resuming.** A pass cut off (error, stop, crash) leaves a mark (`Store.begin_pass`/`cut_pass`)
+  that belongs to one pass at a time; the next pass does not stop early before it has met what
+  the cut-off pass stored.
 """
 
 from __future__ import annotations
@@ -17,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from worker.config import SourceConfig
 from worker.fetch import Fetcher, FetchError, NotFound, Page
@@ -32,10 +46,11 @@ from worker.store import Store
 log = logging.getLogger(__name__)
 
 Plan = Callable[[Item], Sequence[AlertPlan]]
+Clock = Callable[[], datetime]
 
 
 class CrawlError(Exception):
-    """A source's pass cannot go on (a page could not be fetched or parsed).
+    """A source's pass cannot go on (a page could not be fetched or parsed, or was short).
 
     `report` says what the pass did before it stopped (what it stored stays stored).
     """
@@ -45,23 +60,44 @@ class CrawlError(Exception):
         self.report = report
 
 
+class ListingGap(Exception):
+    """A page before the counter's last page was missing (404), empty or short."""
+
+
 @dataclass
 class CrawlReport:
     source: str
     baseline: bool = False  # this pass was the source's first complete crawl
     silent: bool = False  # new articles were stored without alerts
-    pages: int = 0  # listing pages fetched and stored
+    walk: bool = False  # this pass walked the whole listing (the baseline or a reconcile walk)
+    reconcile: bool = False  # a reconcile walk (`reconcile` after the last complete walk)
+    pages: int = 0  # listing pages fetched and stored (re-read pages included)
+    rereads: int = 0  # pages read again because the counter fell while paging
     items: int = 0  # items read on those pages
     new: int = 0  # articles this source had never listed
     new_articles: int = 0  # articles no source had stored before
     alerts: int = 0  # deliveries queued
     would_alert: Counter[str] = field(default_factory=Counter)
-    last_page: int | None = None  # from the results counter
+    last_page: int | None = None  # from the results counter (its latest total)
+    total: int | None = None  # the counter's total (Z), latest seen
+    first_total: int | None = None  # the total on the first page that had a counter
+    min_total: int | None = None  # the smallest total seen in this pass
+    per_page: int | None = None  # items a full page holds (from the first counter)
+    walk_seen: int | None = None  # a walk: distinct articles seen listed
+    not_read: int | None = None  # listed articles beyond `max_pages`, not read
     stop: str = ""  # why the pass stopped
+    notes: list[str] = field(default_factory=list)  # what else the pass line must say
     error: str | None = None
     complete: bool = False  # the pass reached an end (not an error)
     resumed: bool = False  # an earlier pass had been cut off; this one caught up with it
     duration: float = 0.0
+
+    @property
+    def walk_missing(self) -> int | None:
+        """A finished walk: listed articles (by the smallest total seen) it did not see."""
+        if not self.walk or self.walk_seen is None or self.min_total is None:
+            return None
+        return max(0, self.min_total - self.walk_seen)
 
 
 class _Pages:
@@ -78,7 +114,7 @@ class _Pages:
         assert self.source.page_url is not None
         return self.source.page_url.format(page=number)
 
-    async def _get(self, url: str, number: int) -> Page | None:
+    async def fetch(self, url: str, number: int) -> Page | None:
         try:
             return await self.fetcher.get_html(url)
         except NotFound:
@@ -96,10 +132,10 @@ class _Pages:
         if number <= self.prefetch_to:
             for ahead in range(number + 1, min(self.prefetch_to, number + self.window) + 1):
                 if ahead not in self._ahead:
-                    self._ahead[ahead] = asyncio.create_task(self._get(self.url_of(ahead), ahead))
+                    self._ahead[ahead] = asyncio.create_task(self.fetch(self.url_of(ahead), ahead))
         if task is not None:
             return await task
-        return await self._get(url, number)
+        return await self.fetch(url, number)
 
     async def close(self) -> None:
         for task in self._ahead.values():
@@ -109,34 +145,123 @@ class _Pages:
         self._ahead.clear()
 
 
+def _parse(page: Page, source: SourceConfig) -> ListingPage:
+    return parse_listing(page.text, page.url, source.select)
+
+
+def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:
+    """Raise ListingGap when page `number` holds fewer items than it should."""
+    count = len(listing.items) + listing.skipped
+    results = listing.results
+    if results is not None:
+        expected = results.last - results.first + 1
+        if 0 < expected and count < expected:
+            raise ListingGap(
+                f"page {number} is short: {count} item(s) where its counter says "
+                f"{results.first} - {results.last} of {results.total}"
+            )
+    elif report.last_page is not None and report.per_page is not None:
+        if number < report.last_page and count < report.per_page:
+            raise ListingGap(
+                f"page {number} of {report.last_page} is short: {count} item(s) of "
+                f"{report.per_page}"
+            )
+
+
 async def _pages(
     source: SourceConfig, fetcher: Fetcher, report: CrawlReport, *, window: int, full: bool
-) -> AsyncGenerator[tuple[int, ListingPage], None]:
+) -> AsyncGenerator[tuple[int, ListingPage, bool], None]:
+    """(page number, listing, re-read?) in order; a page read again comes before the page whose
+    counter showed that items were pulled back across the boundary."""
     pages = _Pages(source, fetcher, window=window)
     visited: set[str] = set()
+    urls: dict[int, str] = {}
+    forward_total: int | None = None  # the counter on the last page read going forward
     number, url = 1, source.url
     try:
         while True:
             if number > source.max_pages:
                 report.stop = f"max_pages ({source.max_pages})"
+                if report.last_page is not None and number <= report.last_page:
+                    assert report.total is not None and report.per_page is not None
+                    report.not_read = max(0, report.total - source.max_pages * report.per_page)
+                    report.stop += (
+                        f" before the counter's last page ({report.last_page}): "
+                        f"{report.not_read} listed article(s) not read"
+                    )
                 return
             visited.add(url)
+            urls[number] = url
             page = await pages.get(number, url)
             if page is None:
+                if report.last_page is not None and number <= report.last_page:
+                    raise ListingGap(
+                        f"page {number} not found before the counter's last page "
+                        f"({report.last_page}, {report.total} listed)"
+                    )
                 report.stop = f"page {number} not found (past the end)"
                 return
             try:
-                listing = parse_listing(page.text, page.url, source.select)
+                listing = _parse(page, source)
             except ParseError as exc:
                 if number == 1:
                     raise
+                if report.last_page is not None and number <= report.last_page:
+                    raise ListingGap(
+                        f"no items on page {number} before the counter's last page "
+                        f"({report.last_page}): {exc}"
+                    ) from None
                 report.stop = f"no items on page {number} ({exc})"
                 return
-            if listing.results is not None and report.last_page is None:
-                report.last_page = listing.results.last_page
-                if full:
+            _check_full(number, listing, report)
+            results = listing.results
+            if results is not None:
+                if report.per_page is None:
+                    report.per_page = max(1, results.per_page)
+                total = results.total
+                report.total = total
+                if report.first_total is None:
+                    report.first_total = total
+                report.min_total = (
+                    total if report.min_total is None else min(report.min_total, total)
+                )
+                report.last_page = max(1, -(-total // report.per_page))
+                if full and number == 1:
                     pages.allow_prefetch(min(report.last_page, source.max_pages))
-            yield number, listing
+                if forward_total is not None and total < forward_total and number > 1:
+                    # deletions above pulled up to (fall) items across the boundary onto pages
+                    # already read: read those pages again
+                    fall = forward_total - total
+                    first = max(1, number - -(-fall // report.per_page))
+                    if report.rereads + (number - first) <= source.max_pages:
+                        log.info(
+                            "source=%s counter fell from %d to %d between pages %d and %d: "
+                            "re-reading page(s) %d-%d",
+                            source.name,
+                            forward_total,
+                            total,
+                            number - 1,
+                            number,
+                            first,
+                            number - 1,
+                        )
+                        for back in range(first, number):
+                            again = await pages.fetch(urls[back], back)
+                            if again is not None:
+                                report.rereads += 1
+                                yield back, _parse(again, source), True
+                elif forward_total is not None and total > forward_total:
+                    log.info(
+                        "source=%s counter grew from %d to %d between pages %d and %d: items "
+                        "pushed down onto the pages ahead",
+                        source.name,
+                        forward_total,
+                        total,
+                        number - 1,
+                        number,
+                    )
+                forward_total = total
+            yield number, listing, False
             if report.last_page is not None and number >= report.last_page:
                 report.stop = f"last page ({number} of {report.last_page})"
                 return
@@ -155,22 +280,42 @@ async def _pages(
         await pages.close()
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 async def crawl_source(
-    source: SourceConfig, fetcher: Fetcher, store: Store, plan: Plan, *, window: int = 4
+    source: SourceConfig,
+    fetcher: Fetcher,
+    store: Store,
+    plan: Plan,
+    *,
+    window: int = 4,
+    clock: Clock = _now,
 ) -> CrawlReport:
     """Crawl one source and store its pages; raise CrawlError when the pass cannot go on.
 
-    What was stored before an error stays stored; the next pass picks up from page 1.
+    What was stored before an error stays stored; the next pass resumes the pass that was cut
+    off. `clock` gives every timestamp the pass records (tests move it).
     """
     started = time.monotonic()
     report = CrawlReport(source=source.name)
-    baselined = await asyncio.to_thread(store.is_baselined, source.name)
-    report.baseline = not baselined
+    state = await asyncio.to_thread(store.source_state, source.name)
+    report.baseline = state.baselined_at is None
     report.silent = report.baseline and not source.alert_backfill
+    begun = clock()
+    if not report.baseline and source.reconcile is not None:
+        due = state.walked_at is None or begun - state.walked_at >= timedelta(
+            seconds=source.reconcile
+        )
+        report.reconcile = due
+    report.walk = report.baseline or report.reconcile
     # urls stored as new by this pass, or by an earlier pass that was cut off before its end
     # (error, stop, crash): a page holding one of them is not the end of what is new
     met_this_pass: set[str] = set()
-    unfinished = await asyncio.to_thread(store.begin_pass, source.name, at=datetime.now(UTC))
+    seen: set[str] = set()  # a walk: every url listed
+    pass_id = uuid.uuid4().hex
+    unfinished = await asyncio.to_thread(store.begin_pass, source.name, pass_id=pass_id, at=begun)
     if unfinished is not None and not report.baseline:
         met_this_pass = await asyncio.to_thread(store.urls_listed_since, source.name, unfinished)
         report.resumed = True
@@ -181,9 +326,18 @@ async def crawl_source(
             len(met_this_pass),
         )
     quiet_run = 0
-    # A baseline reads every page whatever is stored: page N is stored (in a thread) while
-    # page N+1 is fetched and parsed. One store at a time, in page order.
+    pressed = False  # the counter kept this pass paging past the overlap stop
+    # A walk reads every page whatever is stored: page N is stored (in a thread) while page N+1
+    # is fetched and parsed. One store at a time, in page order.
     storing: asyncio.Task[tuple[int, ListingPage, PageStored]] | None = None
+
+    def deficit() -> int:
+        """How many more new articles the counter on page 1 says there are than this pass found
+        (what is published after page 1 was read is for the next pass: it sees it in its own
+        counter)."""
+        if state.listed_total is None or report.first_total is None:
+            return 0
+        return report.first_total - state.listed_total - report.new
 
     def account(number: int, listing: ListingPage, stored: PageStored) -> bool:
         """Count a stored page; True when it had something new for this pass."""
@@ -193,6 +347,8 @@ async def crawl_source(
         report.new_articles += stored.new_articles
         report.alerts += stored.alerts_queued
         report.would_alert.update(stored.would_alert)
+        if report.walk:
+            seen.update(item.url for item in listing.items)
         fresh = any(item.url in met_this_pass for item in listing.items) or bool(
             stored.new_for_source
         )
@@ -209,7 +365,7 @@ async def crawl_source(
 
     async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
         stored = await asyncio.to_thread(
-            store.store_page, source.name, listing.items, plan, silent=report.silent
+            store.store_page, source.name, listing.items, plan, silent=report.silent, now=clock()
         )
         return number, listing, stored
 
@@ -219,29 +375,98 @@ async def crawl_source(
             task, storing = storing, None
             account(*await task)
 
+    def owed_total() -> int | None:
+        """The total to leave for the next pass when this one did not reach the end: what this
+        pass found is found, the rest of the counter's growth is still owed."""
+        if state.listed_total is None or report.total is None:
+            return report.total
+        return min(report.total, state.listed_total + report.new)
+
     try:
-        pages = _pages(source, fetcher, report, window=window, full=report.baseline)
+        pages = _pages(source, fetcher, report, window=window, full=report.walk)
         async with aclosing(pages):
             try:
-                async for number, listing in pages:
-                    if report.baseline:
+                async for number, listing, reread in pages:
+                    if report.walk:
                         await drain()
                         storing = asyncio.create_task(store_one(number, listing))
                         continue
                     fresh = account(*await store_one(number, listing))
+                    if reread:
+                        continue  # a look back: says nothing about the pages below
                     quiet_run = 0 if fresh else quiet_run + 1
                     if quiet_run >= source.overlap_pages:
-                        report.stop = f"caught up ({quiet_run} page(s) with nothing new)"
-                        break
+                        owed = deficit()
+                        if owed <= 0:
+                            report.stop = f"caught up ({quiet_run} page(s) with nothing new)"
+                            break
+                        if not pressed:
+                            pressed = True
+                            log.info(
+                                "source=%s counter grew from %d to %d, %d new found by page "
+                                "%d: reading on",
+                                source.name,
+                                state.listed_total,
+                                report.total,
+                                report.new,
+                                number,
+                            )
             finally:
                 await drain()  # what was read is stored, also when the next page failed
-    except (FetchError, ParseError) as exc:
-        report.error = str(exc)
-        raise CrawlError(str(exc), report) from exc
+    except BaseException as exc:  # an error, a stop (cancelled), a database outage
+        report.duration = time.monotonic() - started
+        try:  # the next pass resumes this one
+            await asyncio.to_thread(
+                store.cut_pass, source.name, pass_id=pass_id, since=begun, listed_total=owed_total()
+            )
+        except Exception as cut_exc:  # the database may be what failed: the mark then stays
+            log.warning("source=%s could not record the pass as cut off: %s", source.name, cut_exc)
+        if isinstance(exc, FetchError | ParseError | ListingGap):
+            report.error = str(exc)
+            raise CrawlError(str(exc), report) from exc
+        raise
     finally:
         report.duration = time.monotonic() - started
     report.complete = True
+    if pressed:
+        owed = deficit()
+        report.notes.append(
+            f"counter grew by {report.new + owed}, read on to find them: "
+            + ("all found" if owed <= 0 else f"{owed} not found")
+        )
+    if report.rereads:
+        report.notes.append(f"counter fell while paging: {report.rereads} page(s) read again")
+    walk: tuple[int, int | None] | None = None
+    if report.walk:
+        report.walk_seen = len(seen)
+        walk = (report.walk_seen, report.min_total)
+        kind = "baseline" if report.baseline else "reconcile walk"
+        missing = report.walk_missing
+        if missing:
+            report.notes.append(
+                f"{kind} incomplete: {report.walk_seen} of {report.min_total} listed "
+                "article(s) seen"
+            )
+            log.warning(
+                "source=%s %s incomplete: saw %d distinct article(s), the counter says %d",
+                source.name,
+                kind,
+                report.walk_seen,
+                report.min_total,
+            )
+        elif report.reconcile:
+            report.notes.append(f"reconcile walk: {report.walk_seen} article(s) seen")
     if report.baseline:
-        await asyncio.to_thread(store.mark_baselined, source.name)
-    await asyncio.to_thread(store.finish_pass, source.name)
+        await asyncio.to_thread(store.mark_baselined, source.name, at=clock())
+    # after a walk, or a pass that reached the listing's end or max_pages, nothing more can be
+    # found by paging: the next pass compares with this total
+    caught_up = report.stop.startswith("caught up")
+    await asyncio.to_thread(
+        store.finish_pass,
+        source.name,
+        pass_id=pass_id,
+        listed_total=owed_total() if caught_up and not report.walk else report.total,
+        walk=walk,
+        at=clock(),
+    )
     return report

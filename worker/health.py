@@ -78,6 +78,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.walk_missing = Gauge(
+            "worker_source_walk_missing_articles",
+            "Listed articles (by the counter) the last walk of the whole listing did not see",
+            ["source"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "worker_config_reloads", "Config reloads by outcome", ["outcome"], registry=r
         )
@@ -92,6 +98,8 @@ class Metrics:
         self.source_up.labels(source=report.source).set(1 if report.ok else 0)
         if report.ok:
             self.last_success.labels(source=report.source).set_to_current_time()
+        if c.walk_missing is not None:
+            self.walk_missing.labels(source=report.source).set(c.walk_missing)
 
     def observe_delivery(self, report: DeliveryReport) -> None:
         for channel, counts in report.by_channel.items():

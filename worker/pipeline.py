@@ -51,7 +51,7 @@ class PassReport:
             )
         text = (
             f"{self.source}: {c.pages} page(s), {c.items} item(s), {c.new} new, "
-            f"{c.alerts} alert(s) queued ({c.duration:.1f}s; {c.stop})"
+            f"{c.alerts} alert(s) queued ({c.duration:.1f}s; {'; '.join([c.stop, *c.notes])})"
         )
         if c.silent:
             would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
@@ -173,7 +173,7 @@ class Runtime:
             c.new,
             c.alerts,
             c.duration,
-            f"error={report.error}" if report.error else f"stop={c.stop}",
+            f"error={report.error}" if report.error else f"stop={'; '.join([c.stop, *c.notes])}",
         )
         try:
             await asyncio.to_thread(

@@ -44,6 +44,16 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _duration_or_off(value: Any) -> float | None:
+    """A duration, or "off" (None)."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    return parse_duration(value)
+
+
+OptionalDuration = Annotated[float | None, BeforeValidator(_duration_or_off)]
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -114,6 +124,8 @@ class SourceConfig(Frozen):
     alert_backfill: bool = False
     page_url: str | None = None
     overlap_pages: int = Field(default=1, ge=1, le=20)
+    # at most this long after the last complete walk, a pass walks the whole listing (None: off)
+    reconcile: OptionalDuration = 86400.0
     select: SelectConfig
 
     @field_validator("url")
@@ -140,6 +152,13 @@ class SourceConfig(Frozen):
     def _every_min(cls, value: float | None) -> float | None:
         if value is not None and value < 1:
             raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("reconcile")
+    @classmethod
+    def _reconcile_min(cls, value: float | None) -> float | None:
+        if value is not None and value < 1:
+            raise ValueError('must be at least 1s, or "off"')
         return value
 
     @field_validator("cron")

@@ -142,6 +142,10 @@ class Daemon(ReloadMixin):
                 "last_new": row.last_new if row else None,
                 "last_duration": row.last_duration if row else None,
                 "baselined": bool(row and row.baselined_at),
+                "last_walk": _iso(row.walked_at if row else None),
+                "walk_seen": row.walk_seen if row else None,
+                "walk_total": row.walk_total if row else None,
+                "walk_incomplete": bool(row and row.walk_missing),
                 "running": task is not None and not task.done(),
                 "next_run": _iso(job.next_run_time) if job is not None else None,
             }

@@ -21,7 +21,11 @@ Listings:
 
 All list newest first (published, then id); every listing page carries the counter.
 
-Tests publish and delete articles while the server runs; `fail()` injects error answers,
+Tests publish, insert (`insert(position=N)`: dated between its neighbours, as a backdated post)
+and delete articles while the server runs, also while a crawler is paging (`on_request(action,
+page=N)` runs `action` when that page is asked for, before it is answered); a deleted article's id
+and teaser are never given again. `fail()` injects error answers (`page=N`: that listing page
+only), `serve_short(keep, page=N)` serves a page with fewer teasers than its counter says,
 `set_delay()` slows every answer down, and `requests` records every request path in order.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
@@ -12,6 +13,16 @@ from worker.site.samples import sample_articles, synthetic_articles
 from worker.site.server import Response, SiteServer
 
 __all__ = ["NewsSite"]
+
+
+@dataclass(slots=True)
+class _Short:
+    """Serve a listing page with only its first `keep` teasers (the counter unchanged)."""
+
+    keep: int
+    remaining: int | None
+    paths: str | None
+    page: int | None
 
 
 class NewsSite(SiteServer):
@@ -33,10 +44,14 @@ class NewsSite(SiteServer):
         self.search_term = search_term
         self._articles: dict[int, SiteArticle] = {}
         self._by_slug: dict[str, SiteArticle] = {}
+        # the next id to give: above every id the site ever had, so that a deleted article's id
+        # (and its cached teaser) is never handed to another one, as WordPress never does
+        self._next_id = 40001
         for article in articles:
             self._add(article)
         self._listings: dict[tuple[str, str], tuple[SiteArticle, ...]] = {}
         self._teasers: dict[int, str] = {}
+        self._shorts: list[_Short] = []
 
     # --- construction ---------------------------------------------------------------------
 
@@ -112,7 +127,7 @@ class NewsSite(SiteServer):
                 now = datetime.now(UTC).replace(microsecond=0)
                 newest = max((a.published for a in self._articles.values()), default=None)
                 published = now if newest is None else max(now, newest + timedelta(minutes=1))
-            new_id = max(self._articles, default=40000) + 1
+            new_id = self._next_id
             base_slug = slug or slugify(title) or f"post-{new_id}"
             unique, n = base_slug, 2
             while unique in self._by_slug:
@@ -129,13 +144,66 @@ class NewsSite(SiteServer):
             self._listings.clear()
             return article
 
+    def insert(
+        self,
+        title: str,
+        summary: str = "",
+        *,
+        position: int,
+        categories: Sequence[str] = ("news",),
+    ) -> SiteArticle:
+        """Add an article at `position` (0 = the top) of the site's own search listing, dated
+        halfway between its neighbours there: a late or backdated post, as editors make them.
+        Past the end, it is dated a day before the oldest."""
+        with self._lock:
+            listed = self.articles()
+            if not 0 <= position <= len(listed):
+                raise ValueError(f"position {position} is outside 0..{len(listed)}")
+            if not listed:
+                return self.publish(title, summary, categories=categories)
+            if position == 0:
+                published = listed[0].published + timedelta(minutes=1)
+            elif position == len(listed):
+                published = listed[-1].published - timedelta(days=1)
+            else:
+                newer, older = listed[position - 1].published, listed[position].published
+                if newer - older < timedelta(microseconds=2):
+                    raise ValueError(
+                        f"no date fits between positions {position - 1} and {position}"
+                    )
+                published = older + (newer - older) / 2
+            return self.publish(title, summary, published=published, categories=categories)
+
     def delete(self, article: SiteArticle | str) -> None:
-        """Remove an article (object or slug); KeyError if the site does not have it."""
+        """Remove an article (object or slug); KeyError if the site does not have it. Its id is
+        never given again."""
         slug = article if isinstance(article, str) else article.slug
         with self._lock:
             found = self._by_slug.pop(slug)
             del self._articles[found.id]
+            self._teasers.pop(found.id, None)
             self._listings.clear()
+
+    def serve_short(
+        self,
+        keep: int = 0,
+        *,
+        page: int | None = None,
+        paths: str | None = None,
+        count: int | None = 1,
+    ) -> None:
+        """Serve the next `count` requests (None: until `heal()`) for listing page `page` (and
+        / or whose target contains `paths`) with only its first `keep` teasers, the counter
+        unchanged: a page cut short by a failing backend (`keep=0`: an empty page)."""
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (or None for 'until heal()')")
+        with self._lock:
+            self._shorts.append(_Short(keep, count, paths, page))
+
+    def heal(self) -> None:
+        with self._lock:
+            super().heal()
+            self._shorts.clear()
 
     def articles(
         self, *, category: str | None = None, term: str | None = None
@@ -179,6 +247,7 @@ class NewsSite(SiteServer):
             )
         self._articles[article.id] = article
         self._by_slug[article.slug] = article
+        self._next_id = max(self._next_id, article.id + 1)
 
     def _listing(self, kind: str, key: str) -> tuple[SiteArticle, ...]:
         cache_key = (kind, key.lower())
@@ -208,11 +277,15 @@ class NewsSite(SiteServer):
     def _base_changed(self) -> None:
         self._teasers.clear()
 
+    def _page_of(self, target: str) -> int | None:
+        listing = route(target)[1]
+        return listing.page if listing is not None else None
+
     def _respond(self, target: str) -> Response:
         base = self.base_url
         path, listing = route(target)
         if listing is not None:
-            return self._render_listing(listing, base)
+            return self._render_listing(listing, base, target)
         if path == "/robots.txt":
             text = (
                 "User-agent: *\nDisallow: /wp-admin/\nAllow: /wp-admin/admin-ajax.php\n\n"
@@ -226,11 +299,14 @@ class NewsSite(SiteServer):
             return not_found(base)
         return Response(200, article_page(article, base).encode())
 
-    def _render_listing(self, listing: Listing, base: str) -> Response:
+    def _render_listing(self, listing: Listing, base: str, target: str) -> Response:
         if listing.kind == "category":
             with self._lock:
                 known = {c for a in self._articles.values() for c in a.categories} | {"news"}
             if listing.key not in known:
                 return not_found(base)
         shown = self._listing(listing.kind, listing.key or self.search_term)
-        return listing_page(listing, shown, self.per_page, base, self._teaser)
+        with self._lock:
+            shorts = self._take(self._shorts, target, first=True)
+        keep = shorts[0].keep if shorts else None
+        return listing_page(listing, shown, self.per_page, base, self._teaser, keep=keep)

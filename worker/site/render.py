@@ -85,9 +85,12 @@ def listing_page(
     per_page: int,
     base: str,
     teaser: Callable[[SiteArticle, str], str],
+    *,
+    keep: int | None = None,
 ) -> Response:
     """Page `listing.page` of a listing showing `shown` (newest first), `per_page` teasers a
-    page (`teaser(article, base)` gives one); 404 past the last page."""
+    page (`teaser(article, base)` gives one); 404 past the last page. `keep`: only the first
+    `keep` teasers are written (a page cut short), the counter unchanged."""
     total = len(shown)
     per = per_page
     last_page = max(1, -(-total // per))
@@ -114,7 +117,7 @@ def listing_page(
             f' <div class="search-results-count">Viewing results {first + 1} - '
             f"{first + len(chunk)} of {total}</div>\n"
         )
-        parts.extend(teaser(a, base) for a in chunk)
+        parts.extend(teaser(a, base) for a in (chunk if keep is None else chunk[:keep]))
         parts.append(pagination(listing, last_page, base))
     else:
         parts.append(

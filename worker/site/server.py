@@ -1,5 +1,6 @@
 """The HTTP side of the local news site: a threaded server on 127.0.0.1, injected faults
-(`fail()`/`heal()`), a delay on every answer (`set_delay()`) and the log of request targets.
+(`fail()`/`heal()`), hooks run when a request arrives (`on_request()`: change the site while a
+crawler is paging), a delay on every answer (`set_delay()`) and the log of request targets.
 
 `SiteServer` serves whatever its subclass answers in `_respond(target)`.
 """
@@ -9,10 +10,11 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 __all__ = ["Response", "SiteServer"]
 
@@ -25,6 +27,15 @@ class Fault:
     remaining: int | None  # None: until heal()
     paths: str | None  # substring of the request path (with query); None: every path
     retry_after: float | None
+    page: int | None = None  # only this listing page number (1 = the first page)
+
+
+@dataclass(slots=True)
+class Hook:
+    action: Callable[[str], object]  # called with the request target before it is answered
+    remaining: int | None  # None: until clear_hooks()
+    paths: str | None
+    page: int | None
 
 
 @dataclass(slots=True)
@@ -100,6 +111,7 @@ class SiteServer:
         self._port = port
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
+        self._hooks: list[Hook] = []
         self._delay = 0.0
         self._base: str | None = None
         self._server: _Server | None = None
@@ -114,6 +126,15 @@ class SiteServer:
 
     def _base_changed(self) -> None:
         """Called under the lock when `start()` serves on another base URL than before."""
+
+    def _page_of(self, target: str) -> int | None:
+        """The listing page number `target` asks for (None: not a listing page)."""
+        return None
+
+    def _matches(self, target: str, paths: str | None, page: int | None) -> bool:
+        if paths is not None and paths not in target:
+            return False
+        return page is None or self._page_of(target) == page
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -190,18 +211,42 @@ class SiteServer:
         count: int | None = None,
         paths: str | None = None,
         retry_after: float | None = None,
+        page: int | None = None,
     ) -> None:
         """Answer `status` to the next `count` requests (None: until `heal()`) whose target
-        (path and query) contains `paths` (None: every request); optional Retry-After header."""
+        (path and query) contains `paths` (None: every request) and, with `page`, that ask for
+        that listing page (`page=1` is the first page, which no path substring singles out);
+        optional Retry-After header."""
         if count is not None and count < 1:
             raise ValueError("count must be at least 1 (or None for 'until heal()')")
         with self._lock:
-            self._faults.append(Fault(status, count, paths, retry_after))
+            self._faults.append(Fault(status, count, paths, retry_after, page))
 
     def heal(self) -> None:
         """Remove every injected fault."""
         with self._lock:
             self._faults.clear()
+
+    def on_request(
+        self,
+        action: Callable[[str], object],
+        *,
+        paths: str | None = None,
+        page: int | None = None,
+        count: int | None = 1,
+    ) -> None:
+        """Call `action(target)` when one of the next `count` requests (None: every one until
+        `clear_hooks()`) matching `paths` / `page` (as in `fail()`) arrives, before it is
+        answered: e.g. delete articles while a crawler reads page 4. It runs in the request's
+        thread, outside the site's lock, so it may publish, delete or wait on an event."""
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (or None for 'until clear_hooks()')")
+        with self._lock:
+            self._hooks.append(Hook(action, count, paths, page))
+
+    def clear_hooks(self) -> None:
+        with self._lock:
+            self._hooks.clear()
 
     def set_delay(self, seconds: float) -> None:
         """Delay every answer by `seconds` (0: none); stop() cuts pending delays short."""
@@ -225,6 +270,9 @@ class SiteServer:
     def _handle(self, target: str) -> Response:
         with self._lock:
             self.requests.append(target)
+            hooks = self._take(self._hooks, target)
+        for hook in hooks:
+            hook.action(target)
         if self._delay > 0:
             self._stopping.wait(self._delay)
         fault = self._take_fault(target)
@@ -238,12 +286,20 @@ class SiteServer:
 
     def _take_fault(self, target: str) -> Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.paths is not None and fault.paths not in target:
-                    continue
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+            faults = self._take(self._faults, target, first=True)
+        return faults[0] if faults else None
+
+    def _take(self, entries: list[Any], target: str, *, first: bool = False) -> list[Any]:
+        """The entries (faults or hooks) matching `target`, counted down (under the lock)."""
+        taken = []
+        for entry in list(entries):
+            if not self._matches(target, entry.paths, entry.page):
+                continue
+            if entry.remaining is not None:
+                entry.remaining -= 1
+                if entry.remaining <= 0:
+                    entries.remove(entry)
+            taken.append(entry)
+            if first:
+                break
+        return taken

@@ -75,6 +75,18 @@ class SourceStatus:
     last_alerts: int | None
     last_duration: float | None
     unfinished_since: datetime | None = None
+    unfinished_by: str | None = None
+    listed_total: int | None = None
+    walked_at: datetime | None = None
+    walk_seen: int | None = None
+    walk_total: int | None = None
+
+    @property
+    def walk_missing(self) -> int | None:
+        """Listed articles the last complete walk did not see (None: no walk, or no counter)."""
+        if self.walk_seen is None or self.walk_total is None:
+            return None
+        return max(0, self.walk_total - self.walk_seen)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,4 +99,18 @@ class SourceStatus:
             "last_new": self.last_new,
             "last_alerts": self.last_alerts,
             "last_duration": self.last_duration,
+            "last_walk": _iso(self.walked_at),
+            "walk_seen": self.walk_seen,
+            "walk_total": self.walk_total,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What a pass reads of its source before it starts."""
+
+    baselined_at: datetime | None = None
+    listed_total: int | None = None  # the counter's total the last finished pass left
+    walked_at: datetime | None = None  # the last complete walk of the whole listing
+    walk_seen: int | None = None
+    walk_total: int | None = None

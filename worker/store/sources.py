@@ -1,16 +1,22 @@
-"""Per-source bookkeeping: baselines, unfinished passes, pass outcomes and their status."""
+"""Per-source bookkeeping: baselines, unfinished passes and who owns their mark, the counter's
+total and the last complete walk, pass outcomes and their status."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from worker.store.engine import StoreBase
 from worker.store.helpers import _aware, _cut, _utcnow
-from worker.store.rows import SourceStatus
-from worker.store.tables import article_sources, articles, sources
+from worker.store.rows import SourceState, SourceStatus
+from worker.store.tables import UTCDateTime, article_sources, articles, sources
+
+# a resume mark older than this whose pass never said it ended (its process died) is taken over
+# by the next pass; taking over the mark of a pass still running costs nothing, since that pass
+# puts its mark back if it is cut off (`cut_pass`)
+STALE_MARK = timedelta(hours=1)
 
 
 class SourcesMixin(StoreBase):
@@ -34,35 +40,108 @@ class SourcesMixin(StoreBase):
         with self._tx("mark_baselined") as conn:
             conn.execute(stmt)
 
-    def begin_pass(self, source: str, *, at: datetime | None = None) -> datetime | None:
-        """Record that a pass of `source` starts; return when the earliest unfinished pass began.
+    def source_state(self, source: str) -> SourceState:
+        """What a pass needs to know of `source` before it starts (all None for a new source)."""
+        cols = (
+            sources.c.baselined_at,
+            sources.c.listed_total,
+            sources.c.walked_at,
+            sources.c.walk_seen,
+            sources.c.walk_total,
+        )
+        with self._tx("source_state", write=False) as conn:
+            row = conn.execute(sa.select(*cols).where(sources.c.name == source)).first()
+        if row is None:
+            return SourceState()
+        return SourceState(*row)
 
-        The mark stays until `finish_pass`, so a pass cut off by an error, a stop or a crash
-        leaves it behind, and the next pass knows which of its articles it has not caught up to.
+    def begin_pass(
+        self, source: str, *, pass_id: str, at: datetime | None = None
+    ) -> datetime | None:
+        """Record that pass `pass_id` of `source` starts; return when the earliest unfinished
+        pass began (None: every earlier pass reached its end).
+
+        The mark belongs to one pass at a time: the one that set it, or the one that took it
+        over because its pass ended cut off (`cut_pass`) or it is older than STALE_MARK (its
+        process died). Only its owner clears it (`finish_pass`), so a pass of another process
+        over the same source, running meanwhile, never clears the mark of one that is still
+        running and may yet be cut off.
         """
         at = _aware(at, "at") if at is not None else _utcnow()
-        stmt = self._insert(sources).values(name=source, unfinished_since=at)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[sources.c.name],
-            set_={
-                "unfinished_since": sa.func.coalesce(
-                    sources.c.unfinished_since, stmt.excluded.unfinished_since
-                )
-            },
+        ensure = self._insert(sources).values(name=source).on_conflict_do_nothing()
+        query = (
+            sa.select(sources.c.unfinished_since, sources.c.unfinished_by)
+            .where(sources.c.name == source)
+            .with_for_update()
         )
         with self._tx("begin_pass") as conn:
-            before = conn.scalar(
-                sa.select(sources.c.unfinished_since).where(sources.c.name == source)
-            )
-            conn.execute(stmt)
-        return before
+            conn.execute(ensure)
+            since, owner = conn.execute(query).one()
+            if since is None:
+                values = {"unfinished_since": at, "unfinished_by": pass_id}
+            elif owner is None or since < at - STALE_MARK:
+                values = {"unfinished_by": pass_id}  # take over a mark nobody will clear
+            else:
+                values = {}  # another pass runs and owns it
+            if values:
+                conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+        return since
 
-    def finish_pass(self, source: str) -> None:
-        """The pass of `source` reached its end: nothing is left to resume."""
+    def finish_pass(
+        self,
+        source: str,
+        *,
+        pass_id: str,
+        listed_total: int | None = None,
+        walk: tuple[int, int | None] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Pass `pass_id` of `source` reached its end: its mark (if it owns it) is cleared, the
+        counter's total is kept for the next pass, and a walk of the whole listing records the
+        distinct articles it saw and the total they are compared with (`walk`)."""
+        at = _aware(at, "at") if at is not None else _utcnow()
+        values: dict[str, Any] = {}
+        if listed_total is not None:
+            values["listed_total"] = listed_total
+        if walk is not None:
+            values.update(walked_at=at, walk_seen=walk[0], walk_total=walk[1])
         with self._tx("finish_pass") as conn:
             conn.execute(
-                sa.update(sources).where(sources.c.name == source).values(unfinished_since=None)
+                sa.update(sources)
+                .where(sources.c.name == source, sources.c.unfinished_by == pass_id)
+                .values(unfinished_since=None, unfinished_by=None)
             )
+            if values:
+                conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+
+    def cut_pass(
+        self,
+        source: str,
+        *,
+        pass_id: str,
+        since: datetime,
+        listed_total: int | None = None,
+    ) -> None:
+        """Pass `pass_id` of `source`, begun at `since`, was cut off (an error, a stop): the mark
+        goes back to `since` if another pass cleared it meanwhile, and belongs to nobody, so
+        the next pass takes it over and resumes it."""
+        since = _aware(since, "since")
+        ensure = self._insert(sources).values(name=source).on_conflict_do_nothing()
+        earlier = sa.or_(
+            sources.c.unfinished_since.is_(None),
+            sources.c.unfinished_since > sa.literal(since, UTCDateTime),
+        )
+        values: dict[str, Any] = {
+            "unfinished_since": sa.case(
+                (earlier, sa.literal(since, UTCDateTime)), else_=sources.c.unfinished_since
+            ),
+            "unfinished_by": None,
+        }
+        if listed_total is not None:
+            values["listed_total"] = listed_total
+        with self._tx("cut_pass") as conn:
+            conn.execute(ensure)
+            conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
 
     def urls_listed_since(self, source: str, since: datetime) -> set[str]:
         """Canonical URLs that `source` listed for the first time at or after `since`."""

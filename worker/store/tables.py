@@ -187,4 +187,15 @@ sources = sa.Table(
     # start of the earliest pass that did not finish (cut off by an error, a stop or a crash):
     # the next pass does not stop early before it has met what that pass stored
     sa.Column("unfinished_since", UTCDateTime, nullable=True),
+    # the pass that owns that mark (only it clears it); NULL: its pass ended cut off and the
+    # next pass takes it over
+    sa.Column("unfinished_by", sa.Text, nullable=True),
+    # the listing's "of Z" counter at the end of the last pass that finished (less what that
+    # pass was still looking for, when it stopped before finding it)
+    sa.Column("listed_total", sa.Integer, nullable=True),
+    # the last walk of the whole listing that reached its end: when, the distinct articles it
+    # saw listed and the counter's total it is compared with
+    sa.Column("walked_at", UTCDateTime, nullable=True),
+    sa.Column("walk_seen", sa.Integer, nullable=True),
+    sa.Column("walk_total", sa.Integer, nullable=True),
 )
