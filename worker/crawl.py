@@ -156,11 +156,18 @@ async def _pages(
 
 
 async def crawl_source(
-    source: SourceConfig, fetcher: Fetcher, store: Store, plan: Plan, *, window: int = 4
+    source: SourceConfig,
+    fetcher: Fetcher,
+    store: Store,
+    plan: Plan,
+    *,
+    window: int = 4,
+    on_page: Callable[[CrawlReport], None] | None = None,
 ) -> CrawlReport:
     """Crawl one source and store its pages; raise CrawlError when the pass cannot go on.
 
     What was stored before an error stays stored; the next pass picks up from page 1.
+    `on_page(report)` is called after each page is stored (progress: worker.progress).
     """
     started = time.monotonic()
     report = CrawlReport(source=source.name)
@@ -170,7 +177,8 @@ async def crawl_source(
     # urls stored as new by this pass, or by an earlier pass that was cut off before its end
     # (error, stop, crash): a page holding one of them is not the end of what is new
     met_this_pass: set[str] = set()
-    unfinished = await asyncio.to_thread(store.begin_pass, source.name, at=datetime.now(UTC))
+    pass_started = datetime.now(UTC)
+    unfinished = await asyncio.to_thread(store.begin_pass, source.name, at=pass_started)
     if unfinished is not None and not report.baseline:
         met_this_pass = await asyncio.to_thread(store.urls_listed_since, source.name, unfinished)
         report.resumed = True
@@ -205,11 +213,19 @@ async def crawl_source(
             len(stored.new_for_source),
             listing.skipped,
         )
+        if on_page is not None:
+            on_page(report)
         return fresh
 
     async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
         stored = await asyncio.to_thread(
-            store.store_page, source.name, listing.items, plan, silent=report.silent
+            store.store_page,
+            source.name,
+            listing.items,
+            plan,
+            silent=report.silent,
+            listing_page=number,
+            pass_started=pass_started,
         )
         return number, listing, stored
 
