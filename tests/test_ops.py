@@ -55,7 +55,9 @@ def once_config(tmp_path: Path, site: NewsSite, *, logging_toml: str = "", extra
     return config
 
 
-def run_once(config: Path, *, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+def run_once(
+    config: Path, *, env: dict[str, str] | None = None, **kw
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "worker", "--config", str(config), "once"],
         capture_output=True,
@@ -191,7 +193,9 @@ def test_metrics_count_pending_alerts_and_have_no_created_series(
         config_toml(
             tmp_path,
             channels={"down": f"json://127.0.0.1:{free_port()}/hook"},
-            sources=source_toml("news", news_site.search_url, every="1h", extra="alert_backfill = true"),
+            sources=source_toml(
+                "news", news_site.search_url, every="1h", extra="alert_backfill = true"
+            ),
             watchlists=watchlist_toml("rail", ["rail*"], ["down"]),
             port=port,
         )
@@ -326,7 +330,12 @@ def test_the_health_probe_says_so_and_passes_when_the_listener_is_off(tmp_path: 
 def test_the_documented_metrics_port_is_outside_the_exporters_range_everywhere() -> None:
     # 9100-9999 is Prometheus's exporter range, fully allocated (9187 is postgres_exporter)
     assert not 9100 <= DEFAULT_PORT <= 9999
-    for path in ("README.md", "deploy/Containerfile", "deploy/compose.yaml", "deploy/config/worker.toml"):
+    for path in (
+        "README.md",
+        "deploy/Containerfile",
+        "deploy/compose.yaml",
+        "deploy/config/worker.toml",
+    ):
         text = (ROOT / path).read_text(encoding="utf-8")
         assert "9187" not in text, path
         assert str(DEFAULT_PORT) in text, path

@@ -341,7 +341,15 @@ class Explanation:
 
 
 def _explain_one(watchlist: WatchlistConfig, t_words: list[str], s_words: list[str]) -> Explanation:
-    hits = tuple(k for k in watchlist.keywords if _occurs(parse_keyword(k), t_words, s_words))
+    hits: list[str] = []
+    seen: set[tuple[tuple[str, ...], bool]] = set()
+    for text in watchlist.keywords:
+        keyword = parse_keyword(text)
+        key = (keyword.words, keyword.prefix)
+        if key not in seen:  # the same keyword twice: its first spelling only, as match() does
+            seen.add(key)
+            if _occurs(keyword, t_words, s_words):
+                hits.append(text)
     excluded = tuple(k for k in watchlist.exclude if _occurs(parse_keyword(k), t_words, s_words))
     quoted = ", ".join(repr(k) for k in watchlist.keywords)
     if not hits:
@@ -355,11 +363,11 @@ def _explain_one(watchlist: WatchlistConfig, t_words: list[str], s_words: list[s
         return Explanation(
             watchlist.name,
             False,
-            hits,
+            tuple(hits),
             excluded,
             reason=f"matched {found} but excluded by {', '.join(repr(k) for k in excluded)}",
         )
-    return Explanation(watchlist.name, True, hits, reason=f"matched {found}")
+    return Explanation(watchlist.name, True, tuple(hits), reason=f"matched {found}")
 
 
 def explain_watchlists(
