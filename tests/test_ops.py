@@ -20,6 +20,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 import worker
+from tests import test_daemon
 from tests.test_daemon import (
     ALERT,
     STARTUP,
@@ -31,13 +32,14 @@ from tests.test_daemon import (
     source_toml,
     wait_until,
     watchlist_toml,
-    workers,  # noqa: F401 - the fixture
 )
 from worker.health import DEFAULT_PORT
 from worker.logs import JsonFormatter
 from worker.site import NewsSite
 
 ROOT = Path(__file__).resolve().parent.parent
+
+workers = test_daemon.workers  # the fixture: `worker run` subprocesses, killed at teardown
 
 
 def once_config(tmp_path: Path, site: NewsSite, *, logging_toml: str = "", extra: str = "") -> Path:
@@ -337,7 +339,7 @@ def test_the_documented_metrics_port_is_outside_the_exporters_range_everywhere()
         "deploy/config/worker.toml",
     ):
         text = (ROOT / path).read_text(encoding="utf-8")
-        assert "9187" not in text, path
+        assert not re.search(r"port = 9187|:9187", text), path
         assert str(DEFAULT_PORT) in text, path
 
 

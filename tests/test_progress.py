@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests import test_daemon
 from tests.test_daemon import (
     ALERT,
     STARTUP,
@@ -22,10 +23,11 @@ from tests.test_daemon import (
     config_toml,
     source_toml,
     watchlist_toml,
-    workers,  # noqa: F401 - the fixture
 )
 from worker.progress import PROGRESS_LOG_EVERY
 from worker.site import NewsSite
+
+workers = test_daemon.workers  # the fixture: `worker run` subprocesses, killed at teardown
 
 
 def write_config(tmp_path: Path, site: NewsSite, *, every: str = "1s") -> Path:
