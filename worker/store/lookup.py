@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import heapq
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +15,12 @@ import sqlalchemy as sa
 from worker.store.engine import StoreBase
 from worker.store.tables import article_sources, articles, deliveries, matches, sources
 
-CLOSEST_POOL = 20_000  # stored URLs compared with an unknown one (difflib: ~1 s for 20,000)
+CLOSEST_POOL = 20_000  # stored URLs compared with an unknown one
+# difflib over 20,000 URLs of one site takes ~9 s (they share most characters): the pool is first
+# ranked by the words the URLs share, and difflib orders the best CLOSEST_SHORTLIST (~0.4 s in
+# all for 20,000; the URL with one character dropped came first in 20 of 20 tries)
+CLOSEST_SHORTLIST = 100
+_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +163,18 @@ class LookupMixin(StoreBase):
                 pool = list(
                     conn.scalars(sa.select(a.c.url).order_by(a.c.id.desc()).limit(CLOSEST_POOL))
                 )
-        return difflib.get_close_matches(url, pool, n=n, cutoff=0.5)
+        return _closest(url, pool, n)
+
+
+def _closest(url: str, pool: list[str], n: int) -> list[str]:
+    words = set(_TOKEN.findall(url.lower()))
+
+    def shared(candidate: str) -> float:
+        other = set(_TOKEN.findall(candidate.lower()))
+        return len(words & other) / (len(words | other) or 1)
+
+    shortlist = heapq.nlargest(CLOSEST_SHORTLIST, pool, key=shared)
+    return difflib.get_close_matches(url, shortlist, n=n, cutoff=0.5)
 
 
 def _escape(text: str) -> str:
