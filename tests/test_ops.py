@@ -377,3 +377,53 @@ def test_another_installed_distribution_named_worker_is_not_taken_for_ours(tmp_p
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == worker.USER_AGENT
     assert "stranger" not in done.stdout
+
+
+def test_an_installed_copy_reads_its_homepage_from_its_own_metadata(tmp_path: Path) -> None:
+    # an install without pyproject.toml beside it: site-packages/worker + its dist-info
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "worker", site / "worker", ignore=shutil.ignore_patterns("__pycache__"))
+    info = site / "worker-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: worker\nVersion: 0.1.0\n"
+        "Project-URL: Homepage, https://installed.example.net/worker\n",
+        encoding="utf-8",
+    )
+    env = child_env() | {"PYTHONPATH": str(site)}
+    done = subprocess.run(
+        [sys.executable, "-c", "import worker; print(worker.__file__); print(worker.USER_AGENT)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    where, agent = done.stdout.splitlines()
+    assert where == str(site / "worker" / "__init__.py")
+    assert agent.endswith("(news listing monitor; +https://installed.example.net/worker)")
+
+
+def test_a_reload_that_switches_to_json_logs_applies_to_the_next_lines(
+    tmp_path: Path, news_site: NewsSite, workers: Callable[..., Worker]
+) -> None:
+    config = tmp_path / "worker.toml"
+    text = config_toml(
+        tmp_path,
+        channels={"console": "console://"},
+        sources=source_toml("news", news_site.search_url, every="1s"),
+        watchlists=watchlist_toml("rail", ["rail*"], ["console"]),
+    )
+    config.write_text(text)
+    daemon = workers(config, "run")
+    daemon.expect(lambda: daemon.passes("news", ok=True) >= 1, STARTUP, "the first pass")
+    config.write_text(text + '\n[logging]\nformat = "json"\n')
+    daemon.expect(lambda: '"message": "config reloaded' in daemon.err(), ALERT, "the reload")
+    daemon.expect(lambda: '"message": "pass source=news' in daemon.err(), ALERT, "a JSON pass line")
+    complete = daemon.err().rsplit("\n", 1)[0]  # a line being written is left out
+    after = complete.split('"message": "config reloaded', 1)[1].splitlines()[1:]
+    assert after and all(json.loads(line)["logger"] for line in after)
+    assert daemon.stop()[0] == 0
