@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from collections.abc import Sequence
 
 from worker import __version__
 from worker.config import Config, ConfigError, default_config_path, load_config
+from worker.logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = (
     0,
@@ -55,34 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     test = sub.add_parser("test-alert", help="send a test message to one or all channels")
     test.add_argument("--channel", metavar="NAME")
+    why = sub.add_parser(
+        "why",
+        help="why an article was alerted or not: what the database knows about one URL",
+        description="Whether and when URL (any spelling) was seen, by which source, on which "
+        "page and pass; each watchlist's verdict and every delivery. Exit 1 when never seen. "
+        "Example: worker why 'https://example.org/news/a/?utm_source=x'",
+    )
+    why.add_argument("url", metavar="URL", help="the article's URL, in any spelling")
+    why.add_argument("--json", action="store_true", help="print a JSON object")
     demo = sub.add_parser("demo", help="watch the whole loop work offline against a local site")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     return parser
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
-    """Writes to whatever sys.stderr is at the time of the record (tests swap it)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
-
-
-def setup_logging(level: str, *, verbose: bool = False, quiet: bool = False) -> None:
-    """Configure logging once: one line per record on standard error."""
-    if verbose:
-        level = "DEBUG"
-    elif quiet:
-        level = "WARNING"
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "apprise", "watchfiles"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"{exc.path}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(config.logging.level, verbose=args.verbose, quiet=args.quiet)
+    setup_logging(
+        config.logging.level,
+        fmt=config.logging.format,
+        verbose=args.verbose,
+        quiet=args.quiet,
+    )
     from worker.store import StoreError
 
     try:
@@ -144,6 +133,8 @@ def _dispatch(args: argparse.Namespace, config: Config, path: str) -> int:
         return commands.alerts(
             config, status=args.status, limit=args.limit, as_json=args.json, retry=args.retry
         )
+    if args.command == "why":
+        return commands.why(config, args.url, as_json=args.json)
     if args.command == "test-alert":
         return commands.test_alert(config, args.channel)
     if args.command == "run":

@@ -124,3 +124,19 @@ def test_alert(config: Config, channel: str | None) -> int:
         status = "ok" if result.ok else f"FAILED: {result.error}"
         print(f"{name}: {status}")
     return EXIT_OK if all(r.ok for r in results.values()) else EXIT_FAILED
+
+
+def why(config: Config, url: str, *, as_json: bool) -> int:
+    """`worker why URL`: exit 0 when the URL was seen, 1 when never (with the closest ones)."""
+    from worker.why import explain_url, render, spellings
+
+    if not spellings(url):
+        print(f"not an http(s) URL: {url!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    with open_store(config) as store:
+        answer = explain_url(config, store, url)
+    if as_json:
+        _json(answer.to_json(config))
+    else:
+        print(render(answer, config))
+    return EXIT_OK if answer.seen else EXIT_FAILED

@@ -292,11 +292,13 @@ async def crawl_source(
     *,
     window: int = 4,
     clock: Clock = _now,
+    on_page: Callable[[CrawlReport], None] | None = None,
 ) -> CrawlReport:
     """Crawl one source and store its pages; raise CrawlError when the pass cannot go on.
 
     What was stored before an error stays stored; the next pass resumes the pass that was cut
-    off. `clock` gives every timestamp the pass records (tests move it).
+    off. `clock` gives every timestamp the pass records (tests move it). `on_page(report)` is
+    called after each page is stored (progress: worker.progress).
     """
     started = time.monotonic()
     report = CrawlReport(source=source.name)
@@ -361,11 +363,20 @@ async def crawl_source(
             len(stored.new_for_source),
             listing.skipped,
         )
+        if on_page is not None:
+            on_page(report)
         return fresh
 
     async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
         stored = await asyncio.to_thread(
-            store.store_page, source.name, listing.items, plan, silent=report.silent, now=clock()
+            store.store_page,
+            source.name,
+            listing.items,
+            plan,
+            silent=report.silent,
+            now=clock(),
+            listing_page=number,
+            pass_started=begun,
         )
         return number, listing, stored
 

@@ -1,8 +1,11 @@
 """Health and metrics: a small HTTP listener serving /healthz (JSON) and /metrics (Prometheus).
 
-Off by default; `[http_status] port = 9187` turns it on. /healthz answers 200 while the scheduler
-runs and the database answers, else 503, with each source's last pass, success and error;
-`/healthz?strict=1` also answers 503 while a source's last pass failed. It speaks just enough HTTP/1.1 for
+Off by default; `[http_status] port = 8797` turns it on. /healthz answers 200 while the scheduler
+runs and the database answers, else 503, with each source's last pass, success and error and the
+outcome of the last config reload; `/healthz?strict=1` also answers 503 while a source's last
+pass failed or the last reload was refused (the daemon runs on an older config than the file).
+To report more, add a key to `Daemon.status()`; a check that should fail strict mode goes in
+`strict_problems()` below. It speaks just enough HTTP/1.1 for
 probes and scrapers (GET, one request per connection) on asyncio streams, with a read deadline
 and a request-size cap, so it needs no web framework.
 """
@@ -12,6 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -21,8 +28,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
+
+# No `*_created` series beside every counter and histogram: they double the series count, and
+# Prometheus reads the start time from the counter itself (process-wide, set before any metric).
+disable_created_metrics()
 
 if TYPE_CHECKING:
     from worker.daemon import Daemon
@@ -87,6 +99,51 @@ class Metrics:
         self.config_reloads = Counter(
             "worker_config_reloads", "Config reloads by outcome", ["outcome"], registry=r
         )
+        # as Prometheus and Alertmanager name theirs, so the usual alert rule fits
+        self.config_reload_ok = Gauge(
+            "worker_config_last_reload_successful",
+            "1 when the last config reload was applied (or none was tried), 0 when refused",
+            registry=r,
+        )
+        self.config_reload_time = Gauge(
+            "worker_config_last_reload_success_timestamp_seconds",
+            "When the config in use was loaded (Unix time)",
+            registry=r,
+        )
+        self.config_reload_ok.set(1)
+        self.config_reload_time.set_to_current_time()
+        self.alerts_pending = Gauge(
+            "worker_alerts_pending",
+            "Alert deliveries not sent yet (due now or waiting for a retry); NaN when the "
+            "database does not answer",
+            registry=r,
+        )
+        self.articles_stored = Gauge(
+            "worker_articles_stored", "Articles in the database", registry=r
+        )
+        # what /healthz says about the last reload
+        self.last_reload: dict[str, Any] = {"reload": None, "at": None, "problems": []}
+
+    def observe_reload(self, applied: bool, problems: Sequence[str] = ()) -> None:
+        """A config reload was applied, or refused for `problems` (as `worker check` words them)."""
+        self.config_reloads.labels(outcome="applied" if applied else "invalid").inc()
+        self.config_reload_ok.set(1 if applied else 0)
+        if applied:
+            self.config_reload_time.set_to_current_time()
+        self.last_reload = {
+            "reload": "applied" if applied else "refused",
+            "at": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="seconds"),
+            "problems": list(problems)[:20],
+        }
+
+    def observe_queue(self, counts: dict[str, int] | None) -> None:
+        """The store's counts (Store.counts()), or None when the database did not answer."""
+        if counts is None:
+            self.alerts_pending.set(math.nan)
+            self.articles_stored.set(math.nan)
+        else:
+            self.alerts_pending.set(counts.get("pending", 0))
+            self.articles_stored.set(counts.get("articles", 0))
 
     def observe_pass(self, report: PassReport) -> None:
         c = report.crawl
@@ -109,6 +166,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def strict_problems(status: dict[str, Any]) -> list[str]:
+    """Why `/healthz?strict=1` answers 503 though the daemon runs (empty: it does not)."""
+    problems = [f"source {name} failing" for name in status.get("failing_sources", ())]
+    if status.get("config", {}).get("reload") == "refused":
+        problems.append("the last config reload was refused")
+    return problems
 
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
@@ -164,6 +229,14 @@ class HealthServer:
         finally:
             writer.close()
 
+    def _counts(self) -> dict[str, int] | None:
+        from worker.store import StoreError
+
+        try:
+            return self.daemon.runtime.store.counts()
+        except StoreError:
+            return None
+
     async def _route(
         self, method: str, path: str, query: dict[str, list[str]]
     ) -> tuple[int, str, bytes]:
@@ -173,9 +246,58 @@ class HealthServer:
             status: dict[str, Any] = await self.daemon.status()
             healthy = status["status"] == "ok"
             if query.get("strict", ["0"])[-1].lower() not in ("0", "false", "no"):
-                healthy = healthy and not status["failing_sources"]
+                healthy = healthy and not strict_problems(status)
             code = 200 if healthy else 503
             return code, "application/json", json.dumps(status, indent=2).encode() + b"\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, self.daemon.metrics.render()
+            metrics = self.daemon.metrics
+            metrics.observe_queue(await asyncio.to_thread(self._counts))
+            return 200, CONTENT_TYPE_LATEST, metrics.render()
         return 404, "text/plain", b"not found\n"
+
+
+DEFAULT_PORT = 8797  # the documented port: outside the exporters' 9100-9999 range (see README)
+
+
+def probe(config_path: str | None = None, *, timeout: float = 4.0) -> int:
+    """`python -m worker.health`: GET /healthz of the daemon the config describes; exit 0 on 200.
+
+    The container's HEALTHCHECK. With `[http_status] port = 0` there is nothing to ask: it says
+    so and exits 0 (the container is not reported unhealthy for a listener it never had).
+    """
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from worker.config import ConfigError, default_config_path, load_config
+
+    path = config_path or default_config_path()
+    try:
+        config = load_config(path, check_channels=False)
+    except ConfigError as exc:
+        print(f"{exc.path}: {exc.problems[0] if exc.problems else 'invalid'}", file=sys.stderr)
+        return 1
+    status = config.http_status
+    if not status.port:
+        print(f"{path}: [http_status] port is 0: no health listener to probe")
+        return 0
+    host = "127.0.0.1" if status.host in ("0.0.0.0", "", "::") else status.host  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{status.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: HTTP {exc.code}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{url}: {body.get('status')}, failing sources: {body.get('failing_sources') or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised as a subprocess
+    import sys
+
+    raise SystemExit(probe(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -141,6 +141,7 @@ class Matcher:
     """Compiled watchlists. `match()` is safe to call from several threads."""
 
     def __init__(self, watchlists: Sequence[WatchlistConfig]) -> None:
+        self._watchlists = list(watchlists)  # for explain()
         self._names: list[str] = []
         self._spellings: list[list[str]] = []  # per watchlist: its keywords as written
         ids: dict[tuple[tuple[str, ...], bool], int] = {}
@@ -292,3 +293,90 @@ class Matcher:
             spellings = self._spellings[wl_index]
             result[self._names[wl_index]] = tuple(spellings[p] for p in sorted(found[wl_index]))
         return result
+
+    def explain(self, title: str, summary: str) -> list[Explanation]:
+        """Each watchlist's Explanation for this article (see `explain_watchlists`)."""
+        return explain_watchlists(self._watchlists, title, summary)
+
+
+def _occurs(keyword: Keyword, *texts: list[str]) -> bool:
+    """Whether `keyword` occurs in one of `texts` (folded words): the rule, written plainly."""
+    n = len(keyword.words)
+    for seq in texts:
+        for i in range(len(seq) - n + 1):
+            window = seq[i : i + n]
+            if keyword.prefix:
+                if window[:-1] == list(keyword.words[:-1]) and window[-1].startswith(
+                    keyword.words[-1]
+                ):
+                    return True
+            elif tuple(window) == keyword.words:
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a watchlist matches an article or does not (`worker why`).
+
+    `keywords` are the terms that matched (as written), `excluded_by` the exclude terms that
+    matched, `reason` says it in words: what matched, or which part failed. A matcher with a
+    richer rule (a query) fills `reason` with the part of its query that failed.
+    """
+
+    watchlist: str
+    matched: bool
+    keywords: tuple[str, ...] = ()
+    excluded_by: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "watchlist": self.watchlist,
+            "matched": self.matched,
+            "keywords": list(self.keywords),
+            "excluded_by": list(self.excluded_by),
+            "reason": self.reason,
+        }
+
+
+def _explain_one(watchlist: WatchlistConfig, t_words: list[str], s_words: list[str]) -> Explanation:
+    hits: list[str] = []
+    seen: set[tuple[tuple[str, ...], bool]] = set()
+    for text in watchlist.keywords:
+        keyword = parse_keyword(text)
+        key = (keyword.words, keyword.prefix)
+        if key not in seen:  # the same keyword twice: its first spelling only, as match() does
+            seen.add(key)
+            if _occurs(keyword, t_words, s_words):
+                hits.append(text)
+    excluded = tuple(k for k in watchlist.exclude if _occurs(parse_keyword(k), t_words, s_words))
+    quoted = ", ".join(repr(k) for k in watchlist.keywords)
+    if not hits:
+        return Explanation(
+            watchlist.name,
+            False,
+            reason=f"none of its keywords occurs in the title or summary: {quoted}",
+        )
+    found = ", ".join(repr(k) for k in hits)
+    if excluded:
+        return Explanation(
+            watchlist.name,
+            False,
+            tuple(hits),
+            excluded,
+            reason=f"matched {found} but excluded by {', '.join(repr(k) for k in excluded)}",
+        )
+    return Explanation(watchlist.name, True, tuple(hits), reason=f"matched {found}")
+
+
+def explain_watchlists(
+    watchlists: Sequence[WatchlistConfig], title: str, summary: str
+) -> list[Explanation]:
+    """For each watchlist (in config order): whether it matches this title and summary, and why.
+
+    The same rule as `Matcher.match`, checked term by term (slow and plain: for one article).
+    """
+    t_words = words(title)
+    s_words = words(summary) if summary else []
+    return [_explain_one(w, t_words, s_words) for w in watchlists]

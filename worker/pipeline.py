@@ -23,6 +23,7 @@ from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.models import AlertPlan, Item
 from worker.notify import DeliveryReport, Notifier, deliver_due
+from worker.progress import PassProgress
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class Runtime:
 
     async def run_pass(self, source: SourceConfig) -> PassReport:
         """Crawl one source; contain and record its failure."""
+        progress = PassProgress(source.name)
         try:
             crawl = await crawl_source(
                 source,
@@ -145,6 +147,7 @@ class Runtime:
                 self.store,
                 self.plan_for(source.name),
                 window=self.config.http.concurrency * 2,
+                on_page=progress,
             )
             report = PassReport(source=source.name, ok=True, crawl=crawl)
         except CrawlError as exc:
@@ -157,6 +160,8 @@ class Runtime:
                 crawl=CrawlReport(source=source.name),
                 error=f"{type(exc).__name__}: {exc}",
             )
+        finally:
+            progress.done()
         await self._record(report)
         return report
 
@@ -174,6 +179,19 @@ class Runtime:
             c.alerts,
             c.duration,
             f"error={report.error}" if report.error else f"stop={'; '.join([c.stop, *c.notes])}",
+            extra={  # as keys of their own in JSON logs (worker.logs)
+                "source": report.source,
+                "ok": report.ok,
+                "pages": c.pages,
+                "items": c.items,
+                "new": c.new,
+                "alerts": c.alerts,
+                "duration": round(c.duration, 3),
+                "baseline": c.baseline,
+                "silent": c.silent,
+                "stop": c.stop or None,
+                "error": report.error,
+            },
         )
         try:
             await asyncio.to_thread(

@@ -238,6 +238,7 @@ class HttpStatusConfig(Frozen):
 
 class LoggingConfig(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object a line (worker.logs)
 
 
 def _url_list(value: Any) -> Any:

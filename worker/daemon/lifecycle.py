@@ -155,6 +155,8 @@ class Daemon(ReloadMixin):
             "database": "ok" if db_ok else "unreachable",
             "failing_sources": sorted(n for n, s in sources.items() if s["ok"] is False),
             "sources": sources,
+            # the last reload: {"reload": null | "applied" | "refused", "at", "problems"}
+            "config": {"file": str(self.config_path), **self.metrics.last_reload},
         }
 
 

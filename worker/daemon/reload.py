@@ -12,6 +12,7 @@ from worker.daemon.core import _wait_any
 from worker.daemon.schedule import ScheduleMixin, _schedule_key, trigger_for
 from worker.fetch import Fetcher
 from worker.health import HealthServer
+from worker.logs import set_format
 
 if TYPE_CHECKING:
     from worker.daemon.lifecycle import Daemon
@@ -79,15 +80,15 @@ class ReloadMixin(ScheduleMixin):
                         exc.path,
                         problem,
                     )
-                self.metrics.config_reloads.labels(outcome="invalid").inc()
+                self.metrics.observe_reload(False, [f"{exc.path}: {p}" for p in exc.problems])
                 return False
             try:
                 await self._apply(new)
             except Exception as exc:  # e.g. the new [http_status] port is taken
                 log.error("config reload failed while applying it: %s", exc)
-                self.metrics.config_reloads.labels(outcome="invalid").inc()
+                self.metrics.observe_reload(False, [f"while applying it: {exc}"])
                 return False
-            self.metrics.config_reloads.labels(outcome="applied").inc()
+            self.metrics.observe_reload(True)
             return True
 
     def _parse(self, data: bytes | None) -> Config:
@@ -120,6 +121,8 @@ class ReloadMixin(ScheduleMixin):
             log.info("config: [http] changed; new passes use a new HTTP client")
         if new.logging != old.logging:
             logging.getLogger().setLevel(new.logging.level)
+            if new.logging.format != old.logging.format:
+                set_format(new.logging.format)
         old_sources = {s.name: s for s in old.sources}
         new_sources = {s.name: s for s in new.sources}
         for name in old_sources.keys() - new_sources.keys():

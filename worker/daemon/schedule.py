@@ -112,4 +112,34 @@ class ScheduleMixin(DeliveryMixin):
         self.metrics.observe_pass(report)
         if report.crawl.alerts:
             self.wake_deliveries()
+        self._explain_pass(report)
         return report
+
+    def _explain_pass(self, report: PassReport) -> None:
+        """Say what an operator would otherwise wonder about: a first pass that alerted nothing
+        on purpose, and when a failing source is tried again."""
+        c = report.crawl
+        if report.ok and c.silent:
+            would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
+            log.info(
+                "source=%s first pass was a silent baseline: %d article(s) stored without "
+                "alerts (would have alerted: %s); new matching articles are alerted from now on",
+                report.source,
+                c.new,
+                would,
+                extra={"source": report.source, "baseline": True, "new": c.new},
+            )
+        elif not report.ok:
+            job = self.scheduler.get_job(report.source) if self.scheduler.running else None
+            when = getattr(job, "next_run_time", None) if job is not None else None
+            if when is None:
+                return
+            wait = max(0.0, (when - datetime.now(UTC)).total_seconds())
+            log.warning(
+                "source=%s will be tried again at %s (in %.0fs)%s",
+                report.source,
+                when.astimezone(UTC).isoformat(timespec="seconds"),
+                wait,
+                "; what it stored stays stored, the next pass picks up" if c.pages else "",
+                extra={"source": report.source, "next_try": when.astimezone(UTC).isoformat()},
+            )

@@ -172,6 +172,17 @@ def _defer(report: DeliveryReport, channel: str, rest: Sequence[Delivery], why: 
         )
 
 
+def _fields(delivery: Delivery, attempt: int, outcome: str) -> dict[str, object]:
+    """A delivery log line's fields, as keys of their own in JSON logs (worker.logs)."""
+    return {
+        "watchlist": delivery.watchlist,
+        "channel": delivery.channel,
+        "article": delivery.article_url,
+        "attempt": attempt,
+        "outcome": outcome,
+    }
+
+
 async def _deliver_one(
     queue: DeliveryQueue,
     notifier: Notifier,
@@ -192,6 +203,7 @@ async def _deliver_one(
             delivery.channel,
             delivery.article_url,
             attempt,
+            extra=_fields(delivery, attempt, "sent"),
         )
     else:
         final = attempt >= alerts.max_attempts
@@ -216,6 +228,8 @@ async def _deliver_one(
             alerts.max_attempts,
             error,
             "" if next_at is None else f" next_try={next_at.isoformat(timespec='seconds')}",
+            extra=_fields(delivery, attempt, "failed" if final else "retrying")
+            | {"error": error, "next_try": next_at.isoformat() if next_at else None},
         )
     report._count(delivery.channel, report_outcome)
     return result.ok

@@ -121,7 +121,7 @@ def _page_statements(dialect: str) -> _PageStatements:
             dialect,
             article_sources,
             ("article_id",),
-            ("source", "first_seen"),
+            ("source", "first_seen", "page", "pass_started"),
             key=("article_id", "source"),
             returning=("article_id",),
         ),
@@ -161,6 +161,8 @@ class PagesMixin(StoreBase):
         *,
         silent: bool,
         now: datetime | None = None,
+        listing_page: int | None = None,
+        pass_started: datetime | None = None,
     ) -> PageStored:
         """Store one listing page in one transaction; queue alerts for what is new to `source`.
 
@@ -169,6 +171,8 @@ class PagesMixin(StoreBase):
         is queued. Safe to run concurrently in several processes: an article, a source listing and
         a delivery are each stored at most once. Rows are written in key order, so two
         transactions never wait on each other in a cycle (no deadlock on PostgreSQL).
+        `listing_page` (its number) and `pass_started` (when the pass began) are kept
+        with each listing new to `source`, for `worker why`.
         """
         now = _aware(now, "now") if now is not None else _utcnow()
         page: dict[str, Item] = {}
@@ -210,7 +214,9 @@ class PagesMixin(StoreBase):
             # (3) which of them this source lists for the first time
             insert = stmts.insert_listings
             listed = [{"article_id": article_id} for article_id in sorted(ids.values())]
-            params = insert.params(listed, source=source, first_seen=now)
+            params = insert.params(
+                listed, source=source, first_seen=now, page=listing_page, pass_started=pass_started
+            )
             new_ids = set(conn.execute(insert.stmt, params).scalars())
             new_for_source = tuple(url for url in page if ids[url] in new_ids)
 

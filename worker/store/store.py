@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from worker.store.delivery_queue import QueueMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
+from worker.store.lookup import LookupMixin
 from worker.store.pages import PagesMixin
 from worker.store.reading import ReadingMixin
 from worker.store.rows import AlertRow, ArticleRow, SourceStatus
@@ -26,5 +27,5 @@ __all__ = [
 ]
 
 
-class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin):
+class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin, LookupMixin):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""

@@ -119,6 +119,9 @@ article_sources = sa.Table(
     ),
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
+    # where the source first listed it (`worker why`); NULL for rows stored before 0004_i16ops
+    sa.Column("page", sa.Integer, nullable=True),  # listing page number, 1 = the first
+    sa.Column("pass_started", UTCDateTime, nullable=True),  # when that pass began
     # list_articles(source=...)
     sa.Index(None, "source", "article_id"),
     # urls_listed_since (resuming an unfinished pass)
