@@ -124,3 +124,43 @@ def test_alert(config: Config, channel: str | None) -> int:
         status = "ok" if result.ok else f"FAILED: {result.error}"
         print(f"{name}: {status}")
     return EXIT_OK if all(r.ok for r in results.values()) else EXIT_FAILED
+
+
+def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int:
+    """`worker probe URL`: the TOML block (or JSON) on standard output; exit 0 when a listing
+    was found, 1 when none (the reason on standard error), 2 for a bad URL or name. Fetches with
+    the config's `[http]` settings when the config file loads, else with the defaults."""
+    import logging
+    import os
+    import re
+
+    from worker.config import NAME_RE, ConfigError, HttpConfig, load_config
+    from worker.probe import BadUrl, to_data, to_toml
+    from worker.probe import probe as run_probe
+
+    if name is not None and not re.match(NAME_RE, name):
+        print(f"worker probe: --name {name!r}: letters, digits, '-', '_' or '.'", file=sys.stderr)
+        return EXIT_CONFIG
+    http = HttpConfig()
+    if os.path.exists(config_path):
+        try:
+            http = load_config(config_path, check_channels=False).http
+        except ConfigError as exc:
+            logging.getLogger("worker.probe").warning(
+                "%s is invalid (%s): probing with the default [http] settings",
+                config_path,
+                exc.problems[0] if exc.problems else exc,
+            )
+    try:
+        result = asyncio.run(run_probe(url, http, name=name))
+    except BadUrl as exc:
+        print(f"worker probe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if as_json:
+        _json(to_data(result))
+    elif result.found:
+        sys.stdout.write(to_toml(result))
+    if not result.found:
+        print(f"worker probe: no listing found at {url}: {result.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
