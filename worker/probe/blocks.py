@@ -160,11 +160,11 @@ def _teaser(node: LexborNode, page_url: str, here: str | None) -> Teaser | None:
             best = (rank, anchor, url, text)
     if len(titled) > 2:
         return None  # a container of teasers
+    teaser: Teaser | None = None
     if best is not None:
         _, anchor, url, text = best
         teaser = Teaser(node=node, url=url, title=text, title_node=anchor, link_node=anchor)
     else:  # a headline without a link, and a link elsewhere ("Read more", a thumbnail)
-        teaser = None
         for heading in node.css("h1, h2, h3, h4, h5, h6"):
             text = text_of(heading, 400)
             if not is_title_like(text):
@@ -177,8 +177,8 @@ def _teaser(node: LexborNode, page_url: str, here: str | None) -> Teaser | None:
                     )
                     break
             break
-        if teaser is None:
-            return None
+    if teaser is None:
+        return None
     _read_date(teaser)
     _read_summary(teaser)
     return teaser
@@ -247,8 +247,8 @@ def _label_near(container: LexborNode, first: LexborNode) -> str:
             break
         if node.tag in _HEADINGS or "widget-title" in classes(node):
             texts.append(text_of(node, 200))
-    for node in (container, container.parent):
-        sibling = node.prev if node is not None else None
+    for above in (container, container.parent):
+        sibling = above.prev if above is not None else None
         steps = 0
         while sibling is not None and steps < 4:
             if sibling.tag and sibling.tag[0] != "-":
@@ -293,9 +293,7 @@ def _score(candidate: Candidate) -> None:
     if in_main:
         score += 5
     boiler = [
-        a.tag
-        if a.tag in _BOILERPLATE_TAGS
-        else (a.attributes.get("id") or " ".join(classes(a)))
+        a.tag if a.tag in _BOILERPLATE_TAGS else (a.attributes.get("id") or " ".join(classes(a)))
         for a in chain
         if a.tag in _BOILERPLATE_TAGS
         or BOILERPLATE_RE.search((a.attributes.get("id") or "") + " " + " ".join(classes(a)))

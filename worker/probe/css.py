@@ -83,8 +83,18 @@ def _candidates(compounds: list[str], contexts: list[str], parents: list[str]) -
     one = [f"{c} {s}" for c in contexts for s in compounds]
     one += [f"{p} > {s}" for p in parents for s in compounds]
     yield from _by_length(one)
-    two = [f"{a} {b} {s}" for a in contexts[:12] for b in contexts[:12] if a != b for s in compounds]
+    two = [
+        f"{a} {b} {s}" for a in contexts[:12] for b in contexts[:12] if a != b for s in compounds
+    ]
     yield from _by_length(two)
+
+
+def _query(scope: LexborHTMLParser | LexborNode, selector: str) -> list[LexborNode] | None:
+    """The matches, or None for a selector lexbor refuses."""
+    try:
+        return scope.css(selector)
+    except Exception:  # selectolax raises SelectolaxError (no public base class)
+        return None
 
 
 def group_selector(tree: LexborHTMLParser, items: Sequence[LexborNode]) -> str | None:
@@ -92,11 +102,12 @@ def group_selector(tree: LexborHTMLParser, items: Sequence[LexborNode]) -> str |
     want = {node.mem_id for node in items}
     compounds = _compounds(_common(tokens(node) for node in items))
     for selector in islice(_candidates(compounds, _contexts(items), _parents(items)), MAX_TRIES):
-        try:
-            found = tree.css(selector)
-        except Exception:  # selectolax raises SelectolaxError (no public base class)
-            continue
-        if len(found) == len(want) and {node.mem_id for node in found} == want:
+        found = _query(tree, selector)
+        if (
+            found is not None
+            and len(found) == len(want)
+            and {node.mem_id for node in found} == want
+        ):
             return selector
     return None
 
@@ -138,10 +149,7 @@ def _reads(
     value: Callable[[LexborNode], V],
 ) -> bool:
     for (item, _), want in zip(pairs, expected, strict=True):
-        try:
-            found = item.css(selector)
-        except Exception:  # SelectolaxError
-            return False
+        found = _query(item, selector)
         if not found or any(value(node) != want for node in found):
             return False
     return True
@@ -162,10 +170,7 @@ def page_selector(
     parent = target.parent
     parents = [t for t in tokens(parent) if t not in _USELESS] if parent is not None else []
     for selector in islice(_candidates(compounds, contexts, parents), MAX_TRIES):
-        try:
-            found = tree.css(selector)
-        except Exception:  # SelectolaxError
-            continue
+        found = _query(tree, selector)
         if found and all(value(node) == want for node in found):
             return selector
     return None

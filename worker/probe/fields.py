@@ -69,9 +69,7 @@ class Proposal:
         return table
 
 
-def _item_selector(
-    tree: LexborHTMLParser, candidate: Candidate
-) -> tuple[str, list[Teaser]] | None:
+def _item_selector(tree: LexborHTMLParser, candidate: Candidate) -> tuple[str, list[Teaser]] | None:
     found: list[tuple[str, list[Teaser]]] = []
     for teasers in candidate.variants or [candidate.teasers]:
         selector = group_selector(tree, [t.node for t in teasers])
@@ -114,9 +112,7 @@ def propose(tree: LexborHTMLParser, page_url: str, candidate: Candidate) -> Prop
     if all(t.title_node.mem_id == t.link_node.mem_id for t in teasers):
         link: str | None = title
     else:
-        link = field_selector(
-            nodes, [t.link_node for t in teasers], lambda n: href_of(n, page_url)
-        )
+        link = field_selector(nodes, [t.link_node for t in teasers], lambda n: href_of(n, page_url))
     if link is None:
         return None
     proposal = Proposal(url=page_url, item=item, title=title, link=link, teasers=teasers)
@@ -256,9 +252,7 @@ def _pagination(proposal: Proposal, tree: LexborHTMLParser, skip: set[int]) -> N
     page_url = proposal.url
     for anchor in _next_candidates(tree, page_url, skip):
         url = href_of(anchor, page_url)
-        css = page_selector(
-            tree, anchor, lambda n: href_of(n, page_url), extra=_contains(anchor)
-        )
+        css = page_selector(tree, anchor, lambda n: href_of(n, page_url), extra=_contains(anchor))
         if css is not None and url is not None:
             proposal.next, proposal.next_url = css, url
             return
@@ -282,9 +276,7 @@ def _page_template(tree: LexborHTMLParser, page_url: str, skip: set[int]) -> str
     for number, url in sorted(numbered.items()):
         for match in reversed(list(re.finditer(rf"(?<!\d){number}(?!\d)", url))):
             template = url[: match.start()] + "{page}" + url[match.end() :]
-            if all(
-                canonicalize(template.format(page=n)) == other for n, other in numbered.items()
-            ):
+            if all(canonicalize(template.format(page=n)) == other for n, other in numbered.items()):
                 return template
         break  # the lowest number decides
     return None

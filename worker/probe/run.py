@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -65,7 +65,11 @@ def source_name(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "source").removeprefix("www.")
     words = [w for w in re.split(r"[^A-Za-z0-9]+", parts.path) if w and not w.isdigit()]
-    words += [w for w in re.split(r"[^A-Za-z0-9]+", parts.query) if w and len(w) > 1][1:2]
+    for _key, value in parse_qsl(parts.query):  # the first query value in words: "?s=water"
+        found = [w for w in re.split(r"[^A-Za-z0-9]+", value) if w and not w.isdigit()]
+        if found:
+            words += found
+            break
     name = "-".join([host, *words])[:80].strip("-.")
     return name if re.match(r"^[A-Za-z0-9]", name) else f"s-{name}"
 
@@ -134,9 +138,7 @@ async def probe(
                 "exactly: write the source block by hand"
             )
             return result
-        proposal, doubts, first, second, second_url = next(
-            (t for t in tried if not t[1]), tried[0]
-        )
+        proposal, doubts, first, second, second_url = next((t for t in tried if not t[1]), tried[0])
         result.found = True
         result.proposal = proposal
         result.page1, result.page2, result.page2_url = first, second, second_url or None

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from worker.site.articles import SITE_TZ, SiteArticle
 from worker.site.server import Response, SiteServer
 
-__all__ = ["Layout", "LayoutSite"]
+__all__ = ["Layout", "LayoutSite", "StaticSite"]
 
 
 @dataclass(frozen=True)
@@ -173,3 +173,17 @@ def _same_target(target: str, path: str) -> bool:
     return a.path.rstrip("/") == b.path.rstrip("/") and sorted(a.query.split("&")) == sorted(
         b.query.split("&")
     )
+
+
+class StaticSite(SiteServer):
+    """Serves fixed pages: `pages[path_and_query]` -> (status, HTML); 404 for the rest."""
+
+    def __init__(
+        self, pages: Mapping[str, tuple[int, str]], *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self.pages = dict(pages)
+
+    def _respond(self, target: str) -> Response:
+        status, body = self.pages.get(target, (404, "<html><body>Not found</body></html>"))
+        return Response(status, body.encode())
