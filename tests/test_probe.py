@@ -268,3 +268,19 @@ def test_scraped_text_cannot_break_the_toml_block(serve: Any) -> None:
     assert data["sources"][0]["select"]["item"]
     assert 'Quote " and backslash \\ and' in text and "\x07" not in text and "\x7f" not in text
     assert to_data(result)["source"] == data["sources"][0]
+
+
+def test_the_block_appends_to_the_shipped_config_as_it_is(tmp_path: Path, serve: Any) -> None:
+    site = serve(NewsSite.sample())
+    config = tmp_path / "worker.toml"
+    shipped = (ROOT / "config" / "worker.toml").read_text("utf-8")
+    config.write_text(shipped.rstrip("\n"), encoding="utf-8")  # even without a final newline
+    probed = worker(tmp_path, base_config(tmp_path), "probe", site.search_url, "--name", "new")
+    assert probed.returncode == 0, probed.stderr
+    with config.open("a", encoding="utf-8") as file:
+        file.write(probed.stdout)
+    checked = worker(tmp_path, config, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    sources = tomllib.loads(config.read_text("utf-8"))["sources"]
+    assert [s["name"] for s in sources][-1] == "new" and len(sources) == 3
+    assert sources[-1]["select"]["item"] and sources[0]["select"]["item"] == "#main article"

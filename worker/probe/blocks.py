@@ -163,7 +163,11 @@ def _teaser(node: LexborNode, page_url: str, here: str | None) -> Teaser | None:
     teaser: Teaser | None = None
     if best is not None:
         _, anchor, url, text = best
-        teaser = Teaser(node=node, url=url, title=text, title_node=anchor, link_node=anchor)
+        title_node = anchor
+        inner = anchor.css_first("h1, h2, h3, h4, h5, h6")  # a card that is all one link
+        if inner is not None and is_title_like(text_of(inner, 400)):
+            title_node, text = inner, text_of(inner, 400)
+        teaser = Teaser(node=node, url=url, title=text, title_node=title_node, link_node=anchor)
     else:  # a headline without a link, and a link elsewhere ("Read more", a thumbnail)
         for heading in node.css("h1, h2, h3, h4, h5, h6"):
             text = text_of(heading, 400)
@@ -221,10 +225,11 @@ def _read_summary(teaser: Teaser) -> None:
 
 
 def _fields(teaser: Teaser) -> list[LexborNode]:
+    """The title, link and date elements (not the teaser itself when it is the link)."""
     nodes = [teaser.title_node, teaser.link_node]
     if teaser.date_node is not None:
         nodes.append(teaser.date_node)
-    return nodes
+    return [node for node in nodes if node.mem_id != teaser.node.mem_id]
 
 
 def _common_ancestor(nodes: list[LexborNode]) -> LexborNode | None:
