@@ -272,7 +272,7 @@ def test_scraped_text_cannot_break_the_toml_block(serve: Any) -> None:
 
 def test_the_block_appends_to_the_shipped_config_as_it_is(tmp_path: Path, serve: Any) -> None:
     site = serve(NewsSite.sample())
-    config = tmp_path / "worker.toml"
+    config = tmp_path / "shipped.toml"
     shipped = (ROOT / "config" / "worker.toml").read_text("utf-8")
     config.write_text(shipped.rstrip("\n"), encoding="utf-8")  # even without a final newline
     probed = worker(tmp_path, base_config(tmp_path), "probe", site.search_url, "--name", "new")
