@@ -284,3 +284,33 @@ def test_the_block_appends_to_the_shipped_config_as_it_is(tmp_path: Path, serve:
     sources = tomllib.loads(config.read_text("utf-8"))["sources"]
     assert [s["name"] for s in sources][-1] == "new" and len(sources) == 3
     assert sources[-1]["select"]["item"] and sources[0]["select"]["item"] == "#main article"
+
+
+SAME_ON_EVERY_PAGE = {
+    "first": "/list",
+    "page": "/list?page={page}",
+    "article": "/a/{slug}",
+    "per_page": 4,
+    "templates": {
+        "page": (
+            "<!DOCTYPE html><html><body><main><div class='top'><ul class='list'>{featured}</ul>"
+            "</div><div class='all'><ul class='list'>{items}</ul></div>{pager}</main></body></html>"
+        ),
+        "item": "<li><a href='{href}'>{title}</a> <time datetime='{iso}'>{human}</time></li>",
+        "next": "<a rel='next' href='{href}'>Next</a>",
+    },
+}
+
+
+def test_a_list_that_stays_the_same_on_page_2_is_not_taken_for_the_results(serve: Any) -> None:
+    """Seven unlabelled teasers repeated on every page outscore the four results on page 1
+    alone; page 2 shows they are not the results, and the next candidate is verified."""
+    articles = newest_first()
+    site = serve(
+        LayoutSite(Layout.from_table(SAME_ON_EVERY_PAGE), articles[:12], featured=articles[12:19])
+    )
+    result = asyncio.run(probe(site.first_url, HTTP))
+    assert result.found and result.proposal is not None and result.doubts == []
+    assert [i.url for i in result.page1.items] == [site.url(a) for a in site.articles[:4]]
+    assert result.proposal.item == ".all li"
+    assert result.candidates == 2
