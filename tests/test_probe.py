@@ -209,6 +209,9 @@ LOGIN_PAGE = """<!DOCTYPE html><html><head><title>Sign in - Subscriber area</tit
 <button>Sign in</button></form><a href="/">Home</a> <a href="/register">Register</a></body></html>"""
 ERROR_PAGE = """<!DOCTYPE html><html><head><title>Service temporarily unavailable</title></head>
 <body><h1>Error: the service is temporarily unavailable</h1><a href="/">Home</a></body></html>"""
+SCRIPTED_PAGE = """<!DOCTYPE html><html><head><title>News</title><script src="/a.js"></script>
+<script src="/b.js"></script></head><body><div id="root"></div><script>render()</script>
+</body></html>"""
 EMPTY_PAGE = """<!DOCTYPE html><html><head><title>Tags</title></head><body><nav>
 <a href="/tag/a/">Kyrgyzstan</a> <a href="/tag/b/">Energy</a> <a href="/tag/c/">Water</a>
 <a href="/tag/d/">China</a></nav></body></html>"""
@@ -221,10 +224,11 @@ EMPTY_PAGE = """<!DOCTYPE html><html><head><title>Tags</title></head><body><nav>
         (LOGIN_PAGE, 200, "a login page ('Sign in - Subscriber area'): it asks for a password"),
         (ERROR_PAGE, 200, "an error page ('Error: the service is temporarily unavailable')"),
         (EMPTY_PAGE, 200, "a page ('Tags') with 4 link(s) to the same site but no group"),
+        (SCRIPTED_PAGE, 200, "a page ('News') built by JavaScript (0 characters of text, 3"),
         ("<html><body>gone</body></html>", 404, "the server answered HTTP 404: an error"),
         ("<html><body>down</body></html>", 500, "could not fetch the page: HTTP 500"),
     ],
-    ids=["article", "login", "error-page", "tag-cloud", "404", "500"],
+    ids=["article", "login", "error-page", "tag-cloud", "javascript", "404", "500"],
 )
 def test_no_listing_exits_1_and_says_what_it_saw(
     page: str, status: int, said: str, tmp_path: Path, serve: Any

@@ -109,11 +109,13 @@ async def probe(
         except ParseError as exc:
             result.reason = f"the page cannot be read: {exc}"
             return result
+        scripts = len(tree.css("script"))
+        tree.strip_tags(["script", "style", "noscript", "template"])  # never read as text
         candidates = find_candidates(tree, page.url)
         result.candidates = len(candidates)
         log.info("probe %s: %d candidate group(s)", redact_url(page.url), len(candidates))
         if not candidates:
-            result.reason = f"it looks like {describe_page(tree, page.url)}"
+            result.reason = f"it looks like {describe_page(tree, page.url, scripts=scripts)}"
             return result
         tried: list[tuple[Proposal, list[str], ListingPage | None, ListingPage | None, str]] = []
         for candidate in candidates[:MAX_TRIED]:

@@ -2,8 +2,9 @@
 
 In this order: a login page (a password field), an error page (a title or main heading saying
 "not found", "error", "access denied", "404"...), an article page (`og:type` article, or one
-`<article>`/`<main>` holding 5 paragraphs or 1,500 characters of prose), else a plain statement
-of what was counted.
+`<article>`/`<main>` holding 5 paragraphs or 1,500 characters of prose), a page built by
+JavaScript (under 300 characters of text and 3 scripts or more: the worker does not run
+scripts), else a plain statement of what was counted.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def _title(tree: LexborHTMLParser) -> str:
     return ""
 
 
-def describe_page(tree: LexborHTMLParser, page_url: str) -> str:
-    """'a login page (...)', 'an article page (...)', ... : what this page looked like."""
+def describe_page(tree: LexborHTMLParser, page_url: str, *, scripts: int = 0) -> str:
+    """'a login page (...)', 'an article page (...)', ... : what this page looked like
+    (`scripts`: how many <script> elements it had before they were stripped)."""
     title = _title(tree)
     shown = f" ({title!r})" if title else ""
     if tree.css_first("input[type=password]") is not None:
@@ -55,6 +57,14 @@ def describe_page(tree: LexborHTMLParser, page_url: str) -> str:
         return (
             f"an article page{shown}, not a listing: probe the section, archive or search page "
             "that links to it"
+        )
+    root = tree.body
+    text = text_of(root, 301) if root is not None else ""
+    if len(text) < 300 and scripts >= 3:
+        return (
+            f"a page{shown} built by JavaScript ({len(text)} characters of text, "
+            f"{scripts} scripts): the worker reads the HTML as served and does "
+            "not run scripts; look for the site's search or archive pages, or its RSS feed"
         )
     links = {
         url
