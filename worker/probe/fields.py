@@ -203,17 +203,26 @@ def _results(proposal: Proposal, tree: LexborHTMLParser, skip: set[int]) -> None
 
 
 _NEXT_TEXT_RE = re.compile(
-    r"^(?:next(?: page| posts?| articles?| stories)?|older(?: posts| entries| articles)?|"
-    r"more(?: stories| news| articles| posts)?|load more|show more|see more|[»›→>]|>>)"
-    r"\s*[»›→>]*$",
+    r"^(?:next(?: page| posts?| articles?| stories)?|older(?: posts| entries| articles| news)?|"
+    r"[»›→>]|>>)\s*[»›→>]*$",
+    re.IGNORECASE,
+)
+_MORE_TEXT_RE = re.compile(
+    r"^(?:more(?: stories| news| articles| posts)?|load more|show more|see more)\s*[»›→>]*$",
     re.IGNORECASE,
 )
 _NEXT_WORDS = ("Next", "Older", "More", "»", "›", "→")
 
 
-def _next_candidates(tree: LexborHTMLParser, page_url: str, skip: set[int]) -> list[LexborNode]:
+def _next_candidates(
+    tree: LexborHTMLParser, page_url: str, skip: set[int], last_teaser: LexborNode
+) -> list[LexborNode]:
+    """Links that may lead to page 2, best first: by kind (rel=next, aria-label, a "Next"
+    text, a "More" text, a class), then those after the last teaser (pagination sits below
+    the list; a menu's "More" above it), then in document order."""
     here = canonicalize(page_url)
-    ranked: list[tuple[int, int, LexborNode]] = []
+    after = _after(tree, last_teaser)
+    ranked: list[tuple[int, int, int, LexborNode]] = []
     for index, anchor in enumerate(tree.css("a[href], link[rel~=next]")):
         url = href_of(anchor, page_url)
         if url is None or url == here or not same_site(url, page_url):
@@ -230,12 +239,35 @@ def _next_candidates(tree: LexborHTMLParser, page_url: str, skip: set[int]) -> l
             rank = 2
         elif _NEXT_TEXT_RE.match(text):
             rank = 3
-        elif re.search(r"(^|[-_ ])next($|[-_ ])", names):
+        elif _MORE_TEXT_RE.match(text):
             rank = 4
+        elif re.search(r"(^|[-_ ])next($|[-_ ])", names):
+            rank = 5
         else:
             continue
-        ranked.append((rank, index, anchor))
-    return [anchor for _, _, anchor in sorted(ranked, key=lambda r: (r[0], r[1]))]
+        ranked.append((rank, 0 if anchor.mem_id in after else 1, index, anchor))
+    return [entry[3] for entry in sorted(ranked, key=lambda r: r[:3])]
+
+
+def _after(tree: LexborHTMLParser, node: LexborNode) -> set[int]:
+    """The elements that come after `node` (and outside it) in document order."""
+    out: set[int] = set()
+    root = tree.root
+    if root is None:
+        return out
+    inside = {node.mem_id}
+    passed = False
+    for element in elements(root):
+        if element.mem_id == node.mem_id:
+            passed = True
+            continue
+        if passed:
+            parent = element.parent
+            if parent is not None and parent.mem_id in inside:
+                inside.add(element.mem_id)
+            else:
+                out.add(element.mem_id)
+    return out
 
 
 def _contains(anchor: LexborNode) -> list[str]:
@@ -250,7 +282,7 @@ def _contains(anchor: LexborNode) -> list[str]:
 
 def _pagination(proposal: Proposal, tree: LexborHTMLParser, skip: set[int]) -> None:
     page_url = proposal.url
-    for anchor in _next_candidates(tree, page_url, skip):
+    for anchor in _next_candidates(tree, page_url, skip, proposal.teasers[-1].node):
         url = href_of(anchor, page_url)
         css = page_selector(tree, anchor, lambda n: href_of(n, page_url), extra=_contains(anchor))
         if css is not None and url is not None:
