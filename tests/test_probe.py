@@ -318,3 +318,19 @@ def test_a_list_that_stays_the_same_on_page_2_is_not_taken_for_the_results(serve
     assert [i.url for i in result.page1.items] == [site.url(a) for a in site.articles[:4]]
     assert result.proposal.item == ".all li"
     assert result.candidates == 2
+
+
+def test_json_says_when_nothing_was_found(tmp_path: Path, serve: Any) -> None:
+    site = serve(StaticSite({"/login": (200, LOGIN_PAGE)}))
+    probed = worker(tmp_path, base_config(tmp_path), "probe", f"{site.base_url}/login", "--json")
+    assert probed.returncode == 1
+    data = json.loads(probed.stdout)
+    assert data["found"] is False and data["reason"].startswith("it looks like a login page")
+
+
+@pytest.mark.parametrize("name", ["has space", "-dash-first", "x" * 101])
+def test_a_bad_name_exits_2_before_fetching(name: str, tmp_path: Path, serve: Any) -> None:
+    site = serve(StaticSite({}))
+    probed = worker(tmp_path, base_config(tmp_path), "probe", site.base_url, "--name", name)
+    assert probed.returncode == 2 and "--name" in probed.stderr
+    assert site.requests == []

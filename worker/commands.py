@@ -137,9 +137,13 @@ def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int
     from worker.config import NAME_RE, ConfigError, HttpConfig, load_config
     from worker.probe import BadUrl, to_data, to_toml
     from worker.probe import probe as run_probe
+    from worker.urls import redact_url
 
-    if name is not None and not re.match(NAME_RE, name):
-        print(f"worker probe: --name {name!r}: letters, digits, '-', '_' or '.'", file=sys.stderr)
+    if name is not None and (not re.match(NAME_RE, name) or len(name) > 100):
+        print(
+            f"worker probe: --name {name!r}: up to 100 letters, digits, '-', '_' or '.'",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     http = HttpConfig()
     if os.path.exists(config_path):
@@ -161,6 +165,7 @@ def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int
     elif result.found:
         sys.stdout.write(to_toml(result))
     if not result.found:
-        print(f"worker probe: no listing found at {url}: {result.reason}", file=sys.stderr)
+        shown = redact_url(url)
+        print(f"worker probe: no listing found at {shown}: {result.reason}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -13,6 +13,9 @@ tables (`fields.propose`) and each is verified with the worker's own parser
 
 The first candidate that passes is kept; when none does, the best one is proposed with its
 doubts (they are printed as comments).
+
+Cost, measured on the local news site (one core): finding and deriving take 0.03 s on a page of
+6 teasers (8 KB), 0.2 s on 50 (53 KB), 0.8 s on 200 (205 KB); the two fetches add their time.
 """
 
 from __future__ import annotations
