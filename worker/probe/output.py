@@ -67,6 +67,7 @@ def to_toml(result: ProbeResult) -> str:
     lines.append(f"url = {_string(result.url)}")
     if proposal.page_url:
         lines.append(f"page_url = {_string(proposal.page_url)}")
+    lines.append('# every = "15m"              # the default; or cron = "*/15 * * * *"')
     lines.append("")
     lines.append("[sources.select]")
     lines.extend(f"{key} = {_value(value)}" for key, value in proposal.select().items())
