@@ -52,6 +52,15 @@ def worker(tmp_path: Path, config: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
+def cli(
+    capsys: pytest.CaptureFixture[str], config: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`worker --config CONFIG ARGS` in this process (faster than a subprocess), with the same
+    result attributes as `worker()`."""
+    run = run_worker(capsys, config, *args)
+    return subprocess.CompletedProcess(list(args), run.code, run.out, run.err)
+
+
 def base_config(tmp_path: Path) -> Path:
     path = tmp_path / "worker.toml"
     path.write_text(
@@ -105,7 +114,7 @@ def test_the_printed_block_stores_every_article_of_the_layout_and_nothing_else(
     site = serve(layout_site(case))
     config = base_config(tmp_path)
 
-    probed = worker(tmp_path, config, "probe", site.first_url)
+    probed = cli(capsys, config, "probe", site.first_url)
     assert probed.returncode == 0, probed.stderr
     block = tomllib.loads(probed.stdout)["sources"][0]
     select, expect = block["select"], case["expect"]
@@ -175,17 +184,21 @@ def test_the_block_names_the_source_after_the_url() -> None:
     assert source_name("https://timesca.com/?s=kyrgyzstan") == "timesca.com-kyrgyzstan"
 
 
-def test_name_option_names_the_source(tmp_path: Path, serve: Any) -> None:
+def test_name_option_names_the_source(
+    tmp_path: Path, serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = serve(NewsSite.sample())
-    probed = worker(tmp_path, base_config(tmp_path), "probe", site.search_url, "--name", "tca")
+    probed = cli(capsys, base_config(tmp_path), "probe", site.search_url, "--name", "tca")
     assert probed.returncode == 0, probed.stderr
     assert tomllib.loads(probed.stdout)["sources"][0]["name"] == "tca"
 
 
-def test_json_prints_the_same_proposal_as_data(tmp_path: Path, serve: Any) -> None:
+def test_json_prints_the_same_proposal_as_data(
+    tmp_path: Path, serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = serve(NewsSite.sample())
     config = base_config(tmp_path)
-    as_toml = worker(tmp_path, config, "probe", site.search_url)
+    as_toml = cli(capsys, config, "probe", site.search_url)
     as_json = worker(tmp_path, config, "probe", site.search_url, "--json")
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
@@ -231,18 +244,23 @@ EMPTY_PAGE = """<!DOCTYPE html><html><head><title>Tags</title></head><body><nav>
     ids=["article", "login", "error-page", "tag-cloud", "javascript", "404", "500"],
 )
 def test_no_listing_exits_1_and_says_what_it_saw(
-    page: str, status: int, said: str, tmp_path: Path, serve: Any
+    page: str,
+    status: int,
+    said: str,
+    tmp_path: Path,
+    serve: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     site = serve(StaticSite({"/p": (status, page)}))
-    probed = worker(tmp_path, base_config(tmp_path), "probe", f"{site.base_url}/p")
+    probed = cli(capsys, base_config(tmp_path), "probe", f"{site.base_url}/p")
     assert probed.returncode == 1
     assert probed.stdout == ""
     assert said in probed.stderr
 
 
 @pytest.mark.parametrize("url", ["ftp://example.org/", "example.org/news", "http://", "::"])
-def test_a_bad_url_exits_2(url: str, tmp_path: Path) -> None:
-    probed = worker(tmp_path, base_config(tmp_path), "probe", url)
+def test_a_bad_url_exits_2(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    probed = cli(capsys, base_config(tmp_path), "probe", url)
     assert probed.returncode == 2
     assert "worker probe: not" in probed.stderr and probed.stdout == ""
 
@@ -274,16 +292,18 @@ def test_scraped_text_cannot_break_the_toml_block(serve: Any) -> None:
     assert to_data(result)["source"] == data["sources"][0]
 
 
-def test_the_block_appends_to_the_shipped_config_as_it_is(tmp_path: Path, serve: Any) -> None:
+def test_the_block_appends_to_the_shipped_config_as_it_is(
+    tmp_path: Path, serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = serve(NewsSite.sample())
     config = tmp_path / "shipped.toml"
     shipped = (ROOT / "config" / "worker.toml").read_text("utf-8")
     config.write_text(shipped.rstrip("\n"), encoding="utf-8")  # even without a final newline
-    probed = worker(tmp_path, base_config(tmp_path), "probe", site.search_url, "--name", "new")
+    probed = cli(capsys, base_config(tmp_path), "probe", site.search_url, "--name", "new")
     assert probed.returncode == 0, probed.stderr
     with config.open("a", encoding="utf-8") as file:
         file.write(probed.stdout)
-    checked = worker(tmp_path, config, "check")
+    checked = cli(capsys, config, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     sources = tomllib.loads(config.read_text("utf-8"))["sources"]
     assert [s["name"] for s in sources][-1] == "new" and len(sources) == 3
@@ -328,9 +348,11 @@ def test_json_says_when_nothing_was_found(tmp_path: Path, serve: Any) -> None:
     assert data["found"] is False and data["reason"].startswith("it looks like a login page")
 
 
-@pytest.mark.parametrize("name", ["has space", "-dash-first", "x" * 101])
-def test_a_bad_name_exits_2_before_fetching(name: str, tmp_path: Path, serve: Any) -> None:
+@pytest.mark.parametrize("name", ["has space", "_underscore-first", "x" * 101])
+def test_a_bad_name_exits_2_before_fetching(
+    name: str, tmp_path: Path, serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = serve(StaticSite({}))
-    probed = worker(tmp_path, base_config(tmp_path), "probe", site.base_url, "--name", name)
+    probed = cli(capsys, base_config(tmp_path), "probe", site.base_url, "--name", name)
     assert probed.returncode == 2 and "--name" in probed.stderr
     assert site.requests == []
