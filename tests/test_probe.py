@@ -356,3 +356,30 @@ def test_a_bad_name_exits_2_before_fetching(
     probed = cli(capsys, base_config(tmp_path), "probe", site.base_url, "--name", name)
     assert probed.returncode == 2 and "--name" in probed.stderr
     assert site.requests == []
+
+
+BROKEN_NEXT = {
+    "first": "/list/",
+    "page": "/list/page/{page}/",
+    "article": "/a/{slug}/",
+    "per_page": 4,
+    "templates": {
+        "page": "<!DOCTYPE html><html><body><main>{items}<nav>{pager}</nav></main></body></html>",
+        "item": (
+            "<article><h2><a href='{href}'>{title}</a></h2><time datetime='{iso}'>{human}</time>"
+            "<p>{teaser}</p></article>"
+        ),
+        "number": "<a class='num' href='{href}'>{n}</a>",
+        "current": "<span>{n}</span>",
+        "next": "<a class='next' href='{href}?via=next'>Next</a>",  # answers 404
+    },
+}
+
+
+def test_page_numbers_take_over_when_the_next_link_leads_nowhere(serve: Any) -> None:
+    site = serve(LayoutSite(Layout.from_table(BROKEN_NEXT), newest_first()[:12]))
+    result = asyncio.run(probe(site.first_url, HTTP))
+    assert result.found and result.proposal is not None and result.doubts == []
+    assert result.proposal.next is None
+    assert result.proposal.page_url == site.base_url + "/list/page/{page}/"
+    assert result.page2 is not None and len(result.page2.items) == 4

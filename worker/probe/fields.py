@@ -15,6 +15,8 @@
   lexbor's `:lexbor-contains("Next" i)` when no class or attribute names it.
 - `page_url`: when there is no next link, a template from the numbered page links ("2", "3"...):
   the number in each link's URL replaced by `{page}`, kept when it gives every numbered link.
+  With a next link, the template is kept aside: the next link is proposed, and the template
+  takes its place when page 2 cannot be read through the next link.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Proposal:
     next: str | None = None
     next_url: str | None = None
     page_url: str | None = None
+    page_url_alt: str | None = None  # the numbered links' template, when `next` is chosen
     notes: list[str] = field(default_factory=list)
     score: float = 0.0
 
@@ -282,13 +285,14 @@ def _contains(anchor: LexborNode) -> list[str]:
 
 def _pagination(proposal: Proposal, tree: LexborHTMLParser, skip: set[int]) -> None:
     page_url = proposal.url
+    template = _page_template(tree, page_url, skip)
     for anchor in _next_candidates(tree, page_url, skip, proposal.teasers[-1].node):
         url = href_of(anchor, page_url)
         css = page_selector(tree, anchor, lambda n: href_of(n, page_url), extra=_contains(anchor))
         if css is not None and url is not None:
             proposal.next, proposal.next_url = css, url
+            proposal.page_url_alt = template
             return
-    template = _page_template(tree, page_url, skip)
     if template is not None:
         proposal.page_url = template
         return

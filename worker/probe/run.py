@@ -11,7 +11,8 @@ tables (`fields.propose`) and each is verified with the worker's own parser
   page 1 had them) and mostly other articles than page 1's: a list that comes out the same on
   every page is a sidebar or a carousel, not the results.
 
-The first candidate that passes is kept; when none does, the best one is proposed with its
+When page 2 cannot be read through the next link but the numbered page links give a `page_url`
+template, the template is verified in its place. The first candidate that passes is kept; when none does, the best one is proposed with its
 doubts (they are printed as comments).
 
 Cost, measured on the local news site (one core): finding and deriving take 0.03 s on a page of
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -128,6 +129,14 @@ async def probe(
                 continue
             proposal.url = url
             doubts, first, second, second_url = await _verify(proposal, page, fetcher)
+            if doubts and proposal.next and proposal.page_url_alt:  # try the page numbers
+                by_number = replace(
+                    proposal, next=None, next_url=None, page_url=proposal.page_url_alt
+                )
+                again = await _verify(by_number, page, fetcher)
+                if not again[0]:
+                    log.info("probe: page 2 by the next link: %s; by number: verified", doubts)
+                    proposal, (doubts, first, second, second_url) = by_number, again
             log.info(
                 "probe: item %r (score %.1f): %s",
                 proposal.item,
