@@ -1,9 +1,14 @@
 """`worker probe URL` against local sites: every listing layout of tests/cases/probe, the local
 news site's own listing, and pages that are no listing (an article, a login page, an error).
 
-For every layout, the printed block is appended as it is to a config, and `worker once` (a real
-subprocess) must store every article of the layout, over all its pages, with its title, link and
-date, and nothing else (no sidebar, carousel, menu or "Related" link).
+A layout case (tests/cases/probe/NAME.toml) gives the templates of its pages (see
+worker/site/layouts.py), which of the sample articles it lists (`offset`, `count`, newest first),
+how many others it shows in a carousel or a picks box (`featured`), what the block must hold
+(`[expect]`: pagination, counter, summary, dates as attribute or text) and the items page 1 must
+give (`[[expect.items]]`). For every layout, the printed block is appended as it is to a config,
+and `worker once` (a real subprocess) must store every article of the layout, over all its
+pages, with its title, link and date, and nothing else (no sidebar, carousel, menu or "Related"
+link).
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def newest_first() -> list[SiteArticle]:
 
 
 def layout_site(case: dict[str, Any]) -> LayoutSite:
-    articles = newest_first()
+    articles = newest_first()[case["offset"] :]
     count, featured = case["count"], case["featured"]
     return LayoutSite(
         Layout.from_table(case),
@@ -104,6 +109,7 @@ def test_there_are_six_layouts_or_more() -> None:
     for path in CASES:
         case = tomllib.loads(path.read_text("utf-8"))
         assert case["description"].strip() and case["count"] > 2 * case["per_page"], path.name
+        assert len(case["expect"]["items"]) == case["per_page"], path.name
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
@@ -124,6 +130,12 @@ def test_the_printed_block_stores_every_article_of_the_layout_and_nothing_else(
     assert ("summary" in select) == expect["summary"], probed.stdout
     published = select["published"]
     assert isinstance(published, dict) == (expect["dates"] == "datetime"), probed.stdout
+
+    page1 = parse_listing(site.listing(1), site.first_url, SelectConfig.model_validate(select))
+    assert [
+        (i.url, i.title, i.published.astimezone(SITE_TZ).date() if i.published else None)
+        for i in page1.items
+    ] == [(site.base_url + e["path"], e["title"], e["date"]) for e in expect["items"]]
 
     with config.open("a", encoding="utf-8") as file:
         file.write(probed.stdout)  # as it is: `worker probe URL >> config/worker.toml`
