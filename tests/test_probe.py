@@ -395,3 +395,36 @@ def test_page_numbers_take_over_when_the_next_link_leads_nowhere(serve: Any) -> 
     assert result.proposal.next is None
     assert result.proposal.page_url == site.base_url + "/list/page/{page}/"
     assert result.page2 is not None and len(result.page2.items) == 4
+
+
+# --- selectors ---------------------------------------------------------------------------------
+
+TEASERS = "".join(
+    f"<article class='post'><h2><a href='/s-{n}/'>Headline number {n} of the day</a></h2>"
+    f"<time class='published' datetime='2025-07-0{n}'>July {n}</time>"
+    f"<time class='updated' datetime='2025-08-0{n}'>August {n}</time></article>"
+    for n in (1, 2, 3)
+)
+
+
+def test_the_item_selector_is_the_shortest_naming_exactly_the_teasers() -> None:
+    from selectolax.lexbor import LexborHTMLParser
+
+    from worker.probe.css import group_selector
+
+    tree = LexborHTMLParser(f"<main>{TEASERS}</main><aside>{TEASERS}</aside>")
+    assert group_selector(tree, tree.css("main article")) == "main .post"
+    assert group_selector(tree, tree.css("aside article")) == "aside .post"
+    assert group_selector(tree, tree.css("main article")[:2]) is None  # no selector names 2 of 3
+
+
+def test_a_field_selector_matches_only_elements_reading_the_chosen_value() -> None:
+    from selectolax.lexbor import LexborHTMLParser
+
+    from worker.probe.css import field_selector
+
+    tree = LexborHTMLParser(f"<main>{TEASERS}</main>")
+    items = tree.css("article")
+    chosen = [item.css_first("time.published") for item in items]
+    read = lambda node: node.attributes.get("datetime")  # noqa: E731
+    assert field_selector(items, chosen, read) == ".published"  # not "time": 2 dates each
