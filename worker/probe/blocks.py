@@ -49,6 +49,7 @@ from worker.probe.dom import (
     href_of,
     is_title_like,
     same_site,
+    stable_classes,
     text_of,
 )
 from worker.urls import canonicalize
@@ -284,10 +285,7 @@ def _score(candidate: Candidate) -> None:
     article = sum(_article_path(t.url) for t in teasers) / n
     score = min(n, 20) + 4 * min(words / 8, 1) + 4 * article + 5 * dated + 4 * summarised
     container = _common_ancestor([t.node for t in teasers]) or teasers[0].node
-    chain = [container, *ancestors(container)]
-    item_names = " ".join(
-        " ".join(classes(t.node)) + " " + (t.node.attributes.get("id") or "") for t in teasers[:1]
-    )
+    chain = [a for a in (container, *ancestors(container)) if a.tag not in ("html", "body")]
     in_main = any(
         a.tag == "main"
         or a.attributes.get("role") == "main"
@@ -297,14 +295,17 @@ def _score(candidate: Candidate) -> None:
     )
     if in_main:
         score += 5
-    boiler = [
-        a.tag if a.tag in _BOILERPLATE_TAGS else (a.attributes.get("id") or " ".join(classes(a)))
-        for a in chain
-        if a.tag in _BOILERPLATE_TAGS
-        or BOILERPLATE_RE.search((a.attributes.get("id") or "") + " " + " ".join(classes(a)))
+    # what the items and their containers are called (not a teaser's own state or category:
+    # a post in "category-featured" is still a result)
+    named = [
+        (a.tag or "", f"{a.attributes.get('id') or ''} {' '.join(stable_classes(a))}".strip())
+        for a in (teasers[0].node, *chain)
     ]
-    if BOILERPLATE_RE.search(item_names):
-        boiler.append(item_names.strip())
+    boiler = [
+        tag if tag in _BOILERPLATE_TAGS else names
+        for tag, names in named
+        if tag in _BOILERPLATE_TAGS or BOILERPLATE_RE.search(names)
+    ]
     if boiler:
         score -= 15
         notes.append(f"inside boilerplate ({boiler[0][:40]})")

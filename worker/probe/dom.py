@@ -23,6 +23,7 @@ __all__ = [
     "href_of",
     "is_title_like",
     "same_site",
+    "stable_classes",
     "text_of",
     "tokens",
 ]
@@ -80,6 +81,12 @@ def ancestors(node: LexborNode, stop: LexborNode | None = None) -> Iterator[Lexb
 def classes(node: LexborNode) -> list[str]:
     value = node.attributes.get("class") or ""
     return value.split()
+
+
+def stable_classes(node: LexborNode) -> list[str]:
+    """The classes that say what the element is, not its state or kind (`category-featured`,
+    `format-video`, `active`) and not which one it is (`post-1234`)."""
+    return [c for c in classes(node) if not _UNIQUE_RE.search(c) and not _STATE_RE.match(c)]
 
 
 def tokens(node: LexborNode) -> list[str]:
