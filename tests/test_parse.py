@@ -171,7 +171,7 @@ def test_next_link_to_the_page_itself_is_no_next_page() -> None:
 
 
 def test_next_and_results_absent_or_unreadable() -> None:
-    html = page(teaser(1), extra='<div class="search-results-count">Page 2 of 13</div>')
+    html = page(teaser(1), extra='<div class="search-results-count">78 results found</div>')
     result = parse(html)
     assert result.results is None
     assert result.next_url is None
@@ -466,6 +466,15 @@ def test_parse_date_is_not_today() -> None:
         ("VIEWING RESULTS 1 TO 6 OF 78", (1, 6, 78)),
         ("Показано 1–10 из 1 234", (1, 10, 1234)),
         ("1 - 1 of 1", (1, 1, 1)),
+        ("Found: 1-6 of 40", (1, 6, 40)),
+        ("Showing 7 – 12 of 40", (7, 12, 40)),
+        ("results 7 - 12 of 40", (7, 12, 40)),
+        # a page counter: pages of one item each, so that last_page is the page count
+        ("Page 2 of 7", (2, 2, 7)),
+        ("Page 2 of 13", (2, 2, 13)),
+        ("page 3 / 12", (3, 3, 12)),
+        ("Страница 2 из 7", (2, 2, 7)),
+        ("Page 1 of 1,200", (1, 1, 1200)),
     ],
 )
 def test_parse_results(text: str, expected: tuple[int, int, int]) -> None:
@@ -477,8 +486,10 @@ def test_parse_results(text: str, expected: tuple[int, int, int]) -> None:
     [
         "",
         "Viewing results",
-        "Page 2 of 13",
         "78 results",
+        "Page 8 of 7",  # page past the count
+        "Page 0 of 7",
+        "Page 2",
         "6 - 1 of 78",  # first > last
         "1 - 90 of 78",  # last > total
         "0 - 0 of 0",
@@ -489,6 +500,11 @@ def test_parse_results(text: str, expected: tuple[int, int, int]) -> None:
 )
 def test_parse_results_rejects(text: str) -> None:
     assert parse_results(text) is None
+
+
+def test_page_counter_gives_the_last_page() -> None:
+    count = parse_results("Page 2 of 7")
+    assert count is not None and count.last_page == 7
 
 
 def test_results_count_last_page() -> None:

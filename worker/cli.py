@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     why.add_argument("--json", action="store_true", help="print a JSON object")
     demo = sub.add_parser("demo", help="watch the whole loop work offline against a local site")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    probe = sub.add_parser("probe", help="propose a [[sources]] block for a listing page")
+    probe.add_argument("url", metavar="URL", help="the first page of the listing")
+    probe.add_argument("--name", metavar="NAME", help="the source's name (default: from the URL)")
+    probe.add_argument("--json", action="store_true", help="print the proposal as JSON")
     return parser
 
 
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.demo import run_demo
 
         return run_demo(seconds=args.seconds)
+    if args.command == "probe":  # needs no config: it writes a source block for one
+        from worker.commands import probe
+
+        return probe(args.url, name=args.name, as_json=args.json, config_path=path)
     try:
         # apprise checks the channel URLs where they matter up front; `once` checks them when an
         # alert is due (saving ~0.4 s a run), listing commands never send

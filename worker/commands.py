@@ -140,3 +140,46 @@ def why(config: Config, url: str, *, as_json: bool) -> int:
     else:
         print(render(answer, config))
     return EXIT_OK if answer.seen else EXIT_FAILED
+def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int:
+    """`worker probe URL`: the TOML block (or JSON) on standard output; exit 0 when a listing
+    was found, 1 when none (the reason on standard error), 2 for a bad URL or name. Fetches with
+    the config's `[http]` settings when the config file loads, else with the defaults."""
+    import logging
+    import os
+    import re
+
+    from worker.config import NAME_RE, ConfigError, HttpConfig, load_config
+    from worker.probe import BadUrl, to_data, to_toml
+    from worker.probe import probe as run_probe
+    from worker.urls import redact_url
+
+    if name is not None and (not re.match(NAME_RE, name) or len(name) > 100):
+        print(
+            f"worker probe: --name {name!r}: up to 100 letters, digits, '-', '_' or '.'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    http = HttpConfig()
+    if os.path.exists(config_path):
+        try:
+            http = load_config(config_path, check_channels=False).http
+        except ConfigError as exc:
+            logging.getLogger("worker.probe").warning(
+                "%s is invalid (%s): probing with the default [http] settings",
+                config_path,
+                exc.problems[0] if exc.problems else exc,
+            )
+    try:
+        result = asyncio.run(run_probe(url, http, name=name))
+    except BadUrl as exc:
+        print(f"worker probe: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if as_json:
+        _json(to_data(result))
+    elif result.found:
+        sys.stdout.write(to_toml(result))
+    if not result.found:
+        shown = redact_url(url)
+        print(f"worker probe: no listing found at {shown}: {result.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,4 +1,5 @@
-"""The results counter of a listing: "Viewing results 1 - 6 of 78" -> `ResultsCount`."""
+"""The results counter of a listing: "Viewing results 1 - 6 of 78" or "Page 2 of 7" ->
+`ResultsCount`."""
 
 from __future__ import annotations
 
@@ -15,18 +16,34 @@ _RESULTS_RE = re.compile(
     rf"(?<![\d.,])({_NUM})\s*(?:[-‐‑‒–—―−~]|to)\s*({_NUM})\s+(?:of|из)\s+(?:about\s+)?({_NUM})",
     re.IGNORECASE,
 )
+# "Page 2 of 7", "Page 2 / 7", "Страница 2 из 7": a counter of pages, not of items.
+_PAGES_RE = re.compile(
+    rf"\b(?:page|стр(?:аница)?\.?)\s*({_NUM})\s*(?:of|/|из)\s*({_NUM})(?![\d.,]*\d)",
+    re.IGNORECASE,
+)
 _DIGITS_RE = re.compile(r"\D")
 
 
 def parse_results(text: str) -> ResultsCount | None:
     """ "Viewing results 1 - 6 of 78", "Showing 7–12 of 78 results", "1,201 to 1,206 of 3,000"
-    -> ResultsCount(first, last, total); None unless 1 <= first <= last <= total."""
+    -> ResultsCount(first, last, total); None unless 1 <= first <= last <= total.
+
+    A page counter, "Page 2 of 7", reads as pages of one item each: ResultsCount(2, 2, 7), whose
+    `last_page` is 7 (all the crawl asks of a counter).
+    """
     if not isinstance(text, str):
         return None
-    match = _RESULTS_RE.search(clean_text(text[:2000]))
-    if match is None:
-        return None
-    first, last, total = (int(_DIGITS_RE.sub("", group)) for group in match.groups())
+    cleaned = clean_text(text[:2000])
+    match = _RESULTS_RE.search(cleaned)
+    if match is not None:
+        first, last, total = (int(_DIGITS_RE.sub("", group)) for group in match.groups())
+    else:
+        pages = _PAGES_RE.search(cleaned)
+        if pages is None:
+            return None
+        page, count = (int(_DIGITS_RE.sub("", group)) for group in pages.groups())
+        first = last = page
+        total = count
     if not 1 <= first <= last <= total:
         return None
     return ResultsCount(first=first, last=last, total=total)
