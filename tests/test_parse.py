@@ -469,15 +469,15 @@ def test_parse_date_is_not_today() -> None:
         ("Found: 1-6 of 40", (1, 6, 40)),
         ("Showing 7 – 12 of 40", (7, 12, 40)),
         ("results 7 - 12 of 40", (7, 12, 40)),
-        # a page counter: pages of one item each, so that last_page is the page count
-        ("Page 2 of 7", (2, 2, 7)),
-        ("Page 2 of 13", (2, 2, 13)),
-        ("page 3 / 12", (3, 3, 12)),
-        ("Страница 2 из 7", (2, 2, 7)),
-        ("Page 1 of 1,200", (1, 1, 1200)),
+        # a page counter: last_page is the page count, no count of articles
+        ("Page 2 of 7", (2, 2, 7, True)),
+        ("Page 2 of 13", (2, 2, 13, True)),
+        ("page 3 / 12", (3, 3, 12, True)),
+        ("Страница 2 из 7", (2, 2, 7, True)),
+        ("Page 1 of 1,200", (1, 1, 1200, True)),
     ],
 )
-def test_parse_results(text: str, expected: tuple[int, int, int]) -> None:
+def test_parse_results(text: str, expected: tuple[int, ...]) -> None:
     assert parse_results(text) == ResultsCount(*expected)
 
 

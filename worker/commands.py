@@ -140,6 +140,8 @@ def why(config: Config, url: str, *, as_json: bool) -> int:
     else:
         print(render(answer, config))
     return EXIT_OK if answer.seen else EXIT_FAILED
+
+
 def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int:
     """`worker probe URL`: the TOML block (or JSON) on standard output; exit 0 when a listing
     was found, 1 when none (the reason on standard error), 2 for a bad URL or name. Fetches with

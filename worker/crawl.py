@@ -153,7 +153,7 @@ def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:
     """Raise ListingGap when page `number` holds fewer items than it should."""
     count = len(listing.items) + listing.skipped
     results = listing.results
-    if results is not None:
+    if results is not None and not results.pages:
         expected = results.last - results.first + 1
         if 0 < expected and count < expected:
             raise ListingGap(
@@ -183,7 +183,12 @@ async def _pages(
             if number > source.max_pages:
                 report.stop = f"max_pages ({source.max_pages})"
                 if report.last_page is not None and number <= report.last_page:
-                    assert report.total is not None and report.per_page is not None
+                    if report.total is None or report.per_page is None:  # a page counter
+                        report.stop += (
+                            f" before the counter's last page ({report.last_page}): "
+                            f"{report.last_page - source.max_pages} listed page(s) not read"
+                        )
+                        return
                     report.not_read = max(0, report.total - source.max_pages * report.per_page)
                     report.stop += (
                         f" before the counter's last page ({report.last_page}): "
@@ -195,9 +200,10 @@ async def _pages(
             page = await pages.get(number, url)
             if page is None:
                 if report.last_page is not None and number <= report.last_page:
+                    listed = f", {report.total} listed" if report.total is not None else ""
                     raise ListingGap(
                         f"page {number} not found before the counter's last page "
-                        f"({report.last_page}, {report.total} listed)"
+                        f"({report.last_page}{listed})"
                     )
                 report.stop = f"page {number} not found (past the end)"
                 return
@@ -215,7 +221,12 @@ async def _pages(
                 return
             _check_full(number, listing, report)
             results = listing.results
-            if results is not None:
+            if results is not None and results.pages:
+                # "Page 2 of 7": the last page, and no count of articles to check
+                report.last_page = results.total
+                if full and number == 1:
+                    pages.allow_prefetch(min(report.last_page, source.max_pages))
+            elif results is not None:
                 if report.per_page is None:
                     report.per_page = max(1, results.per_page)
                 total = results.total

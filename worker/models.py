@@ -21,11 +21,14 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class ResultsCount:
-    """A counter such as "Viewing results 1 - 6 of 78"."""
+    """A counter such as "Viewing results 1 - 6 of 78", or a page counter ("Page 2 of 7":
+    `pages` set, first = last = the page, total = the number of pages; it says nothing of how
+    many articles are listed, so the completeness checks on Z do not apply to it)."""
 
     first: int
     last: int
     total: int
+    pages: bool = False
 
     @property
     def per_page(self) -> int:
@@ -34,6 +37,8 @@ class ResultsCount:
     @property
     def last_page(self) -> int:
         """The number of the last listing page, from the total and this page's size."""
+        if self.pages:
+            return self.total
         per = max(self.per_page, 1)
         return max(1, -(-self.total // per))
 

@@ -28,8 +28,8 @@ def parse_results(text: str) -> ResultsCount | None:
     """ "Viewing results 1 - 6 of 78", "Showing 7–12 of 78 results", "1,201 to 1,206 of 3,000"
     -> ResultsCount(first, last, total); None unless 1 <= first <= last <= total.
 
-    A page counter, "Page 2 of 7", reads as pages of one item each: ResultsCount(2, 2, 7), whose
-    `last_page` is 7 (all the crawl asks of a counter).
+    A page counter, "Page 2 of 7", reads as ResultsCount(2, 2, 7, pages=True), whose `last_page`
+    is 7; it gives no count of articles.
     """
     if not isinstance(text, str):
         return None
@@ -42,8 +42,9 @@ def parse_results(text: str) -> ResultsCount | None:
         if pages is None:
             return None
         page, count = (int(_DIGITS_RE.sub("", group)) for group in pages.groups())
-        first = last = page
-        total = count
+        if not 1 <= page <= count:
+            return None
+        return ResultsCount(first=page, last=page, total=count, pages=True)
     if not 1 <= first <= last <= total:
         return None
     return ResultsCount(first=first, last=last, total=total)
