@@ -17,7 +17,7 @@ class SourcesMixin(StoreBase):
     """The `Store` methods that keep the `sources` table."""
 
     def is_baselined(self, source: str) -> bool:
-        with self._tx("is_baselined", write=False) as conn:
+        with self._tx("reading the source's state", write=False) as conn:
             at = conn.scalar(sa.select(sources.c.baselined_at).where(sources.c.name == source))
         return at is not None
 
@@ -31,7 +31,7 @@ class SourcesMixin(StoreBase):
                 "baselined_at": sa.func.coalesce(sources.c.baselined_at, stmt.excluded.baselined_at)
             },
         )
-        with self._tx("mark_baselined") as conn:
+        with self._tx("recording the source's baseline") as conn:
             conn.execute(stmt)
 
     def begin_pass(self, source: str, *, at: datetime | None = None) -> datetime | None:
@@ -50,7 +50,7 @@ class SourcesMixin(StoreBase):
                 )
             },
         )
-        with self._tx("begin_pass") as conn:
+        with self._tx("recording the start of a pass") as conn:
             before = conn.scalar(
                 sa.select(sources.c.unfinished_since).where(sources.c.name == source)
             )
@@ -59,7 +59,7 @@ class SourcesMixin(StoreBase):
 
     def finish_pass(self, source: str) -> None:
         """The pass of `source` reached its end: nothing is left to resume."""
-        with self._tx("finish_pass") as conn:
+        with self._tx("recording the end of a pass") as conn:
             conn.execute(
                 sa.update(sources).where(sources.c.name == source).values(unfinished_since=None)
             )
@@ -72,7 +72,7 @@ class SourcesMixin(StoreBase):
             .join(article_sources, article_sources.c.article_id == articles.c.id)
             .where(article_sources.c.source == source, article_sources.c.first_seen >= since)
         )
-        with self._tx("urls_listed_since", write=False) as conn:
+        with self._tx("reading the source's recent articles", write=False) as conn:
             return set(conn.scalars(query))
 
     def record_pass(
@@ -101,10 +101,10 @@ class SourcesMixin(StoreBase):
             values["last_success_at"] = at
         stmt = self._insert(sources).values(name=source, **values)
         stmt = stmt.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
-        with self._tx("record_pass") as conn:
+        with self._tx("recording a pass") as conn:
             conn.execute(stmt)
 
     def source_status(self) -> list[SourceStatus]:
-        with self._tx("source_status", write=False) as conn:
+        with self._tx("reading the sources' status", write=False) as conn:
             rows = conn.execute(sa.select(sources).order_by(sources.c.name)).mappings().all()
         return [SourceStatus(**row) for row in rows]
