@@ -120,7 +120,7 @@ def test_each_command_help_shows_an_example(capsys, command):
         main([command, "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert f"Example: worker " in out and "--config PATH" in out
+    assert "Example: worker " in out and "--config PATH" in out
 
 
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):

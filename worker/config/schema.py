@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
 
 from worker.config.models import Config, parse_duration
 
@@ -25,7 +24,7 @@ class _Generator(GenerateJsonSchema):
     of seconds or a string with units, and a field whose before-validator expands a shorthand
     (a selector as a bare CSS string, one channel URL for a list) also takes a string."""
 
-    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> Any:
+    def function_before_schema(self, schema: Any) -> JsonSchemaValue:
         inner = self.generate_inner(schema["schema"])
         if schema["function"].get("function") is parse_duration:
             text = {"type": "string", "pattern": DURATION_PATTERN}
@@ -36,7 +35,7 @@ class _Generator(GenerateJsonSchema):
             return inner
         return {"anyOf": [{"type": "string"}, inner]}
 
-    def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
+    def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
         out = super().generate(schema, mode=mode)
         return {
             "$schema": self.schema_dialect,
