@@ -315,3 +315,20 @@ def test_the_schema_takes_what_the_loader_takes(edit, valid):
     else:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(raw, config_schema())
+
+
+def test_no_config_problem_names_a_validator_function():
+    """pydantic tags locations with its validators (`function-before[parse_duration(), ...]`) and
+    prefixes messages ("Value error, "): none of that reaches a message."""
+    import re
+
+    from tests.test_config import BROKEN, _apply
+
+    for what, edits, _expected in BROKEN:
+        with pytest.raises(ConfigError) as info:
+            parse_config(_apply(edits), "w.toml", env={})
+        for problem in info.value.problems:
+            assert not re.search(r"\w\(\)|function-|Value error|_check|_valid", problem), (
+                what,
+                problem,
+            )
