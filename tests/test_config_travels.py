@@ -332,3 +332,9 @@ def test_no_config_problem_names_a_validator_function():
                 what,
                 problem,
             )
+
+
+def test_init_writes_where_config_points(elsewhere, capsys):
+    path = elsewhere / "given.toml"
+    assert main(["--config", str(path), "init"]) == 0
+    assert path.read_text(encoding="utf-8").startswith("#:schema ./worker.schema.json\n")

@@ -185,7 +185,7 @@ def _init_options(parser: argparse.ArgumentParser) -> None:
         "path",
         nargs="?",
         metavar="PATH",
-        help="where to write it (default: $XDG_CONFIG_HOME/worker/worker.toml, "
+        help="where to write it (default: --config, else $XDG_CONFIG_HOME/worker/worker.toml, "
         "i.e. ~/.config/worker/worker.toml)",
     )
 
@@ -193,7 +193,7 @@ def _init_options(parser: argparse.ArgumentParser) -> None:
 def _init(args: argparse.Namespace, ctx: Context) -> int:
     from worker import commands
 
-    return commands.init(args.path)
+    return commands.init(args.path or args.config)  # `worker --config X init` writes X
 
 
 def _schema(args: argparse.Namespace, ctx: Context) -> int:
