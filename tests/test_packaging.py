@@ -162,7 +162,8 @@ def test_ci_runs_the_readme_quick_start_commands_verbatim():
 def test_the_readme_quick_start_works_in_a_fresh_clone(tmp_path, python):
     """From a fresh clone, with the system's (externally managed) Python and with the one on
     PATH: the first command installs and starts the daemon (stopped once it runs), `worker
-    check` passes, and the second command's install works (its pytest run is CI's)."""
+    check` passes, `worker init` outside the clone writes a config the next command finds, and
+    the second command's install works (its pytest run is CI's)."""
     if python.startswith("/") and not Path(python).exists():
         pytest.skip(f"{python} does not exist here")
     clone = tmp_path / "fresh"
@@ -185,6 +186,21 @@ def test_the_readme_quick_start_works_in_a_fresh_clone(tmp_path, python):
     )
     assert check.returncode == 0, check.stderr
     assert "config/worker.toml: OK" in check.stdout
+    outside = tmp_path / "elsewhere"  # the installed copy carries its example config
+    outside.mkdir()
+    bin_dir = clone / ".venv" / "bin"
+    home = dict(env, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    for argv in (["init"], ["check"]):
+        proc = subprocess.run(
+            [str(bin_dir / "worker"), *argv],
+            cwd=outside,
+            env=home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert f"{tmp_path / 'xdg' / 'worker' / 'worker.toml'}: OK" in proc.stdout
     daemon = subprocess.Popen(
         ["bash", "-c", ". .venv/bin/activate && exec worker run"],
         cwd=clone,
