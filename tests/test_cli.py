@@ -165,17 +165,16 @@ def local_config(tmp_path, sqlite_url, news_site):
     )
 
 
+def pass_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("local: ")]
+
+
 def test_once_prints_its_pass_line_once_and_logs_it_only_with_verbose(capsys, local_config):
     run = run_worker(capsys, local_config, "once")
-    assert run.code == 0
-    assert [line for line in run.out.splitlines() if line.startswith("local: ")] != []
-    assert len([line for line in run.out.splitlines() if line.startswith("local: ")]) == 1
-    assert "pass source=local" not in run.err and "local: " not in run.err
+    assert run.code == 0 and len(pass_lines(run.out)) == 1
+    assert "pass source=local" not in run.err and not pass_lines(run.err)
     verbose = run_worker(capsys, local_config, "once", "-v")
-    assert (
-        verbose.code == 0
-        and verbose.out.count("\nlocal: ") + verbose.out.startswith("local: ") == 1
-    )
+    assert verbose.code == 0 and len(pass_lines(verbose.out)) == 1
     assert "pass source=local" in verbose.err
 
 
