@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-DISTRIBUTION = "worker"  # the distribution (pyproject's [project] name) this package ships in
+DISTRIBUTION = (
+    "news-listing-worker"  # the distribution (pyproject's [project] name) this package ships in
+)
 
 
 def _homepage() -> str | None:

@@ -7,10 +7,13 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
-from worker.config import Config
-from worker.store import Store
+from worker.config import Config, config_warnings
+
+if TYPE_CHECKING:
+    from worker.store import Store
 
 
 def _json(data: object) -> None:
@@ -20,6 +23,8 @@ def _json(data: object) -> None:
 
 @contextmanager
 def open_store(config: Config) -> Iterator[Store]:
+    from worker.store import Store  # SQLAlchemy: only for the commands that open the database
+
     store = Store(config.database)
     try:
         store.migrate()
@@ -29,6 +34,8 @@ def open_store(config: Config) -> Iterator[Store]:
 
 
 def check(config: Config, path: str) -> int:
+    for warning in config_warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print(
         f"{path}: OK ({len(config.sources)} source(s), {len(config.watchlists)} watchlist(s), "
         f"{len(config.channels)} channel(s))"
@@ -39,15 +46,7 @@ def check(config: Config, path: str) -> int:
 def once(config: Config, source_names: Sequence[str], path: str) -> int:
     from worker.pipeline import run_once
 
-    known = {s.name for s in config.sources}
-    unknown = [n for n in source_names if n not in known]
-    if unknown:
-        for name in unknown:
-            print(
-                f"unknown source {name!r} (sources: {', '.join(sorted(known)) or 'none'})",
-                file=sys.stderr,
-            )
-        return EXIT_CONFIG
+    # an unknown name was refused by the cli (exit 2, naming the valid ones)
     result = asyncio.run(run_once(config, source_names))
     for report in result.passes:
         print(report.line())
@@ -108,10 +107,6 @@ def test_alert(config: Config, channel: str | None) -> int:
     from worker.notify import Notifier
     from worker.notify import test_alert as send_test
 
-    if channel is not None and channel not in config.channels:
-        known = ", ".join(sorted(config.channels)) or "none defined"
-        print(f"unknown channel {channel!r} (channels: {known})", file=sys.stderr)
-        return EXIT_CONFIG
     if not config.channels:
         print("no channels configured", file=sys.stderr)
         return EXIT_CONFIG
@@ -184,4 +179,49 @@ def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int
         shown = redact_url(url)
         print(f"worker probe: no listing found at {shown}: {result.reason}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def init(path: str | None) -> int:
+    """Write the commented example config to `path` (default: the user's config folder) and
+    the JSON Schema beside it, never over an existing config."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from worker.config import config_search_path
+    from worker.config.schema import config_schema_text
+
+    target = Path(path) if path else Path(config_search_path()[1])
+    text = files("worker").joinpath("data/worker.toml").read_text(encoding="utf-8")
+    schema_name = "worker.schema.json"
+    lines = text.splitlines(keepends=True)
+    if lines and lines[0].startswith("#:schema "):  # the repo's points into docs/
+        text = f"#:schema ./{schema_name}\n" + "".join(lines[1:])
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        print(f"{target}: exists; not overwritten (give another PATH)", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"{target}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        (target.parent / schema_name).write_text(config_schema_text(), encoding="utf-8")
+    except OSError as exc:  # the config is what matters; an editor merely completes less
+        print(
+            f"{target.parent / schema_name}: cannot write: {exc.strerror or exc}", file=sys.stderr
+        )
+    found = str(target) in config_search_path()
+    hint = "worker check" if found else f"worker --config {target} check"
+    print(f"wrote {target} (the commented example); edit it, then: {hint}")
+    return EXIT_OK
+
+
+def schema() -> int:
+    """Print the config's JSON Schema."""
+    from worker.config.schema import config_schema_text
+
+    sys.stdout.write(config_schema_text())
     return EXIT_OK

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from worker.config.database import check_database_url
 from worker.config.models import Config
+from worker.config.urlvars import substitute
 
 DEFAULT_CONFIG = "config/worker.toml"
+SYSTEM_CONFIG = "/etc/worker/worker.toml"
 
 
 class ConfigError(Exception):
@@ -23,9 +26,6 @@ class ConfigError(Exception):
         self.path = str(path)
         self.problems = list(problems)
         super().__init__("\n".join(f"{self.path}: {p}" for p in self.problems))
-
-
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _loc(parts: Iterable[str | int]) -> str:
@@ -43,14 +43,13 @@ def _expand(
 ) -> Any:
     if isinstance(value, str):
 
-        def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
+        def lookup(name: str) -> str | None:
             if name not in env:
                 problems.append(f"{_loc(loc)}: environment variable {name} is not set")
-                return ""
+                return None
             return env[name]
 
-        return _VAR_RE.sub(sub, value)
+        return substitute(value, lookup)  # percent-encoded inside a URL's user info and query
     if isinstance(value, dict):
         return {k: _expand(v, (*loc, k), env, problems) for k, v in value.items()}
     if isinstance(value, list):
@@ -139,6 +138,16 @@ def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
     return problems
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but likely a mistake (`worker check` and `worker run` say it)."""
+    warnings = []
+    if not config.sources:
+        warnings.append("sources: none defined: nothing will be crawled")
+    if not config.watchlists:
+        warnings.append("watchlists: none defined: articles are stored, nothing is alerted")
+    return warnings
+
+
 def check_channel_urls(channels: dict[str, list[str]]) -> list[str]:
     """Every channel URL must be one apprise accepts (`Apprise.add()` returns False otherwise)."""
     from worker.notify import check_url
@@ -187,20 +196,66 @@ def parse_config(
     raw = _expand(raw, (), env, problems)
     if problems:
         raise ConfigError(path, problems)
-    if isinstance(raw.get("database"), str):
+    if env.get("WORKER_DATABASE"):  # overrides the file's; a relative path is the caller's
+        raw["database"] = _resolve_database(env["WORKER_DATABASE"], Path.cwd())
+    elif isinstance(raw.get("database"), str):
         raw["database"] = _resolve_database(raw["database"], Path(path).resolve().parent)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(path, format_validation_error(exc)) from None
     problems = _cross_checks(config, check_channels=check_channels)
+    database_problem = check_database_url(config.database)
+    if database_problem:
+        key = "database (from $WORKER_DATABASE)" if env.get("WORKER_DATABASE") else "database"
+        problems.insert(0, f"{key}: {database_problem}")
     if problems:
         raise ConfigError(path, problems)
     return config
 
 
+def config_search_path(env: Mapping[str, str] | None = None) -> list[str]:
+    """Where a config is looked for when neither --config nor $WORKER_CONFIG names one: the
+    current folder's config/worker.toml, the user's ($XDG_CONFIG_HOME, default ~/.config), the
+    system's."""
+    env = os.environ if env is None else env
+    user = Path(env.get("XDG_CONFIG_HOME") or Path(env.get("HOME") or Path.home()) / ".config")
+    return [DEFAULT_CONFIG, str(user / "worker" / "worker.toml"), SYSTEM_CONFIG]
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    path: str
+    origin: str  # "--config", "$WORKER_CONFIG", "found", or "none" (nothing found: DEFAULT_CONFIG)
+    searched: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.origin == "found":
+            return f"{self.path} (the first found of {', '.join(self.searched)})"
+        if self.origin == "none":
+            return f"none found (looked for {', '.join(self.searched)})"
+        return f"{self.path} (from {self.origin})"
+
+
+def find_config(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> ConfigLocation:
+    """The config file to use: --config, else $WORKER_CONFIG, else the first that exists of
+    `config_search_path()`; origin "none" when there is none (path is then DEFAULT_CONFIG)."""
+    env = os.environ if env is None else env
+    if explicit:
+        return ConfigLocation(str(explicit), "--config")
+    if env.get("WORKER_CONFIG"):
+        return ConfigLocation(env["WORKER_CONFIG"], "$WORKER_CONFIG")
+    searched = tuple(config_search_path(env))
+    for candidate in searched:
+        if Path(candidate).is_file():
+            return ConfigLocation(candidate, "found", searched)
+    return ConfigLocation(DEFAULT_CONFIG, "none", searched)
+
+
 def default_config_path() -> str:
-    return os.environ.get("WORKER_CONFIG") or DEFAULT_CONFIG
+    return find_config().path
 
 
 def load_config(

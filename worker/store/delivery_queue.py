@@ -64,7 +64,7 @@ class QueueMixin(StoreBase):
             .values(claimed_by=owner, claimed_until=now + timedelta(seconds=lease))
             .returning(d.c.id)
         )
-        with self._tx("claim_due") as conn:
+        with self._tx("claiming due alerts") as conn:
             ids = sorted(conn.execute(claim).scalars())
             if not ids:
                 return []
@@ -124,7 +124,7 @@ class QueueMixin(StoreBase):
                 claimed_until=None,
             )
         )
-        with self._tx("mark_sent") as conn:
+        with self._tx("recording a sent alert") as conn:
             if conn.execute(stmt).rowcount == 0:
                 self._require_delivery(conn, delivery_id)
                 log.debug("delivery %d was already marked sent", delivery_id)
@@ -159,7 +159,7 @@ class QueueMixin(StoreBase):
                 claimed_until=None,
             )
         )
-        with self._tx("mark_attempt_failed") as conn:
+        with self._tx("recording a failed send") as conn:
             if conn.execute(stmt).rowcount == 0:
                 status = self._require_delivery(conn, delivery_id)
                 log.warning(
@@ -184,7 +184,7 @@ class QueueMixin(StoreBase):
         )
         if keep:
             stmt = stmt.where(deliveries.c.id.not_in(sorted(keep)))
-        with self._tx("release_claims") as conn:
+        with self._tx("giving back claimed alerts") as conn:
             return conn.execute(stmt).rowcount or 0
 
     def retry_failed(self) -> int:
@@ -201,7 +201,7 @@ class QueueMixin(StoreBase):
                 claimed_until=None,
             )
         )
-        with self._tx("retry_failed") as conn:
+        with self._tx("requeuing failed alerts") as conn:
             return int(conn.execute(stmt).rowcount)
 
     def next_due_at(self) -> datetime | None:
@@ -218,6 +218,6 @@ class QueueMixin(StoreBase):
         stmt = sa.select(sa.type_coerce(sa.func.min(effective), UTCDateTime())).where(
             d.c.status == "pending"
         )
-        with self._tx("next_due_at", write=False) as conn:
+        with self._tx("reading the alert queue", write=False) as conn:
             value: datetime | None = conn.scalar(stmt)
         return value

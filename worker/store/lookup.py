@@ -74,7 +74,7 @@ class LookupMixin(StoreBase):
         if not candidates:
             return None
         a, s, src = articles, article_sources, sources
-        with self._tx("lookup_url", write=False) as conn:
+        with self._tx("looking up a URL", write=False) as conn:
             found = {
                 row.url: row
                 for row in conn.execute(sa.select(a).where(a.c.url.in_(candidates))).all()
@@ -144,7 +144,7 @@ class LookupMixin(StoreBase):
         parts = urlsplit(url)
         a = articles
         pool: list[str] = []
-        with self._tx("closest_urls", write=False) as conn:
+        with self._tx("finding the closest stored URLs", write=False) as conn:
             if parts.scheme and parts.netloc:
                 host = parts.netloc.removeprefix("www.")
                 like: Any = sa.or_(

@@ -186,7 +186,7 @@ class PagesMixin(StoreBase):
         urls = sorted(page)
         stmts = _page_statements(self.dialect)
 
-        with self._tx(f"store_page({source})") as conn:
+        with self._tx(f"storing a page of {source}") as conn:
             # (1) the articles nobody stored yet, with their new ids
             insert = stmts.insert_articles
             rows: list[dict[str, Any]] = [

@@ -42,7 +42,7 @@ class ReadingMixin(StoreBase):
             )
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self._tx("list_articles", write=False) as conn:
+        with self._tx("listing articles", write=False) as conn:
             rows = conn.execute(stmt).all()
             names: dict[int, list[str]] = {row.id: [] for row in rows}
             for chunk in _chunks(list(names)):
@@ -92,14 +92,14 @@ class ReadingMixin(StoreBase):
             stmt = stmt.where(d.c.status == status)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self._tx("list_alerts", write=False) as conn:
+        with self._tx("listing alerts", write=False) as conn:
             rows = conn.execute(stmt).mappings().all()
         return [AlertRow(**row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """{'articles': n, 'pending': n, 'sent': n, 'failed': n}."""
         d = deliveries
-        with self._tx("counts", write=False) as conn:
+        with self._tx("counting the stored rows", write=False) as conn:
             result = {
                 "articles": int(conn.scalar(sa.select(sa.func.count()).select_from(articles)) or 0)
             }

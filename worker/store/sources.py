@@ -23,7 +23,7 @@ class SourcesMixin(StoreBase):
     """The `Store` methods that keep the `sources` table."""
 
     def is_baselined(self, source: str) -> bool:
-        with self._tx("is_baselined", write=False) as conn:
+        with self._tx("reading the source's state", write=False) as conn:
             at = conn.scalar(sa.select(sources.c.baselined_at).where(sources.c.name == source))
         return at is not None
 
@@ -37,7 +37,7 @@ class SourcesMixin(StoreBase):
                 "baselined_at": sa.func.coalesce(sources.c.baselined_at, stmt.excluded.baselined_at)
             },
         )
-        with self._tx("mark_baselined") as conn:
+        with self._tx("recording the source's baseline") as conn:
             conn.execute(stmt)
 
     def source_state(self, source: str) -> SourceState:
@@ -49,7 +49,7 @@ class SourcesMixin(StoreBase):
             sources.c.walk_seen,
             sources.c.walk_total,
         )
-        with self._tx("source_state", write=False) as conn:
+        with self._tx("reading the state of a source", write=False) as conn:
             row = conn.execute(sa.select(*cols).where(sources.c.name == source)).first()
         if row is None:
             return SourceState()
@@ -74,7 +74,7 @@ class SourcesMixin(StoreBase):
             .where(sources.c.name == source)
             .with_for_update()
         )
-        with self._tx("begin_pass") as conn:
+        with self._tx("recording the start of a pass") as conn:
             conn.execute(ensure)
             since, owner = conn.execute(query).one()
             if since is None:
@@ -105,7 +105,7 @@ class SourcesMixin(StoreBase):
             values["listed_total"] = listed_total
         if walk is not None:
             values.update(walked_at=at, walk_seen=walk[0], walk_total=walk[1])
-        with self._tx("finish_pass") as conn:
+        with self._tx("recording the end of a pass") as conn:
             conn.execute(
                 sa.update(sources)
                 .where(sources.c.name == source, sources.c.unfinished_by == pass_id)
@@ -139,7 +139,7 @@ class SourcesMixin(StoreBase):
         }
         if listed_total is not None:
             values["listed_total"] = listed_total
-        with self._tx("cut_pass") as conn:
+        with self._tx("recording a pass that was cut off") as conn:
             conn.execute(ensure)
             conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
 
@@ -151,7 +151,7 @@ class SourcesMixin(StoreBase):
             .join(article_sources, article_sources.c.article_id == articles.c.id)
             .where(article_sources.c.source == source, article_sources.c.first_seen >= since)
         )
-        with self._tx("urls_listed_since", write=False) as conn:
+        with self._tx("reading the source's recent articles", write=False) as conn:
             return set(conn.scalars(query))
 
     def record_pass(
@@ -180,10 +180,10 @@ class SourcesMixin(StoreBase):
             values["last_success_at"] = at
         stmt = self._insert(sources).values(name=source, **values)
         stmt = stmt.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
-        with self._tx("record_pass") as conn:
+        with self._tx("recording a pass") as conn:
             conn.execute(stmt)
 
     def source_status(self) -> list[SourceStatus]:
-        with self._tx("source_status", write=False) as conn:
+        with self._tx("reading the sources' status", write=False) as conn:
             rows = conn.execute(sa.select(sources).order_by(sources.c.name)).mappings().all()
         return [SourceStatus(**row) for row in rows]
