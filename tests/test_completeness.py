@@ -64,7 +64,7 @@ def test_deletions_on_page_one_during_a_first_pass_lose_nothing_by_the_next_pass
         sources=source_toml(site, page_url=paging == "page_url"),
         channels=hook,
     )
-    run = run_worker(capsys, config, "once")
+    run = run_worker(capsys, config, "once", "-v")  # the counter logs at INFO
     assert run.code == 0, run
     assert "counter fell from 60 to 58" in run.err and "page(s) read again" in run.out
     assert listed(site) <= stored(capsys, config)
@@ -110,7 +110,7 @@ def test_an_article_published_while_a_pass_pages_is_left_to_the_next_pass_not_a_
     late: list = []
     site.on_request(lambda _: late.append(site.publish("Published while paging")), page=2)
     site.reset_log()
-    run = run_worker(capsys, config, "once")
+    run = run_worker(capsys, config, "once", "-v")  # the counter logs at INFO
     assert run.code == 0 and "5 new" in run.out and "counter grew from 185 to 186" in run.err
     assert site.listing_requests() <= 3
     site.reset_log()

@@ -61,7 +61,7 @@ def run_once(
     config: Path, *, env: dict[str, str] | None = None, **kw
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "worker", "--config", str(config), "once"],
+        [sys.executable, "-m", "worker", "--config", str(config), "once", "-v"],
         capture_output=True,
         text=True,
         cwd=config.parent,
@@ -138,7 +138,7 @@ def _journal_run(config: Path, journal_stream: Callable[[os.stat_result], str]) 
     env = child_env() | {"JOURNAL_STREAM": journal_stream(st)}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "--config", str(config), "once"],
+            [sys.executable, "-m", "worker", "--config", str(config), "once", "-v"],
             stdout=subprocess.DEVNULL,
             stderr=write_end,
             cwd=config.parent,
@@ -385,10 +385,10 @@ def test_an_installed_copy_reads_its_homepage_from_its_own_metadata(tmp_path: Pa
 
     site = tmp_path / "site"
     shutil.copytree(ROOT / "worker", site / "worker", ignore=shutil.ignore_patterns("__pycache__"))
-    info = site / "worker-0.1.0.dist-info"
+    info = site / "news_listing_worker-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: worker\nVersion: 0.1.0\n"
+        "Metadata-Version: 2.1\nName: news-listing-worker\nVersion: 0.1.0\n"
         "Project-URL: Homepage, https://installed.example.net/worker\n",
         encoding="utf-8",
     )

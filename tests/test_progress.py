@@ -48,7 +48,7 @@ def once_on_a_terminal(config: Path) -> str:
     """`worker once` with standard error on a pseudo-terminal: everything the terminal got."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "--config", str(config), "once"],
+        [sys.executable, "-m", "worker", "--config", str(config), "once", "-v"],
         stdout=subprocess.DEVNULL,
         stderr=slave,
         cwd=config.parent,
@@ -110,7 +110,15 @@ def test_without_a_terminal_a_long_pass_logs_its_progress_every_few_pages(
 ) -> None:
     site = make_site(600, per_page=10)  # 60 pages
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "--config", str(write_config(tmp_path, site)), "once"],
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "--config",
+            str(write_config(tmp_path, site)),
+            "once",
+            "-v",
+        ],
         capture_output=True,
         text=True,
         env=child_env(),

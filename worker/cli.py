@@ -362,15 +362,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quiet_log(verbose: bool) -> None:
-    """For a command whose standard output reports each pass (`once`): the pass log lines and
-    other INFO records need -v. A filter on this configuration's handler, so the next
-    `setup_logging` (tests call `main` again in-process) starts afresh."""
+    """For a command whose standard output reports each pass (`once`): the pass log line, which
+    says what standard output already said, needs -v; other records (a counter that fell, the
+    progress of a long pass) still go to standard error. A filter on this configuration's
+    handler, so the next `setup_logging` (tests call `main` again in-process) starts afresh."""
     if verbose:
         return
-    root = logging.getLogger()
-    root.setLevel(max(logging.WARNING, root.level))
-    for handler in root.handlers:
-        handler.addFilter(lambda r: r.name != "worker.pipeline" or r.levelno >= logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(
+            lambda r: (
+                r.name != "worker.pipeline"
+                or r.levelno >= logging.ERROR
+                or not r.getMessage().startswith("pass ")
+            )
+        )
 
 
 # option name -> (what it names, the config's names of that kind)
