@@ -44,9 +44,7 @@ send_timeout = "60s"
 level = "INFO"
 
 [channels]""",
-).replace(
-    'every = "15m"', 'every = "15m"\npage_url = "https://example.org/page/{page}/?s=x"'
-) + (
+).replace('every = "15m"', 'every = "15m"\npage_url = "https://example.org/page/{page}/?s=x"') + (
     '\n[[sources]]\nname = "s2"\nurl = "https://example.org/b"\ncron = "*/5 * * * *"\n'
     '[sources.select]\nitem = "li"\ntitle = "a"\nlink = { css = "a", attr = "href" }\n'
     'published = { css = "time", attr = "datetime" }\n'
@@ -55,31 +53,104 @@ level = "INFO"
 BASES = [GOOD, FULL, (ROOT / "config" / "worker.toml").read_text()]
 
 NASTY = [
-    "nan", "inf", "-inf", "+inf", "-nan", "1e300", "-1e300", "1e-300", "0", "-0", "-1", "0.0",
-    "9223372036854775807", "18446744073709551616", "99999999999999999999999999", "true", "[]",
-    "{}", '""', '" "', '"nan"', '"inf"', '"1e300s"', '"99999999999d"', '"0s"', '"-5s"', '"5x"',
-    '"{page.foo}"', '"https://e.org/{page[0]}"', '"https://e.org/{page:>99999999999}"',
-    '"https://e.org/{page!r}"', '"https://e.org/{}"', '"https://e.org/{page}{"',
-    '"https://e.org/{page}"', '"http://xn--zz.example/"', '"https://ex\\u200dample.org/"',
-    '"https://' + "a" * 64 + '.org/"', '"http://[::1"', '"http://user:pw@[::1]:99999/"',
-    '"wörker/1"', '"a\\r\\nb"', '"\\u0000"', '"' + "x" * 5000 + '"', '"💥"', '"*"', '"!!"',
-    '"rail*"', '"*/0 * * * *"', '"61 * * * *"', '"console://"', '"nosuchscheme://tok@x"',
-    '"json://127.0.0.1:9/h"', '"mailto://u:p@[::1"', '"${WORKER_FUZZ_UNSET}"', '"${HOME}"',
-    '["a", 1]', "[[]]", '{ css = "" }', '{ css = "[[", attr = 1 }', '{ css = "a", x = 1 }',
-    "[" * 40 + "]" * 40, "[" * 700 + "]" * 700, "{a=" * 30 + "1" + "}" * 30,
-    "1979-05-27T07:32:00Z", "0x7fffffffffffffff", "1_000_000_000_000",
+    "nan",
+    "inf",
+    "-inf",
+    "+inf",
+    "-nan",
+    "1e300",
+    "-1e300",
+    "1e-300",
+    "0",
+    "-0",
+    "-1",
+    "0.0",
+    "9223372036854775807",
+    "18446744073709551616",
+    "99999999999999999999999999",
+    "true",
+    "[]",
+    "{}",
+    '""',
+    '" "',
+    '"nan"',
+    '"inf"',
+    '"1e300s"',
+    '"99999999999d"',
+    '"0s"',
+    '"-5s"',
+    '"5x"',
+    '"{page.foo}"',
+    '"https://e.org/{page[0]}"',
+    '"https://e.org/{page:>99999999999}"',
+    '"https://e.org/{page!r}"',
+    '"https://e.org/{}"',
+    '"https://e.org/{page}{"',
+    '"https://e.org/{page}"',
+    '"http://xn--zz.example/"',
+    '"https://ex\\u200dample.org/"',
+    '"https://' + "a" * 64 + '.org/"',
+    '"http://[::1"',
+    '"http://user:pw@[::1]:99999/"',
+    '"wörker/1"',
+    '"a\\r\\nb"',
+    '"\\u0000"',
+    '"' + "x" * 5000 + '"',
+    '"💥"',
+    '"*"',
+    '"!!"',
+    '"rail*"',
+    '"*/0 * * * *"',
+    '"61 * * * *"',
+    '"console://"',
+    '"nosuchscheme://tok@x"',
+    '"json://127.0.0.1:9/h"',
+    '"mailto://u:p@[::1"',
+    '"${WORKER_FUZZ_UNSET}"',
+    '"${HOME}"',
+    '["a", 1]',
+    "[[]]",
+    '{ css = "" }',
+    '{ css = "[[", attr = 1 }',
+    '{ css = "a", x = 1 }',
+    "[" * 40 + "]" * 40,
+    "[" * 700 + "]" * 700,
+    "{a=" * 30 + "1" + "}" * 30,
+    "1979-05-27T07:32:00Z",
+    "0x7fffffffffffffff",
+    "1_000_000_000_000",
 ]
 
 SNIPPETS = [
-    "every = nan", "every = inf", "every = 1e300", 'every = "0s"', "send_timeout = 0",
-    "[alerts]\nsend_timeout = 0", "[alerts]\nretry_max = 1e300", "[http]\ntimeout = nan",
-    '[http]\nuser_agent = "wörker"', "[http]\nmax_bytes = 1e300", "[http]\nconcurrency = 1e9",
-    'page_url = "https://e.org/{page.foo}"', 'page_url = "https://e.org/{page:>99999999999}"',
-    'url = "http://xn--zz.example/"', "x = " + "[" * 600 + "]" * 600, "[[sources]]",
-    "[[watchlists]]", "[sources.select]", "[channels]", '[channels]\nc = ""', "[logging]\nlevel = 3",
-    'cron = "* * * * * * *"', "max_pages = 0", "overlap_pages = 1e300", 'name = "a b"',
-    'database = "sqlite:///' + "x" * 300 + '"', "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r = 1",
-    'keywords = ["' + "w " * 3000 + '"]', "[http_status]\nhost = 5",
+    "every = nan",
+    "every = inf",
+    "every = 1e300",
+    'every = "0s"',
+    "send_timeout = 0",
+    "[alerts]\nsend_timeout = 0",
+    "[alerts]\nretry_max = 1e300",
+    "[http]\ntimeout = nan",
+    '[http]\nuser_agent = "wörker"',
+    "[http]\nmax_bytes = 1e300",
+    "[http]\nconcurrency = 1e9",
+    'page_url = "https://e.org/{page.foo}"',
+    'page_url = "https://e.org/{page:>99999999999}"',
+    'url = "http://xn--zz.example/"',
+    "x = " + "[" * 600 + "]" * 600,
+    "[[sources]]",
+    "[[watchlists]]",
+    "[sources.select]",
+    "[channels]",
+    '[channels]\nc = ""',
+    "[logging]\nlevel = 3",
+    'cron = "* * * * * * *"',
+    "max_pages = 0",
+    "overlap_pages = 1e300",
+    'name = "a b"',
+    'database = "sqlite:///' + "x" * 300 + '"',
+    "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r = 1",
+    'keywords = ["' + "w " * 3000 + '"]',
+    "[http_status]\nhost = 5",
 ]
 
 
@@ -132,7 +203,7 @@ def assert_usable(config: Config) -> None:
         assert math.isfinite(seconds) and seconds >= 0
         now + timedelta(seconds=seconds * 2**10)  # backoff and lease arithmetic
     assert config.alerts.send_timeout > 0 and config.http.timeout > 0
-    httpx.Headers({"User-Agent": config.http.user_agent}).raw  # encodes it as ASCII
+    assert httpx.Headers({"User-Agent": config.http.user_agent}).raw  # encodes it as ASCII
     for source in config.sources:
         trigger_for(source)
         httpx.URL(source.url)

@@ -27,7 +27,7 @@ BAD_HOSTS = [
 class StaticServer:
     """Serves `pages[path] = (status, {header: value}, body)` on 127.0.0.1 (threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.pages: dict[str, tuple[int, dict[str, str], str]] = {}
         pages = self.pages
 
@@ -47,8 +47,9 @@ class StaticServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self.base = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -76,8 +77,20 @@ def static() -> Iterator[StaticServer]:
         server.close()
 
 
+@pytest.fixture
+def other_host() -> Iterator[StaticServer]:
+    """A second listing server on another host (127.0.0.2: the loopback answers all of 127/8)."""
+    server = StaticServer("127.0.0.2")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def source(name: str, url: str, *, extra: str = "") -> str:
-    return f'[[sources]]\nname = "{name}"\nurl = "{url}"\nalert_backfill = true\n{extra}\n{SELECT}\n'
+    return (
+        f'[[sources]]\nname = "{name}"\nurl = "{url}"\nalert_backfill = true\n{extra}\n{SELECT}\n'
+    )
 
 
 def config_file(
@@ -133,3 +146,147 @@ def test_a_next_link_to_an_idna_invalid_host_fails_the_source_with_a_message(
     assert "s: FAILED after 1 page(s), 1 new stored" in run.out
     assert "xn--zz.example/page/2/: invalid URL" in run.out
     assert "Traceback" not in run.err
+
+
+# --- scraped text in chat ---------------------------------------------------------------------
+
+MENTIONS = "Railway @everyone @here <!channel> <@U123> [click](https://evil.example/x)"
+
+
+def test_mentions_and_masked_links_in_a_title_reach_every_chat_format_inert(
+    tmp_path, capsys, db_url, static: StaticServer, webhook_server
+) -> None:
+    """A listed title built to ping a whole channel and pass off a link: the JSON webhook (plain
+    text) and Mattermost (text, title in the body) receive it with a zero-width space after each
+    `@`/`<` that would act and between `]` and `(`; nothing pings, nothing links to evil."""
+    url = static.listing(
+        "/list", [(static.base + "/a/1", MENTIONS, "See <https://evil.example|here>")]
+    )
+    mattermost = f"mmost://127.0.0.1:{webhook_server.port}/tok3nabcdefgh"
+    config = config_file(
+        tmp_path,
+        db_url,
+        source("s", url),
+        '[[watchlists]]\nname = "rail"\nkeywords = ["railway"]\nchannels = ["hook", "mm"]\n',
+        {"hook": webhook_server.url("/hook"), "mm": mattermost},
+    )
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+    assert "alerts: 2 sent" in run.out
+    assert webhook_server.wait_for(2)
+    texts = [" ".join(str(v) for v in body.values()) for body in webhook_server.received]
+    for text in texts:
+        for live in ("@everyone", "@here", "<!channel>", "<@U123>", "](", "<https://evil"):
+            assert live not in text, (live, text)
+        assert "@\u200beveryone" in text and "[click]\u200b(https://evil.example/x)" in text
+        assert "\\" not in text  # plain text: no backslash escapes
+
+
+def test_discord_posts_allow_no_mentions(monkeypatch) -> None:
+    """Discord parses @everyone, @here, users and roles unless told not to: every post says
+    `allowed_mentions: {"parse": []}` (checked at the last step before the network: requests)."""
+    import asyncio
+    import json
+
+    import requests
+
+    from worker.models import Delivery
+    from worker.notify import Notifier, render
+
+    posted: list[dict[str, object]] = []
+
+    def post(url: str, data: str | bytes | None = None, **kwargs: object) -> requests.Response:
+        posted.append(json.loads(data or "{}"))
+        response = requests.Response()
+        response.status_code = 204
+        return response
+
+    monkeypatch.setattr(requests, "post", post)
+    notifier = Notifier({"d": ["discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js"]}, timeout=5)
+    delivery = Delivery(
+        id=1,
+        watchlist="rail",
+        channel="d",
+        attempts=0,
+        article_url="https://x.org/a",
+        title=MENTIONS,
+        summary="",
+        published=None,
+        source="s",
+        keywords=("railway",),
+    )
+    try:
+        result = asyncio.run(notifier.send("d", render(delivery)))
+    finally:
+        notifier.close()
+    assert result.ok, result
+    assert posted and all(p.get("allowed_mentions") == {"parse": []} for p in posted)
+    assert "allow_mentions" not in posted[0]
+    assert "@everyone" not in json.dumps(posted[0], ensure_ascii=False)
+
+
+# --- an article's text belongs to the source that listed it -------------------------------------
+
+
+def _alerts(capsys, config: Path) -> list[dict[str, object]]:
+    return run_worker(capsys, config, "alerts", "--json").json()
+
+
+def test_a_hostile_listing_that_pre_registers_a_sites_article_cannot_put_its_text_in_the_alert(
+    tmp_path, capsys, db_url, static: StaticServer, other_host: StaticServer, webhook_server
+) -> None:
+    """evil (another host) lists the trusted site's article first with its own title; the
+    watchlist follows the trusted source only: its alert shows the trusted text, and the stored
+    article shows its own site's text from then on."""
+    article = static.base + "/2025/railway-opens/"
+    trusted = static.listing("/list", [(article, "Railway to Bishkek opens", "The real summary.")])
+    evil = other_host.listing("/list", [(article, "Buy now at evil.example", "Hostile text.")])
+    config = config_file(
+        tmp_path,
+        db_url,
+        source("trusted", trusted) + source("evil", evil),
+        '[[watchlists]]\nname = "rail"\nkeywords = ["railway", "buy"]\nchannels = ["hook"]\n'
+        'sources = ["trusted"]\n',
+        {"hook": webhook_server.url("/hook")},
+    )
+    assert run_worker(capsys, config, "once", "--source", "evil").code == 0
+    stored = run_worker(capsys, config, "articles", "--json").json()
+    assert [a["title"] for a in stored] == ["Buy now at evil.example"]  # evil came first
+    run = run_worker(capsys, config, "once", "--source", "trusted")
+    assert run.code == 0 and "alerts: 1 sent" in run.out, run
+    assert webhook_server.wait_for(1)
+    sent = webhook_server.received[0]
+    assert sent["title"] == "[rail] Railway to Bishkek opens"
+    assert "The real summary." in sent["message"] and "Source: trusted" in sent["message"]
+    assert "evil" not in sent["message"] and "Hostile" not in sent["message"]
+    stored = run_worker(capsys, config, "articles", "--json").json()
+    assert [(a["title"], a["summary"]) for a in stored] == [
+        ("Railway to Bishkek opens", "The real summary.")
+    ]
+
+
+def test_text_from_another_host_never_replaces_the_sites_own_in_an_alert(
+    tmp_path, capsys, db_url, static: StaticServer, other_host: StaticServer, webhook_server
+) -> None:
+    """The site lists its article (no match); a listing on another host then lists the same URL
+    with a title that matches and pings: the alert it queues shows the site's own text."""
+    article = static.base + "/2025/market-report/"
+    trusted = static.listing("/list", [(article, "Market report for July", "Prices rose.")])
+    evil = other_host.listing("/list", [(article, MENTIONS, "Hostile text.")])
+    config = config_file(
+        tmp_path,
+        db_url,
+        source("trusted", trusted) + source("evil", evil),
+        '[[watchlists]]\nname = "rail"\nkeywords = ["railway"]\nchannels = ["hook"]\n',
+        {"hook": webhook_server.url("/hook")},
+    )
+    assert run_worker(capsys, config, "once", "--source", "trusted").code == 0
+    run = run_worker(capsys, config, "once", "--source", "evil")
+    assert run.code == 0 and "alerts: 1 sent" in run.out, run
+    assert webhook_server.wait_for(1)
+    sent = webhook_server.received[0]
+    assert sent["title"] == "[rail] Market report for July"
+    assert "Prices rose." in sent["message"] and "Hostile" not in sent["message"]
+    assert [a["title"] for a in run_worker(capsys, config, "articles", "--json").json()] == [
+        "Market report for July"
+    ]

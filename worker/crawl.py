@@ -209,7 +209,12 @@ async def crawl_source(
 
     async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
         stored = await asyncio.to_thread(
-            store.store_page, source.name, listing.items, plan, silent=report.silent
+            store.store_page,
+            source.name,
+            listing.items,
+            plan,
+            silent=report.silent,
+            listing_url=listing.url,
         )
         return number, listing, stored
 

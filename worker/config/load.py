@@ -227,7 +227,9 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [mask_problem(f"not valid TOML: {exc}")]) from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise ConfigError(path, [f"not valid TOML: nested too deeply (at most {MAX_DEPTH})"]) from None
+        raise ConfigError(
+            path, [f"not valid TOML: nested too deeply (at most {MAX_DEPTH})"]
+        ) from None
     deep = _too_deep(raw)
     if deep is not None:
         raise ConfigError(path, [f"{deep}: nested more than {MAX_DEPTH} levels deep"])

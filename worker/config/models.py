@@ -280,9 +280,7 @@ def check_header_value(value: str) -> str:
     """An HTTP header value: printable ASCII and spaces (httpx encodes headers as ASCII)."""
     for i, char in enumerate(value):
         if not " " <= char <= "~":
-            raise ValueError(
-                f"must be printable ASCII (an HTTP header); character {i} is {char!r}"
-            )
+            raise ValueError(f"must be printable ASCII (an HTTP header); character {i} is {char!r}")
     return value
 
 

@@ -30,7 +30,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
 # Mattermost in plain text too). A zero-width space after the `@` or `<`, or between `]` and
 # `(`, keeps the text readable and makes it inert; backslashes would show in text-only services.
 ZWSP = "\u200b"
-_MENTION_RE = re.compile(r"(?i)(@)(?=(?:everyone|here|channel|all|group)\b)|(<)(?=[!@#&]|[a-z][a-z0-9+.-]*:)")
+_MENTION_RE = re.compile(
+    r"(?i)(@)(?=(?:everyone|here|channel|all|group)\b)|(<)(?=[!@#&]|[a-z][a-z0-9+.-]*:)"
+)
 _LINK_RE = re.compile(r"(\])(\s*\()")
 # Characters left as they are in a link target; everything else is percent-encoded, including
 # ( ) < > and whitespace, so that the URL cannot close a Markdown link or autolink.
