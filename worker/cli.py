@@ -78,10 +78,14 @@ def setup_logging(level: str, *, verbose: bool = False, quiet: bool = False) -> 
         level = "DEBUG"
     elif quiet:
         level = "WARNING"
+    from worker.logmask import MaskingFilter, quiet_third_parties
+
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(MaskingFilter())  # secrets never reach the log, whoever logs them
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "apprise", "watchfiles"):
+    quiet_third_parties(logging.getLogger().level)
+    for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -29,6 +29,8 @@ _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_DEPTH = 16  # tables and arrays nested in one another; the config itself needs 4
 MAX_CONFIG_CHARS = 4_000_000  # a config file larger than this is a mistake (the shipped one: 3 kB)
 _MASK = "****"
+# every value a config put in from the environment, in this process (the log filter masks them)
+_EXPANDED: set[str] = set()
 _CREDENTIALS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"]*@")
 
 
@@ -67,6 +69,11 @@ def _expand(
     if isinstance(value, list):
         return [_expand(v, (*loc, i), env, problems, expanded) for i, v in enumerate(value)]
     return value
+
+
+def expanded_values() -> frozenset[str]:
+    """Every value `${VAR}` put into a config parsed by this process: taken for secrets."""
+    return frozenset(_EXPANDED)
 
 
 def _too_deep(raw: dict[str, Any]) -> str | None:
@@ -236,6 +243,7 @@ def parse_config(
     problems: list[str] = []
     expanded: set[str] = set()
     raw = _expand(raw, (), env, problems, expanded)
+    _EXPANDED.update(expanded)
     if problems:
         raise ConfigError(path, problems)
     if isinstance(raw.get("database"), str):
