@@ -649,3 +649,19 @@ async def test_a_stop_mid_send_gives_back_untried_claims_and_keeps_the_one_in_fl
     again = store.claim_due(owner="other", now=after_lease, lease=60, limit=100)
     assert [d.id for d in again] == [sending]  # its lease ran out: due again
     store.close()
+
+
+async def test_an_email_resent_after_a_crash_carries_the_same_message_id(smtp_server) -> None:
+    """Mail clients fold two messages with one Message-ID: it is derived from the delivery."""
+    notifier = Notifier({"mail": [smtp_server.url(to="desk@example.org")]}, timeout=10)
+    try:
+        for delivery in (make_delivery(7), make_delivery(7, attempts=1), make_delivery(8)):
+            assert (await notifier.send("mail", render(delivery))).ok
+    finally:
+        notifier.close()
+    assert smtp_server.wait_for(3)
+    ids = [mail["Message-ID"] for mail in smtp_server.messages]
+    assert ids[0] == ids[1] == render(make_delivery(7)).message_id
+    assert re.fullmatch(r"<worker\.7\.[0-9a-f]{16}@alerts\.invalid>", ids[0])
+    assert ids[2] != ids[0] and ids[2].startswith("<worker.8.")
+    assert all(len(mail.get_all("Message-ID")) == 1 for mail in smtp_server.messages)

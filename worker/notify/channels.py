@@ -121,6 +121,29 @@ def _scheme(url: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+# The Message-ID of the email this (notify) thread is sending: apprise makes one with
+# email.utils.make_msgid for each message it builds; ours replaces it while we send.
+_message_ids = threading.local()
+
+
+def _install_message_ids() -> None:
+    """Make apprise's email plugin use the Message-ID of the alert being sent (see render)."""
+    try:
+        from apprise.plugins.email import base as email_base
+    except ImportError:  # pragma: no cover - another apprise layout: its own Message-IDs
+        return
+    original = getattr(email_base, "make_msgid", None)
+    if original is None or getattr(original, "_worker", False):  # pragma: no cover
+        return
+
+    def make_msgid(*args: Any, **kwargs: Any) -> str:
+        wanted = getattr(_message_ids, "value", None)
+        return wanted if wanted else original(*args, **kwargs)
+
+    make_msgid._worker = True  # type: ignore[attr-defined]
+    email_base.make_msgid = make_msgid
+
+
 @functools.cache
 def _apprise() -> ModuleType:
     """apprise, imported on first use (with its plugin scan it costs ~0.4 s of start-up, which a
@@ -128,6 +151,7 @@ def _apprise() -> ModuleType:
     import apprise
 
     _register_console()
+    _install_message_ids()
     return apprise
 
 
@@ -279,6 +303,7 @@ def _send_blocking(target: _Target, message: Message) -> str | None:
         body, fmt, title = message.html, NotifyFormat.HTML, message.title
         if target.title_in_body:
             title = escape_html(title)
+        _message_ids.value = message.message_id
     elif target.kind == "console":
         body, fmt, title = message.text, NotifyFormat.TEXT, message.title
     elif target.body_format == "markdown":
@@ -295,6 +320,8 @@ def _send_blocking(target: _Target, message: Message) -> str | None:
         result = target.app.notify(body=body, title=title, body_format=fmt)
     except Exception as exc:  # a plugin bug must fail this URL, not the caller
         return f"{type(exc).__name__}: {_short(str(exc))}"
+    finally:
+        _message_ids.value = None
     if result:
         return None
     reasons = [

@@ -47,6 +47,7 @@ class Message:
     text: str  # plain text (email's text part, console)
     chat_title: str = ""  # the title for chat: mentions and links made inert (plain text)
     chat_text: str = ""  # plain text for text-only chat services (ntfy, json...): inert too
+    message_id: str | None = None  # the email Message-ID: one per delivery, the same on a resend
 
     def __post_init__(self) -> None:
         if not self.chat_title:
@@ -182,7 +183,19 @@ def render(delivery: Delivery) -> Message:
         text=text,
         chat_title=inert(full_title),
         chat_text="\n".join(chat_lines),
+        message_id=message_id(delivery),
     )
+
+
+def message_id(delivery: Delivery) -> str:
+    """`<worker.ID.DIGEST@alerts.invalid>`: derived from the delivery (its id, and a digest of
+    its article, watchlist and channel, so that two databases' ids do not collide), so a resend
+    after a crash carries the same Message-ID and mail clients show it once."""
+    import hashlib
+
+    key = f"{delivery.id}\n{delivery.article_url}\n{delivery.watchlist}\n{delivery.channel}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"<worker.{delivery.id}.{digest}@alerts.invalid>"
 
 
 def alert_test_message(channel: str) -> Message:
