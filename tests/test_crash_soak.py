@@ -63,8 +63,7 @@ def _pending(db_url: str) -> int:
             # the killed process's leases end now (what waiting 40 s would do)
             conn.execute(sa.text("UPDATE deliveries SET claimed_until = NULL, claimed_by = NULL"))
             return int(
-                conn.scalar(sa.text("SELECT count(*) FROM deliveries WHERE status <> 'sent'"))
-                or 0
+                conn.scalar(sa.text("SELECT count(*) FROM deliveries WHERE status <> 'sent'")) or 0
             )
     finally:
         engine.dispose()

@@ -665,3 +665,39 @@ async def test_an_email_resent_after_a_crash_carries_the_same_message_id(smtp_se
     assert re.fullmatch(r"<worker\.7\.[0-9a-f]{16}@alerts\.invalid>", ids[0])
     assert ids[2] != ids[0] and ids[2].startswith("<worker.8.")
     assert all(len(mail.get_all("Message-ID")) == 1 for mail in smtp_server.messages)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mailtos://user:pw@smtp.example.org?to=desk@example.org", "email"),
+        ("console://", "console"),
+        ("ntfys://ntfy.sh/topic", "text"),
+        ("json://127.0.0.1:9/hook", "text"),
+        ("form://127.0.0.1:9/hook", "text"),
+        ("xml://127.0.0.1:9/hook", "text"),
+        ("mmost://127.0.0.1:9/tok3nabcdefgh", "text"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "markdown"),
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7F", "markdown"),
+        ("tgram://123456789:ABCdefGHIjklMNOpqrSTUvwxYZ/12345", "markdown"),
+    ],
+)
+def test_each_service_gets_the_body_format_apprise_says_it_takes(url: str, expected: str) -> None:
+    notifier = Notifier({"c": [url]}, timeout=5)
+    try:
+        assert notifier.body_formats("c") == [expected]  # email: HTML, console: plain text
+    finally:
+        notifier.close()
+
+
+async def test_ntfy_receives_plain_text_without_backslash_escapes(webhook_server) -> None:
+    notifier = Notifier({"phone": [f"ntfy://127.0.0.1:{webhook_server.port}/alerts"]}, timeout=10)
+    message = render(make_delivery(title="Rail-way (2025) #1 *now*", summary="A.B. & C_D"))
+    try:
+        assert (await notifier.send("phone", message)).ok
+    finally:
+        notifier.close()
+    assert webhook_server.wait_for(1)
+    sent = webhook_server.received[0]
+    assert sent["title"] == "[rail] Rail-way (2025) #1 *now*"
+    assert "A.B. & C_D" in sent["message"] and "\\" not in sent["message"]

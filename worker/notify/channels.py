@@ -369,6 +369,10 @@ class Notifier:
     def channels(self) -> tuple[str, ...]:
         return tuple(self._targets)
 
+    def body_formats(self, channel: str) -> list[str]:
+        """The body format each of the channel's URLs is sent: "html", "markdown" or "text"."""
+        return [t.body_format if t.kind == "chat" else t.kind for t in self._targets[channel]]
+
     def describe(self, channel: str) -> list[str]:
         """The channel's URLs as apprise's privacy-masked form."""
         return [t.masked for t in self._targets[channel]]
