@@ -245,6 +245,7 @@ def test_worker_check_on_mutated_configs_exits_0_or_2_with_the_file_named(tmp_pa
         assert lines and all(line.startswith(f"{path}: ") for line in lines), (n, lines)
 
 
+@pytest.mark.timeout(600)
 async def test_a_running_daemon_survives_mutated_reloads_and_still_applies_a_good_edit(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -266,12 +267,14 @@ async def test_a_running_daemon_survives_mutated_reloads_and_still_applies_a_goo
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("seed", range(5))
 def test_thousands_of_mutated_configs_never_crash_check(seed):
     check_all(cases(1000 + seed, 1000), 1000 + seed)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_a_daemon_survives_two_thousand_mutated_reloads(tmp_path: Path) -> None:
     good = fake_config(tmp_path, ["a"], every="1h")
     async with daemon_running(tmp_path, good, delay=0.01) as (daemon, runtime):
@@ -280,3 +283,33 @@ async def test_a_daemon_survives_two_thousand_mutated_reloads(tmp_path: Path) ->
         assert daemon._watcher is not None and not daemon._watcher.done()
         (tmp_path / "worker.toml").write_text(fake_config(tmp_path, ["fixed"], every="1h"))
         await wait_for(lambda: [s.name for s in runtime.config.sources] == ["fixed"], 15)
+
+
+async def test_the_config_watcher_survives_an_unexpected_error_and_applies_the_next_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A validator bug (here: RuntimeError from the parser) is a refused reload, not the end of
+    the watcher: the last good config stays, and the next edit is applied."""
+    import worker.daemon.reload as reload_module
+
+    real = reload_module.parse_config
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):  # fault injection: the first reload's validation blows up
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("validator bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reload_module, "parse_config", flaky)
+    async with daemon_running(tmp_path, fake_config(tmp_path, ["a"], every="1h"), 0.01) as (
+        daemon,
+        runtime,
+    ):
+        path = tmp_path / "worker.toml"
+        path.write_text(fake_config(tmp_path, ["b"], every="1h"))
+        await wait_for(lambda: "cannot validate it (RuntimeError)" in caplog.text, 15)
+        assert [s.name for s in runtime.config.sources] == ["a"]  # the last good config
+        path.write_text(fake_config(tmp_path, ["c"], every="1h"))
+        await wait_for(lambda: [s.name for s in runtime.config.sources] == ["c"], 15)
+        assert daemon._watcher is not None and not daemon._watcher.done()

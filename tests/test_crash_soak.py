@@ -124,6 +124,7 @@ def soak(tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: 
     }
 
 
+@pytest.mark.timeout(600)  # six program starts; minutes on a loaded machine
 def test_five_kills_during_sends_lose_nothing_and_double_at_most_one_per_channel_per_kill(
     tmp_path, sqlite_url, listing, webhook_server
 ) -> None:
@@ -134,6 +135,7 @@ def test_five_kills_during_sends_lose_nothing_and_double_at_most_one_per_channel
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_thirty_kills_during_sends_lose_nothing(tmp_path, db_url, listing, webhook_server) -> None:
     figures = soak(tmp_path, db_url, listing, webhook_server, kills=32, articles=150)
     print(f"kill -9 soak ({db_url.split(':')[0]}):", figures)
