@@ -69,7 +69,9 @@ def _pending(db_url: str) -> int:
         engine.dispose()
 
 
-def soak(tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: int) -> dict:
+def soak(
+    tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: int, timing: str
+) -> dict:
     config = _config(tmp_path, db_url, server, webhook.port, articles)
     webhook.hang(0.03)  # each send takes >= 30 ms: kills land during sends
     rng = random.Random(kills * 1009 + articles)
@@ -84,12 +86,16 @@ def soak(tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: 
         )
         before = len(webhook.received)
         deadline = time.monotonic() + 60
-        # kill after a random number of sends by this process (1 to 8), or at the deadline
-        want = before + rng.randint(1, 8)
+        # "random": once this process sends, kill it at a random moment within 0.5 s;
+        # "adversarial": the moment the receiver has the 1st to 8th request of this process,
+        # i.e. always while a send is done on the far side and not yet marked sent
+        want = before + (1 if timing == "random" else rng.randint(1, 8))
         while len(webhook.received) < want and time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
             time.sleep(rng.uniform(0.001, 0.02))
+        if timing == "random":
+            time.sleep(rng.uniform(0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         done += 1
@@ -115,6 +121,7 @@ def soak(tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: 
     doubled = sum(1 for n in received.values() if n > 1)
     extra = sum(n - 1 for n in received.values() if n > 1)
     return {
+        "timing": timing,
         "kills": done,
         "pairs": len(expected),
         "lost": len(lost),
@@ -128,7 +135,9 @@ def soak(tmp_path: Path, db_url: str, server, webhook, *, kills: int, articles: 
 def test_five_kills_during_sends_lose_nothing_and_double_at_most_one_per_channel_per_kill(
     tmp_path, sqlite_url, listing, webhook_server
 ) -> None:
-    figures = soak(tmp_path, sqlite_url, listing, webhook_server, kills=5, articles=30)
+    figures = soak(
+        tmp_path, sqlite_url, listing, webhook_server, kills=5, articles=30, timing="adversarial"
+    )
     print("kill -9 soak:", figures)
     assert figures["lost"] == 0 and figures["unexpected"] == 0
     assert figures["resends"] <= figures["kills"] * len(CHANNELS)
@@ -136,8 +145,11 @@ def test_five_kills_during_sends_lose_nothing_and_double_at_most_one_per_channel
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_thirty_kills_during_sends_lose_nothing(tmp_path, db_url, listing, webhook_server) -> None:
-    figures = soak(tmp_path, db_url, listing, webhook_server, kills=32, articles=150)
+@pytest.mark.parametrize("timing", ["random", "adversarial"])
+def test_thirty_kills_during_sends_lose_nothing(
+    tmp_path, db_url, listing, webhook_server, timing
+) -> None:
+    figures = soak(tmp_path, db_url, listing, webhook_server, kills=32, articles=150, timing=timing)
     print(f"kill -9 soak ({db_url.split(':')[0]}):", figures)
     assert figures["kills"] >= 30
     assert figures["lost"] == 0 and figures["unexpected"] == 0
