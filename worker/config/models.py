@@ -208,8 +208,6 @@ def _check_http_url(value: str) -> str:
     """An absolute http(s) URL with a host that httpx (IDNA 2008) can encode."""
     from urllib.parse import urlsplit
 
-    import httpx
-
     if len(value) > URL_MAX:
         raise ValueError(f"a URL is at most {URL_MAX} characters")
     try:
@@ -220,10 +218,16 @@ def _check_http_url(value: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise ValueError(f"{_shown(value)} is not an http(s) URL")
     try:
-        host = httpx.URL(value).host
+        host = hostname
+        if not hostname.isascii() or "xn--" in hostname:
+            # as httpx will read it (IDNA 2008, A-labels decoded); imported only then: httpx's
+            # idna tables cost ~50 ms of every `worker check`
+            import httpx
+
+            host = httpx.URL(value).host
         # what the resolver will do with it (labels of 1-63 characters, 253 in all)
         host.encode("idna")
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:  # idna.IDNAError is a ValueError
+    except Exception as exc:  # httpx.InvalidURL, idna.IDNAError (a ValueError), UnicodeError
         reason = " ".join(str(exc).split())[:120]
         raise ValueError(f"{_shown(value)} has an invalid host ({reason})") from None
     return value
