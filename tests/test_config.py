@@ -246,6 +246,11 @@ BROKEN = [
         ["x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nested more than 16 levels deep"],
     ),
     (
+        "a tab in a URL",
+        [("https://example.org/?s=x", "https://example.org/a\\tb")],
+        ["sources[0].url: a URL cannot hold a control character ('\\t' at 21)"],
+    ),
+    (
         "IDNA-invalid host",
         [("https://example.org/?s=x", "https://xn--zz.example/?s=x")],
         ["sources[0].url: 'https://xn--zz.example/?s=x' has an invalid host"],

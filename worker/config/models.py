@@ -210,6 +210,9 @@ def _check_http_url(value: str) -> str:
 
     if len(value) > URL_MAX:
         raise ValueError(f"a URL is at most {URL_MAX} characters")
+    for i, char in enumerate(value):
+        if char < " " or char == "\x7f":  # httpx refuses them (urlsplit drops tabs silently)
+            raise ValueError(f"a URL cannot hold a control character ({char!r} at {i})")
     try:
         parts = urlsplit(value)
         hostname = parts.hostname
