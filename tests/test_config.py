@@ -136,7 +136,7 @@ BROKEN = [
     ),
     (
         "http option out of range",
-        [("[channels]", "[http]\nconcurrency = 0\ntimeout = -1\n\n[channels]")],
+        [("[channels]", "[http]\nconcurrency = 0\ntimeout = 0\n\n[channels]")],
         [
             "http.concurrency: Input should be greater than or equal to 1",
             "http.timeout: Input should be greater than 0",
@@ -148,6 +148,128 @@ BROKEN = [
         ["channels.mail: environment variable WORKER_TEST_UNSET_VAR is not set"],
     ),
     ("not TOML", [("[channels]", "[channels")], ["not valid TOML"]),
+    # issue #9: values that were accepted and crashed or stalled the daemon later
+    ("every = nan", [('every = "15m"', "every = nan")], ["sources[0].every: a duration must be"]),
+    (
+        "every = inf",
+        [('every = "15m"', "every = inf")],
+        ["sources[0].every: a duration cannot be longer than 366d"],
+    ),
+    (
+        "every = 1e300",
+        [('every = "15m"', "every = 1e300")],
+        ["sources[0].every: a duration cannot be longer"],
+    ),
+    (
+        "every = a huge integer",
+        [('every = "15m"', "every = 9223372036854775807")],
+        ["sources[0].every: a duration cannot be longer"],
+    ),
+    (
+        "every = 40d",
+        [('every = "15m"', 'every = "40d"')],
+        ["sources[0].every: must be at most 30d"],
+    ),
+    (
+        "send_timeout = 0",
+        [("[channels]", "[alerts]\nsend_timeout = 0\n\n[channels]")],
+        ["alerts.send_timeout: Input should be greater than or equal to 1"],
+    ),
+    (
+        "send_timeout = nan",
+        [("[channels]", "[alerts]\nsend_timeout = nan\n\n[channels]")],
+        ["alerts.send_timeout: a duration must be"],
+    ),
+    (
+        "retry_max = -inf",
+        [("[channels]", "[alerts]\nretry_max = -inf\n\n[channels]")],
+        ["alerts.retry_max: a duration cannot be negative"],
+    ),
+    (
+        "http timeout = inf",
+        [("[channels]", "[http]\ntimeout = inf\n\n[channels]")],
+        ["http.timeout: a duration cannot be longer"],
+    ),
+    (
+        "min_delay = nan",
+        [("[channels]", '[http]\nmin_delay = "nan"\n\n[channels]')],
+        ["http.min_delay: 'nan' is not a duration"],
+    ),
+    (
+        "max_bytes = 1e300",
+        [("[channels]", "[http]\nmax_bytes = 1e300\n\n[channels]")],
+        ["http.max_bytes: "],
+    ),
+    (
+        "user_agent not ASCII",
+        [("[channels]", '[http]\nuser_agent = "wörker/1"\n\n[channels]')],
+        ["http.user_agent: must be printable ASCII (an HTTP header); character 1 is 'ö'"],
+    ),
+    (
+        "user_agent with a newline",
+        [("[channels]", '[http]\nuser_agent = "w\\r\\nX-Evil: 1"\n\n[channels]')],
+        ["http.user_agent: must be printable ASCII"],
+    ),
+    (
+        "page_url attribute",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://example.org/{page.foo}/"')],
+        ["sources[0].page_url: only a bare {page} may appear in braces, not '{page.foo}'"],
+    ),
+    (
+        "page_url index",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://example.org/{page[0]}/"')],
+        ["sources[0].page_url: only a bare {page} may appear in braces, not '{page[0]}'"],
+    ),
+    (
+        "page_url huge width",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://example.org/{page:>99999999999}/"')],
+        ["sources[0].page_url: only a bare {page} may appear in braces, not '{page:>99999999999}'"],
+    ),
+    (
+        "page_url other field",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://example.org/{page}/{0}"')],
+        ["sources[0].page_url: only a bare {page} may appear in braces, not '{0}'"],
+    ),
+    (
+        "page_url single brace",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://example.org/{page}/{"')],
+        ["sources[0].page_url: unbalanced braces"],
+    ),
+    (
+        "TOML nested 600 deep",
+        [("[channels]", "x = " + "[" * 600 + "]" * 600 + "\n[channels]")],
+        ["not valid TOML: nested too deeply"],
+    ),
+    (
+        "TOML nested 20 deep",
+        [("[channels]", "x = " + "[" * 20 + "]" * 20 + "\n[channels]")],
+        ["x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nested more than 16 levels deep"],
+    ),
+    (
+        "a tab in a URL",
+        [("https://example.org/?s=x", "https://example.org/a\\tb")],
+        ["sources[0].url: a URL cannot hold a control character ('\\t' at 21)"],
+    ),
+    (
+        "IDNA-invalid host",
+        [("https://example.org/?s=x", "https://xn--zz.example/?s=x")],
+        ["sources[0].url: 'https://xn--zz.example/?s=x' has an invalid host"],
+    ),
+    (
+        "IDNA-invalid unicode host",
+        [("https://example.org/?s=x", "https://ex\u200dample.org/")],
+        ["sources[0].url: ", "has an invalid host"],
+    ),
+    (
+        "label too long",
+        [("https://example.org/?s=x", "https://" + "a" * 64 + ".org/")],
+        ["sources[0].url: ", "has an invalid host"],
+    ),
+    (
+        "IDNA-invalid page_url host",
+        [('every = "15m"', 'every = "15m"\npage_url = "https://xn--zz.example/{page}/"')],
+        ["sources[0].page_url: ", "has an invalid host"],
+    ),
     (
         "wrong type",
         [('every = "15m"', 'every = "15m"\nalert_backfill = "yes please"')],
@@ -202,7 +324,24 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "15", "m", "1 fortnight", "-5s", "15m soon"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "15",
+        "m",
+        "1 fortnight",
+        "-5s",
+        "15m soon",
+        float("nan"),
+        float("inf"),
+        1e300,
+        "367d",
+        10**400,
+        "1" * 100 + "s",
+        True,
+    ],
+)
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -267,3 +406,40 @@ def test_an_unreachable_database_is_a_clear_error_not_a_traceback(tmp_path, caps
     assert main(["--config", str(path), "articles"]) == 1
     err = capsys.readouterr().err
     assert "database error:" in err and "Traceback" not in err and "hunter2" not in err
+
+
+def test_durations_with_units_are_accepted_wherever_seconds_are():
+    text = GOOD.replace(
+        "[channels]",
+        '[http]\ntimeout = "20s"\nmin_delay = "500ms"\n\n'
+        '[alerts]\nretry_base = "1m"\nretry_max = "2h"\nsend_timeout = "1m30s"\n\n[channels]',
+    )
+    config = parse_config(text, "w.toml", env={})
+    assert (config.http.timeout, config.http.min_delay) == (20, 0.5)
+    assert (config.alerts.retry_base, config.alerts.retry_max) == (60, 7200)
+    assert config.alerts.send_timeout == 90
+
+
+def test_a_refused_value_never_shows_an_expanded_variable_nor_url_credentials(capsys, tmp_path):
+    path = tmp_path / "w.toml"
+    path.write_text(
+        GOOD.replace(
+            "https://example.org/?s=x", "ftp://bob:${SRC_PW}@example.org/?k=${API_KEY}"
+        ).replace('every = "15m"', 'every = "${EVERY}"')
+    )
+    env = {"SRC_PW": "hunter2-pw", "API_KEY": "sk-live-123456", "EVERY": "tok-abcdef"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(path.read_text(), path, env=env)
+    text = "\n".join(info.value.problems)
+    assert "sources[0].url: 'ftp://****@example.org/?k=****' is not an http(s) URL" in text
+    assert "sources[0].every: '****' is not a duration" in text
+    for secret in env.values():
+        assert secret not in text
+
+
+def test_url_credentials_written_in_the_file_are_masked_too():
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            GOOD.replace("https://example.org/?s=x", "ftp://bob:pw-in-file@x.org/"), env={}
+        )
+    assert "'ftp://****@x.org/' is not an http(s) URL" in info.value.problems[0]

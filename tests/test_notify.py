@@ -153,7 +153,7 @@ def test_render_escape_details() -> None:
     assert "\\&amp; entities" in message.markdown
 
     message = render(make_delivery(title="[click](javascript:alert(1))"))
-    assert "\\[click\\]\\(javascript:alert\\(1\\)\\)" in message.markdown
+    assert "\\[click\\]\u200b\\(javascript:alert\\(1\\)\\)" in message.markdown
 
 
 def test_render_caps_sizes_on_word_boundaries() -> None:
@@ -220,28 +220,33 @@ async def test_email_is_multipart_alternative(smtp_server) -> None:
     assert "timesca-search" in plain and "railway, rail*" in plain
 
 
-async def test_webhook_receives_markdown(webhook_server) -> None:
+async def test_a_json_webhook_receives_plain_text_without_backslashes(webhook_server) -> None:
     notifier = Notifier({"chat": [webhook_server.url("/hook")]}, timeout=10)
-    message = render(make_delivery(title="**bold** _x_"))
+    message = render(make_delivery(title="**bold** _x_ 2025-07-03", summary="A.B. (c) #1"))
     result = await notifier.send("chat", message)
     assert result.ok and result.done == (0,)
     assert webhook_server.wait_for(1)
     body = webhook_server.received[0]
-    assert body["message"] == message.markdown
-    assert body["title"] == message.title
+    assert body["message"] == message.chat_text
+    assert body["message"].startswith("**bold** _x_ 2025-07-03\n")
+    assert "A.B. (c) #1" in body["message"] and "\\" not in body["message"]
+    assert body["title"] == "[rail] **bold** _x_ 2025-07-03"
     assert webhook_server.received_paths == ["/hook"]
 
 
-async def test_title_put_in_body_is_escaped(webhook_server) -> None:
-    # Mattermost has no title field: apprise writes the title into the Markdown body
+async def test_a_text_only_service_gets_plain_text_with_links_and_mentions_inert(
+    webhook_server,
+) -> None:
+    # Mattermost: apprise declares text only, and puts the title in the body
     notifier = Notifier({"mm": [f"mmost://127.0.0.1:{webhook_server.port}/tok3nabcdefgh"]})
-    hostile = "[click](javascript:alert(1)) <script>x</script>"
+    hostile = "[click](https://evil.example) @channel <!here> <https://evil.example|ok>"
     assert (await notifier.send("mm", render(make_delivery(title=hostile)))).ok
     assert webhook_server.wait_for(1)
     text = webhook_server.received[0]["text"]
-    assert text.startswith("\\[rail\\] \\[click\\]\\(javascript:alert\\(1\\)\\)")
-    assert "](javascript:" not in text and "<script>" not in text
-    assert "<script" not in md_to_html(text)
+    assert text.startswith("[rail] [click]\u200b(https://evil.example) @\u200bchannel")
+    assert "<\u200b!here> <\u200bhttps://evil.example|ok>" in text
+    assert "](" not in text and "@channel" not in text and "<!" not in text
+    assert "\\" not in text
 
 
 async def test_partial_failure_then_resend_with_skip(webhook_server) -> None:
@@ -253,7 +258,8 @@ async def test_partial_failure_then_resend_with_skip(webhook_server) -> None:
     first = await notifier.send("chat", message)
     assert not first.ok
     assert first.done == (0,)
-    assert first.error and "[1]" in first.error and "503" in first.error
+    bad = webhook_server.url("/bad")
+    assert first.error and first.error.startswith(f"{bad}: ") and "503" in first.error
     assert webhook_server.received_paths == ["/good"]
 
     webhook_server.recover()
@@ -643,3 +649,55 @@ async def test_a_stop_mid_send_gives_back_untried_claims_and_keeps_the_one_in_fl
     again = store.claim_due(owner="other", now=after_lease, lease=60, limit=100)
     assert [d.id for d in again] == [sending]  # its lease ran out: due again
     store.close()
+
+
+async def test_an_email_resent_after_a_crash_carries_the_same_message_id(smtp_server) -> None:
+    """Mail clients fold two messages with one Message-ID: it is derived from the delivery."""
+    notifier = Notifier({"mail": [smtp_server.url(to="desk@example.org")]}, timeout=10)
+    try:
+        for delivery in (make_delivery(7), make_delivery(7, attempts=1), make_delivery(8)):
+            assert (await notifier.send("mail", render(delivery))).ok
+    finally:
+        notifier.close()
+    assert smtp_server.wait_for(3)
+    ids = [mail["Message-ID"] for mail in smtp_server.messages]
+    assert ids[0] == ids[1] == render(make_delivery(7)).message_id
+    assert re.fullmatch(r"<worker\.7\.[0-9a-f]{16}@alerts\.invalid>", ids[0])
+    assert ids[2] != ids[0] and ids[2].startswith("<worker.8.")
+    assert all(len(mail.get_all("Message-ID")) == 1 for mail in smtp_server.messages)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mailtos://user:pw@smtp.example.org?to=desk@example.org", "email"),
+        ("console://", "console"),
+        ("ntfys://ntfy.sh/topic", "text"),
+        ("json://127.0.0.1:9/hook", "text"),
+        ("form://127.0.0.1:9/hook", "text"),
+        ("xml://127.0.0.1:9/hook", "text"),
+        ("mmost://127.0.0.1:9/tok3nabcdefgh", "text"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "markdown"),
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7F", "markdown"),
+        ("tgram://123456789:ABCdefGHIjklMNOpqrSTUvwxYZ/12345", "markdown"),
+    ],
+)
+def test_each_service_gets_the_body_format_apprise_says_it_takes(url: str, expected: str) -> None:
+    notifier = Notifier({"c": [url]}, timeout=5)
+    try:
+        assert notifier.body_formats("c") == [expected]  # email: HTML, console: plain text
+    finally:
+        notifier.close()
+
+
+async def test_ntfy_receives_plain_text_without_backslash_escapes(webhook_server) -> None:
+    notifier = Notifier({"phone": [f"ntfy://127.0.0.1:{webhook_server.port}/alerts"]}, timeout=10)
+    message = render(make_delivery(title="Rail-way (2025) #1 *now*", summary="A.B. & C_D"))
+    try:
+        assert (await notifier.send("phone", message)).ok
+    finally:
+        notifier.close()
+    assert webhook_server.wait_for(1)
+    sent = webhook_server.received[0]
+    assert sent["title"] == "[rail] Rail-way (2025) #1 *now*"
+    assert "A.B. & C_D" in sent["message"] and "\\" not in sent["message"]

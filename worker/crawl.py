@@ -388,6 +388,7 @@ async def crawl_source(
             now=clock(),
             listing_page=number,
             pass_started=begun,
+            listing_url=listing.url,
         )
         return number, listing, stored
 

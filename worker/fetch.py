@@ -215,9 +215,10 @@ class Fetcher:
     async def _attempt(self, url: str) -> Page:
         try:
             target = httpx.URL(url)
+            host = target.host  # decodes an xn-- label: idna.IDNAError (a ValueError) when bad
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise FetchError(url, f"invalid URL ({exc})") from None
-        if target.scheme not in ("http", "https") or not target.host:
+        if target.scheme not in ("http", "https") or not host:
             raise FetchError(url, "not an http(s) URL")
         for _ in range(MAX_REDIRECTS + 1):
             result = await self._request(url, target)
@@ -244,6 +245,8 @@ class Fetcher:
             raise FetchError(url, f"cannot decompress the body ({_describe(exc)})") from None
         except httpx.HTTPError as exc:  # UnsupportedProtocol, LocalProtocolError, ProxyError...
             raise FetchError(url, _describe(exc)) from None
+        except ValueError as exc:  # httpx reads a redirect's Location itself: idna.IDNAError
+            raise FetchError(url, f"redirect to an invalid URL ({_describe(exc)})") from None
         finally:
             self._slots.release()
 
@@ -344,9 +347,10 @@ def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:
         raise FetchError(url, f"HTTP {response.status_code} without a Location header")
     try:
         target = response.url.join(location)
+        host = target.host  # decodes an xn-- label: idna.IDNAError (a ValueError) when bad
     except (httpx.InvalidURL, ValueError) as exc:
         raise FetchError(url, f"redirect to an invalid URL ({exc})") from None
-    if target.scheme not in ("http", "https") or not target.host:
+    if target.scheme not in ("http", "https") or not host:
         shown = redact_url(str(target))[:200]
         raise FetchError(url, f"redirect to a non-http(s) URL {shown}")
     return target

@@ -128,10 +128,14 @@ def setup_logging(
         level = "DEBUG"
     elif quiet:
         level = "WARNING"
+    from worker.logmask import MaskingFilter, quiet_third_parties
+
     handler = StderrHandler()
     handler.setFormatter(formatter_for(fmt))
+    handler.addFilter(MaskingFilter())  # secrets never reach the log, whoever logs them
     STATUS_LINE.enabled = fmt == "text" and not quiet
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    quiet_third_parties(logging.getLogger().level)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{self.path}: {p}" for p in self.problems))
 
 
+MAX_DEPTH = 16  # tables and arrays nested in one another; the config itself needs 4
+MAX_CONFIG_CHARS = 4_000_000  # a config file larger than this is a mistake (the shipped one: 3 kB)
+_MASK = "****"
+# every value a config put in from the environment, in this process (the log filter masks them)
+_EXPANDED: set[str] = set()
+_CREDENTIALS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"]*@")
+
+
 def _loc(parts: Iterable[str | int]) -> str:
     out = ""
     for part in parts:
@@ -39,22 +48,64 @@ def _loc(parts: Iterable[str | int]) -> str:
 
 
 def _expand(
-    value: Any, loc: tuple[str | int, ...], env: dict[str, str], problems: list[str]
+    value: Any,
+    loc: tuple[str | int, ...],
+    env: dict[str, str],
+    problems: list[str],
+    expanded: set[str],
 ) -> Any:
+    """`value` with `${VAR}` replaced; each value put in is added to `expanded` (to be masked in
+    messages: it may be a secret)."""
     if isinstance(value, str):
 
         def lookup(name: str) -> str | None:
             if name not in env:
                 problems.append(f"{_loc(loc)}: environment variable {name} is not set")
                 return None
+            expanded.add(env[name])
             return env[name]
 
         return substitute(value, lookup)  # percent-encoded inside a URL's user info and query
     if isinstance(value, dict):
-        return {k: _expand(v, (*loc, k), env, problems) for k, v in value.items()}
+        return {k: _expand(v, (*loc, k), env, problems, expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, (*loc, i), env, problems) for i, v in enumerate(value)]
+        return [_expand(v, (*loc, i), env, problems, expanded) for i, v in enumerate(value)]
     return value
+
+
+def expanded_values() -> frozenset[str]:
+    """Every value `${VAR}` put into a config parsed by this process: taken for secrets."""
+    return frozenset(_EXPANDED)
+
+
+def _too_deep(raw: dict[str, Any]) -> str | None:
+    """The key of the first value nested more than MAX_DEPTH levels deep, else None (walked
+    without recursion: the limit is what keeps the validators' recursion safe)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(raw, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return _loc(loc[:MAX_DEPTH])
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+    return None
+
+
+def mask_problem(problem: str, expanded: Iterable[str] = ()) -> str:
+    """A problem line fit to print or log: URL credentials and every `${VAR}`-expanded value
+    (longest first) in the part after the key replaced by ****."""
+    key, sep, rest = problem.partition(": ")
+    if not sep:
+        key, rest = "", problem
+    for value in sorted((v for v in set(expanded) if len(v) >= 3), key=len, reverse=True):
+        rest = rest.replace(value, _MASK)
+        shown = repr(value)[1:-1]  # as it appears inside a repr()
+        if shown != value:
+            rest = rest.replace(shown, _MASK)
+    rest = _CREDENTIALS_RE.sub(rf"\1{_MASK}@", rest)
+    return f"{key}{sep}{rest}"
 
 
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
@@ -188,12 +239,23 @@ def parse_config(
     send (`check_channel_urls`).
     """
     env = dict(os.environ) if env is None else env
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(path, [f"the file is larger than {MAX_CONFIG_CHARS:,} characters"])
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+        raise ConfigError(path, [mask_problem(f"not valid TOML: {exc}")]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(
+            path, [f"not valid TOML: nested too deeply (at most {MAX_DEPTH})"]
+        ) from None
+    deep = _too_deep(raw)
+    if deep is not None:
+        raise ConfigError(path, [f"{deep}: nested more than {MAX_DEPTH} levels deep"])
     problems: list[str] = []
-    raw = _expand(raw, (), env, problems)
+    expanded: set[str] = set()
+    raw = _expand(raw, (), env, problems, expanded)
+    _EXPANDED.update(expanded)
     if problems:
         raise ConfigError(path, problems)
     if env.get("WORKER_DATABASE"):  # overrides the file's; a relative path is the caller's
@@ -203,14 +265,15 @@ def parse_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(path, format_validation_error(exc)) from None
-    problems = _cross_checks(config, check_channels=check_channels)
-    database_problem = check_database_url(config.database)
-    if database_problem:
-        key = "database (from $WORKER_DATABASE)" if env.get("WORKER_DATABASE") else "database"
-        problems.insert(0, f"{key}: {database_problem}")
+        problems = format_validation_error(exc)
+    else:
+        problems = _cross_checks(config, check_channels=check_channels)
+        database_problem = check_database_url(config.database)
+        if database_problem:
+            key = "database (from $WORKER_DATABASE)" if env.get("WORKER_DATABASE") else "database"
+            problems.insert(0, f"{key}: {database_problem}")
     if problems:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, [mask_problem(p, expanded) for p in problems])
     return config
 
 

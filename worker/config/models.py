@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,9 @@ from worker import USER_AGENT
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# No duration in the config means anything beyond a year; a bound keeps nan, inf and 1e300 out
+# of the scheduler, asyncio.timeout() and datetime arithmetic (which raise OverflowError).
+MAX_DURATION = 366 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
@@ -25,9 +29,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '15m', '1h' or '30s'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if len(text) > 64:
+            raise ValueError("a duration is at most 64 characters (e.g. '1h30m')")
         parts = _DURATION_RE.findall(text)
         if not text or "".join(n + u for n, u in parts).lower() != text.lower():
             raise ValueError(
@@ -36,8 +45,12 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
     else:
         raise ValueError("expected a duration such as '15m', '1h' or '30s'")
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number of seconds, not nan")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError("a duration cannot be longer than 366d")
     return seconds
 
 
@@ -138,13 +151,8 @@ class SourceConfig(Frozen):
     def _page_template(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if "{page}" not in value:
-            raise ValueError("must contain {page}, e.g. 'https://example.org/page/{page}/'")
-        try:
-            filled = value.format(page=2)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{page}} may appear in braces ({exc})") from None
-        _check_http_url(filled)
+        check_page_template(value)
+        _check_http_url(value.format(page=2))
         return value
 
     @field_validator("every")
@@ -152,6 +160,8 @@ class SourceConfig(Frozen):
     def _every_min(cls, value: float | None) -> float | None:
         if value is not None and value < 1:
             raise ValueError("must be at least 1s")
+        if value is not None and value > MAX_EVERY:
+            raise ValueError("must be at most 30d")
         return value
 
     @field_validator("reconcile")
@@ -186,13 +196,76 @@ class SourceConfig(Frozen):
         return self.every if self.every is not None else 900.0
 
 
+MAX_EVERY = 30 * 86400.0  # seconds; a longer interval is a mistake (cron covers rare passes)
+URL_MAX = 2048
+
+
+def check_page_template(value: str) -> None:
+    """`value` may hold one kind of replacement field only: a bare `{page}` (no attribute, index,
+    conversion or format spec: `{page:>99999999999}` would build a string of 100 GB). `{{` and
+    `}}` stand for braces."""
+    import string
+
+    try:
+        fields = [
+            (name, spec, conv)
+            for _, name, spec, conv in string.Formatter().parse(value)
+            if name is not None
+        ]
+    except ValueError as exc:  # a single "{" or "}"
+        raise ValueError(f"unbalanced braces ({exc}); write {{{{ and }}}} for a brace") from None
+    bad = [f for f in fields if f != ("page", "", None)]
+    if bad:
+        name, spec, conv = bad[0]
+        shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+        raise ValueError(f"only a bare {{page}} may appear in braces, not {shown[:40]!r}")
+    if not fields:
+        raise ValueError("must contain {page}, e.g. 'https://example.org/page/{page}/'")
+
+
 def _check_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host that httpx (IDNA 2008) can encode."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL")
+    if len(value) > URL_MAX:
+        raise ValueError(f"a URL is at most {URL_MAX} characters")
+    for i, char in enumerate(value):
+        if char < " " or char == "\x7f":  # httpx refuses them (urlsplit drops tabs silently)
+            raise ValueError(f"a URL cannot hold a control character ({char!r} at {i})")
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"{_shown(value)} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise ValueError(f"{_shown(value)} is not an http(s) URL")
+    try:
+        host = hostname
+        if not hostname.isascii() or "xn--" in hostname:
+            # as httpx will read it (IDNA 2008, A-labels decoded); imported only then: httpx's
+            # idna tables cost ~50 ms of every `worker check`
+            import httpx
+
+            host = httpx.URL(value).host
+        # what the resolver will do with it (labels of 1-63 characters, 253 in all)
+        host.encode("idna")
+    except Exception as exc:  # httpx.InvalidURL, idna.IDNAError (a ValueError), UnicodeError
+        reason = " ".join(str(exc).split())[:120]
+        raise ValueError(f"{_shown(value)} has an invalid host ({reason})") from None
     return value
+
+
+def _shown(url: str) -> str:
+    """A URL fit for a message: credentials masked, cut at 200 characters."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            url = url.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2], 1)
+    except ValueError:
+        pass
+    return repr(url if len(url) <= 200 else url[:199] + "…")
 
 
 class WatchlistConfig(Frozen):
@@ -216,24 +289,37 @@ class WatchlistConfig(Frozen):
 
 
 class HttpConfig(Frozen):
-    user_agent: str = USER_AGENT
-    timeout: float = Field(default=20.0, gt=0, le=600)
-    min_delay: float = Field(default=1.0, ge=0, le=3600)
+    user_agent: str = Field(default=USER_AGENT, min_length=1, max_length=512)
+    timeout: Duration = Field(default=20.0, gt=0, le=600)
+    min_delay: Duration = Field(default=1.0, ge=0, le=3600)
     concurrency: int = Field(default=4, ge=1, le=64)
     retries: int = Field(default=3, ge=0, le=10)
-    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=1024**3)
+
+    @field_validator("user_agent")
+    @classmethod
+    def _header_value(cls, value: str) -> str:
+        return check_header_value(value)
+
+
+def check_header_value(value: str) -> str:
+    """An HTTP header value: printable ASCII and spaces (httpx encodes headers as ASCII)."""
+    for i, char in enumerate(value):
+        if not " " <= char <= "~":
+            raise ValueError(f"must be printable ASCII (an HTTP header); character {i} is {char!r}")
+    return value
 
 
 class AlertsConfig(Frozen):
-    retry_base: Duration = 30.0
-    retry_max: Duration = 3600.0
+    retry_base: Duration = Field(default=30.0, ge=0, le=86400)
+    retry_max: Duration = Field(default=3600.0, ge=0, le=7 * 86400)
     max_attempts: int = Field(default=10, ge=1, le=100)
-    send_timeout: Duration = 60.0
+    send_timeout: Duration = Field(default=60.0, ge=1, le=3600)
 
 
 class HttpStatusConfig(Frozen):
     port: int = Field(default=0, ge=0, le=65535)  # 0 = off
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
 
 
 class LoggingConfig(Frozen):

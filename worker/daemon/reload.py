@@ -34,31 +34,41 @@ class ReloadMixin(ScheduleMixin):
             return None
 
     async def _watch_config(self) -> None:
-        """Reload when the file's content changes (in place or by rename) within ~1.5 s."""
+        """Reload when the file's content changes (in place or by rename) within ~1.5 s.
+
+        Nothing ends this loop but the stop: an error in one check is logged and the next check
+        runs a second later, on the last good config."""
         while not self.stopping.is_set():
             await _wait_any((self.stopping,), seconds=CONFIG_POLL)
             if self.stopping.is_set():
                 return
-            data = await asyncio.to_thread(self._read)
-            if data is None:
-                if not self._missing_logged:
-                    log.warning(
-                        "config file %s cannot be read; keeping the last good config",
-                        self.config_path,
-                    )
-                    self._missing_logged = True
-                continue
-            self._missing_logged = False
-            if hashlib.sha256(data).digest() == self._config_digest:
-                continue
-            # let an editor finish writing: read until two reads CONFIG_SETTLE apart agree
-            for _ in range(CONFIG_SETTLE_MAX):
-                await asyncio.sleep(CONFIG_SETTLE)
-                again = await asyncio.to_thread(self._read)
-                if again is None or again == data:
-                    break
-                data = again
-            await self.reload(data)
+            try:
+                await self._check_config_file()
+            except Exception:
+                log.exception("config watcher: check failed; keeping the last good config")
+
+    async def _check_config_file(self) -> None:
+        """One look at the file: reload it when its content changed."""
+        data = await asyncio.to_thread(self._read)
+        if data is None:
+            if not self._missing_logged:
+                log.warning(
+                    "config file %s cannot be read; keeping the last good config",
+                    self.config_path,
+                )
+                self._missing_logged = True
+            return
+        self._missing_logged = False
+        if hashlib.sha256(data).digest() == self._config_digest:
+            return
+        # let an editor finish writing: read until two reads CONFIG_SETTLE apart agree
+        for _ in range(CONFIG_SETTLE_MAX):
+            await asyncio.sleep(CONFIG_SETTLE)
+            again = await asyncio.to_thread(self._read)
+            if again is None or again == data:
+                break
+            data = again
+        await self.reload(data)
 
     async def reload(self, data: bytes | None = None) -> bool:
         """Validate the config file (or `data`, its content) and apply the difference.
@@ -81,6 +91,15 @@ class ReloadMixin(ScheduleMixin):
                         problem,
                     )
                 self.metrics.observe_reload(False, [f"{exc.path}: {p}" for p in exc.problems])
+                return False
+            except Exception as exc:  # a validator's bug: refused like an invalid config
+                log.error(
+                    "config reload refused, keeping the last good config: %s: "
+                    "cannot validate it (%s)",
+                    self.config_path,
+                    type(exc).__name__,
+                )
+                self.metrics.config_reloads.labels(outcome="invalid").inc()
                 return False
             try:
                 await self._apply(new)

@@ -121,6 +121,29 @@ def _scheme(url: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+# The Message-ID of the email this (notify) thread is sending: apprise makes one with
+# email.utils.make_msgid for each message it builds; ours replaces it while we send.
+_message_ids = threading.local()
+
+
+def _install_message_ids() -> None:
+    """Make apprise's email plugin use the Message-ID of the alert being sent (see render)."""
+    try:
+        from apprise.plugins.email import base as email_base
+    except ImportError:  # pragma: no cover - another apprise layout: its own Message-IDs
+        return
+    original = getattr(email_base, "make_msgid", None)
+    if original is None or getattr(original, "_worker", False):  # pragma: no cover
+        return
+
+    def make_msgid(*args: Any, **kwargs: Any) -> str:
+        wanted = getattr(_message_ids, "value", None)
+        return wanted if wanted else original(*args, **kwargs)
+
+    make_msgid._worker = True  # type: ignore[attr-defined]
+    email_base.make_msgid = make_msgid
+
+
 @functools.cache
 def _apprise() -> ModuleType:
     """apprise, imported on first use (with its plugin scan it costs ~0.4 s of start-up, which a
@@ -128,6 +151,7 @@ def _apprise() -> ModuleType:
     import apprise
 
     _register_console()
+    _install_message_ids()
     return apprise
 
 
@@ -193,6 +217,27 @@ class _Target:
     masked: str
     kind: str  # "email", "console" or "chat"
     title_in_body: bool  # the service has no title field: apprise puts the title in the body
+    body_format: str = "markdown"  # what we send it: "html", "markdown" or "text"
+
+
+def body_format_for(kind: str, formats: Sequence[str]) -> str:
+    """The body format to send a service, from the formats its apprise plugin declares (its
+    `notify_format`, the first being its default): HTML for email, plain text for the console;
+    Markdown for a chat service that takes it, except a generic endpoint that takes every
+    format alike (json://, form://, xml://), which gets its default; else the one it takes."""
+    if kind == "email":
+        return "html"
+    if kind == "console" or not formats:
+        return "text"
+    if "markdown" in formats and not {"text", "html", "markdown"} <= set(formats):
+        return "markdown"
+    return formats[0] if formats[0] in ("text", "markdown", "html") else "text"
+
+
+def _declared_formats(plugin: Any) -> list[str]:
+    declared = getattr(plugin, "notify_format", None)
+    items = declared if isinstance(declared, list | tuple | set) else [declared]
+    return [str(getattr(f, "value", f)).lower() for f in items if f is not None]
 
 
 def _target(url: str, timeout: float) -> _Target | None:
@@ -214,7 +259,35 @@ def _target(url: str, timeout: float) -> _Target | None:
     # chat services keep their own pace, capped at MAX_SEND_INTERVAL.
     current = float(getattr(plugin, "request_rate_per_sec", 0) or 0)
     plugin.request_rate_per_sec = 0 if kind != "chat" else min(current, MAX_SEND_INTERVAL)
-    return _Target(app, masked, kind, title_in_body=plugin.title_maxlen <= 0)
+    if scheme in DISCORD_SCHEMES:
+        _no_discord_mentions(plugin)
+    return _Target(
+        app,
+        masked,
+        kind,
+        title_in_body=plugin.title_maxlen <= 0,
+        body_format=body_format_for(kind, _declared_formats(plugin)),
+    )
+
+
+DISCORD_SCHEMES = frozenset({"discord"})
+
+
+def _no_discord_mentions(plugin: Any) -> None:
+    """Every Discord webhook post carries `allowed_mentions: {"parse": []}`: Discord then pings
+    nobody, whatever the text holds (its default parses @everyone, @here, users and roles)."""
+    send = getattr(plugin, "_send", None)
+    if send is None or getattr(send, "_worker_no_mentions", False):  # pragma: no cover
+        return
+
+    def send_without_mentions(payload: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(payload, dict):
+            payload.pop("allow_mentions", None)
+            payload["allowed_mentions"] = {"parse": []}
+        return send(payload, *args, **kwargs)
+
+    send_without_mentions._worker_no_mentions = True  # type: ignore[attr-defined]
+    plugin._send = send_without_mentions
 
 
 def _short(text: str) -> str:
@@ -230,16 +303,25 @@ def _send_blocking(target: _Target, message: Message) -> str | None:
         body, fmt, title = message.html, NotifyFormat.HTML, message.title
         if target.title_in_body:
             title = escape_html(title)
+        _message_ids.value = message.message_id
     elif target.kind == "console":
         body, fmt, title = message.text, NotifyFormat.TEXT, message.title
-    else:
-        body, fmt, title = message.markdown, NotifyFormat.MARKDOWN, message.title
+    elif target.body_format == "markdown":
+        body, fmt, title = message.markdown, NotifyFormat.MARKDOWN, message.chat_title
         if target.title_in_body:  # apprise makes it a Markdown heading: escape it
             title = escape_markdown(title)
+    elif target.body_format == "html":
+        body, fmt, title = message.html, NotifyFormat.HTML, message.chat_title
+        if target.title_in_body:
+            title = escape_html(title)
+    else:
+        body, fmt, title = message.chat_text, NotifyFormat.TEXT, message.chat_title
     try:
         result = target.app.notify(body=body, title=title, body_format=fmt)
     except Exception as exc:  # a plugin bug must fail this URL, not the caller
         return f"{type(exc).__name__}: {_short(str(exc))}"
+    finally:
+        _message_ids.value = None
     if result:
         return None
     reasons = [
@@ -287,6 +369,10 @@ class Notifier:
     def channels(self) -> tuple[str, ...]:
         return tuple(self._targets)
 
+    def body_formats(self, channel: str) -> list[str]:
+        """The body format each of the channel's URLs is sent: "html", "markdown" or "text"."""
+        return [t.body_format if t.kind == "chat" else t.kind for t in self._targets[channel]]
+
     def describe(self, channel: str) -> list[str]:
         """The channel's URLs as apprise's privacy-masked form."""
         return [t.masked for t in self._targets[channel]]
@@ -322,15 +408,16 @@ class Notifier:
                 task.cancel()
             raise
         for i, task in tasks.items():
+            where = targets[i].masked.partition("?")[0]  # the URL as apprise masks it
             if not task.done():
                 task.cancel()  # the thread runs on to its socket timeouts (capped); ignored
-                errors.append(f"[{i}] timed out after {time.monotonic() - started:.0f}s")
+                errors.append(f"{where}: timed out after {time.monotonic() - started:.0f}s")
             elif task.cancelled():
-                errors.append(f"[{i}] cancelled")
+                errors.append(f"{where}: cancelled")
             elif (exc := task.exception()) is not None:
-                errors.append(f"[{i}] {type(exc).__name__}")
+                errors.append(f"{where}: {type(exc).__name__}")
             elif (reason := task.result()) is not None:
-                errors.append(f"[{i}] {reason}")
+                errors.append(f"{where}: {reason}")
             else:
                 done.add(i)
         if errors:

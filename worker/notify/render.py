@@ -24,6 +24,16 @@ KEYWORDS_MAX = 20
 # that can start or close Markdown syntax (emphasis, links, code, headings, lists, tables, HTML,
 # strikethrough, raw HTML, entities).
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+# Chat services act on some plain text whatever the format: `@everyone`/`@here` (Discord),
+# `<!channel>`/`<!here>`/`<@U123>` and `<https://evil|shown text>` (Slack, Mattermost),
+# `@channel`/`@all` (Mattermost), `[shown text](https://evil)` (Markdown, and Discord and
+# Mattermost in plain text too). A zero-width space after the `@` or `<`, or between `]` and
+# `(`, keeps the text readable and makes it inert; backslashes would show in text-only services.
+ZWSP = "\u200b"
+_MENTION_RE = re.compile(
+    r"(?i)(@)(?=(?:everyone|here|channel|all|group)\b)|(<)(?=[!@#&]|[a-z][a-z0-9+.-]*:)"
+)
+_LINK_RE = re.compile(r"(\])(\s*\()")
 # Characters left as they are in a link target; everything else is percent-encoded, including
 # ( ) < > and whitespace, so that the URL cannot close a Markdown link or autolink.
 _URL_SAFE = ":/?#@!$&'*+,;=%-._~[]"
@@ -31,10 +41,19 @@ _URL_SAFE = ":/?#@!$&'*+,;=%-._~[]"
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    title: str  # "[watchlist] Article title" (plain text, one line)
-    markdown: str  # for chat channels
+    title: str  # "[watchlist] Article title" (plain text, one line): email subjects, console
+    markdown: str  # for chat channels that take Markdown
     html: str  # for email, an HTML body
     text: str  # plain text (email's text part, console)
+    chat_title: str = ""  # the title for chat: mentions and links made inert (plain text)
+    chat_text: str = ""  # plain text for text-only chat services (ntfy, json...): inert too
+    message_id: str | None = None  # the email Message-ID: one per delivery, the same on a resend
+
+    def __post_init__(self) -> None:
+        if not self.chat_title:
+            object.__setattr__(self, "chat_title", inert(self.title))
+        if not self.chat_text:
+            object.__setattr__(self, "chat_text", inert(self.text))
 
 
 def clean(text: str, limit: int) -> str:
@@ -47,6 +66,12 @@ def clean(text: str, limit: int) -> str:
     if space >= limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:.-") + "…"
+
+
+def inert(text: str) -> str:
+    """`text` with mass mentions, chat mentions and Markdown or Slack links made inert by a
+    zero-width space; otherwise unchanged (for plain text and, before escaping, Markdown)."""
+    return _LINK_RE.sub(rf"\1{ZWSP}\2", _MENTION_RE.sub(rf"\1\2{ZWSP}", text))
 
 
 def escape_markdown(text: str) -> str:
@@ -91,21 +116,24 @@ def render(delivery: Delivery) -> Message:
     full_title = f"[{watchlist}] {title}"
 
     # --- Markdown (chat) ---
-    md_kw = ", ".join(escape_markdown(k) for k in keywords) or "none"
+    def md(text: str) -> str:
+        return escape_markdown(inert(text))
+
+    md_kw = ", ".join(md(k) for k in keywords) or "none"
     if link:
         md_link = f"<{link}>"
     else:
-        md_link = f"{escape_markdown(raw_link)} (not an http(s) link)"
+        md_link = f"{md(raw_link)} (not an http(s) link)"
     md_lines = [
-        f"**{escape_markdown(title)}**",
+        f"**{md(title)}**",
         "",
         f"- Link: {md_link}",
-        f"- Source: {escape_markdown(source)}",
-        f"- Published: {escape_markdown(published)}",
+        f"- Source: {md(source)}",
+        f"- Published: {md(published)}",
         f"- Keywords: {md_kw}",
     ]
     if summary:
-        md_lines += ["", escape_markdown(summary)]
+        md_lines += ["", md(summary)]
     markdown = "\n".join(md_lines)
 
     # --- HTML (email) ---
@@ -142,8 +170,32 @@ def render(delivery: Delivery) -> Message:
     if summary:
         text_lines += ["", summary]
     text = "\n".join(text_lines)
+    # the same for chat services that take plain text; the link is ours (checked http(s)), so
+    # only a link that is not one is made inert
+    chat_lines = [inert(line) for line in text_lines]
+    if link:
+        chat_lines[2] = f"Link: {link}"
 
-    return Message(title=full_title, markdown=markdown, html=html_body, text=text)
+    return Message(
+        title=full_title,
+        markdown=markdown,
+        html=html_body,
+        text=text,
+        chat_title=inert(full_title),
+        chat_text="\n".join(chat_lines),
+        message_id=message_id(delivery),
+    )
+
+
+def message_id(delivery: Delivery) -> str:
+    """`<worker.ID.DIGEST@alerts.invalid>`: derived from the delivery (its id, and a digest of
+    its article, watchlist and channel, so that two databases' ids do not collide), so a resend
+    after a crash carries the same Message-ID and mail clients show it once."""
+    import hashlib
+
+    key = f"{delivery.id}\n{delivery.article_url}\n{delivery.watchlist}\n{delivery.channel}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"<worker.{delivery.id}.{digest}@alerts.invalid>"
 
 
 def alert_test_message(channel: str) -> Message:

@@ -5,15 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from worker.models import Delivery
 from worker.store.engine import StoreBase, StoreError
 from worker.store.helpers import _aware, _cut
-from worker.store.tables import UTCDateTime, articles, deliveries, matches
+from worker.store.tables import UTCDateTime, article_sources, articles, deliveries, matches
 
 log = logging.getLogger(__name__)
+
+
+def _text_for(row: Any, listings: Sequence[Any]) -> Any:
+    """The text a delivery shows: that of the source that queued it, unless that listing is on
+    another host than the article and the article's own site listed it too (then the site's).
+    Rows from before migration 0003 have no listing text: the article's text, first source."""
+    queued = next((x for x in listings if x.source == row.queued_by), None)
+    if queued is None or not queued.own:
+        queued = next((x for x in listings if x.own), queued)
+    if queued is None or queued.title is None:
+        return row
+    return queued
 
 
 class QueueMixin(StoreBase):
@@ -81,6 +94,8 @@ class QueueMixin(StoreBase):
                     a.c.summary,
                     a.c.published,
                     a.c.source,
+                    a.c.id.label("article_id"),
+                    d.c.source.label("queued_by"),
                     m.c.keywords,
                 )
                 .join(a, a.c.id == d.c.article_id)
@@ -91,22 +106,35 @@ class QueueMixin(StoreBase):
                 .order_by(d.c.id)
             )
             rows = conn.execute(query).all()
-        return [
-            Delivery(
-                id=row.id,
-                watchlist=row.watchlist,
-                channel=row.channel,
-                attempts=row.attempts,
-                article_url=row.url,
-                title=row.title,
-                summary=row.summary,
-                published=row.published,
-                source=row.source,
-                keywords=tuple(row.keywords or ()),
-                done_targets=tuple(int(i) for i in row.done_targets or ()),
+            s = article_sources
+            listings: dict[int, list[Any]] = {}
+            for listing in conn.execute(
+                sa.select(
+                    s.c.article_id, s.c.source, s.c.title, s.c.summary, s.c.published, s.c.own
+                )
+                .where(s.c.article_id.in_(sorted({row.article_id for row in rows})))
+                .order_by(s.c.article_id, s.c.first_seen, s.c.source)
+            ):
+                listings.setdefault(listing.article_id, []).append(listing)
+        deliveries_out = []
+        for row in rows:
+            text = _text_for(row, listings.get(row.article_id, []))
+            deliveries_out.append(
+                Delivery(
+                    id=row.id,
+                    watchlist=row.watchlist,
+                    channel=row.channel,
+                    attempts=row.attempts,
+                    article_url=row.url,
+                    title=text.title,
+                    summary=text.summary,
+                    published=text.published,
+                    source=text.source,
+                    keywords=tuple(row.keywords or ()),
+                    done_targets=tuple(int(i) for i in row.done_targets or ()),
+                )
             )
-            for row in rows
-        ]
+        return deliveries_out
 
     def mark_sent(self, delivery_id: int, *, at: datetime) -> None:
         """The delivery went out: it is never claimed again. A second call changes nothing."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -19,6 +20,20 @@ from worker.store.helpers import _aware, _chunks, _utcnow
 from worker.store.tables import article_sources, articles, deliveries, matches
 
 log = logging.getLogger(__name__)
+
+
+def _host(url: str) -> str | None:
+    """An http(s) URL's host without a leading `www.` (lower case), or None."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
+def _own_host(listing_url: str | None) -> str | None:
+    return _host(listing_url) if listing_url else None
+
 
 MAX_URL_CHARS = 2048  # longer URLs are not stored (a PostgreSQL btree entry must stay < 2.7 kB)
 
@@ -99,6 +114,7 @@ class _PageStatements:
     insert_articles: _Insert  # RETURNING (url, id) of the rows inserted
     select_ids: sa.Select[str, int]  # (url, id) for :urls (an expanding IN list)
     insert_listings: _Insert  # RETURNING article_id of the rows inserted
+    own_text: sa.Update  # an article's text replaced by its own site's (see store_page)
     insert_matches: _Insert
     insert_deliveries: _Insert  # RETURNING id of the rows inserted
 
@@ -120,10 +136,24 @@ def _page_statements(dialect: str) -> _PageStatements:
         insert_listings=_insert(
             dialect,
             article_sources,
-            ("article_id",),
+            ("article_id", "title", "summary", "published", "own"),
             ("source", "first_seen", "page", "pass_started"),
             key=("article_id", "source"),
             returning=("article_id",),
+        ),
+        own_text=sa.update(articles)
+        .where(
+            articles.c.id == sa.bindparam("b_id"),
+            ~sa.exists().where(
+                article_sources.c.article_id == articles.c.id,
+                article_sources.c.own,
+                article_sources.c.source != sa.bindparam("b_source"),
+            ),
+        )
+        .values(
+            title=sa.bindparam("b_title"),
+            summary=sa.bindparam("b_summary"),
+            published=sa.bindparam("b_published"),
         ),
         insert_matches=_insert(
             dialect,
@@ -137,7 +167,7 @@ def _page_statements(dialect: str) -> _PageStatements:
             dialect,
             deliveries,
             ("article_id", "watchlist", "channel"),
-            ("created",),
+            ("created", "source"),
             constants={  # in the SQL text: no parameters to bind for them on every row
                 "status": sa.literal_column("'pending'"),
                 "attempts": sa.literal_column("0"),
@@ -163,6 +193,7 @@ class PagesMixin(StoreBase):
         now: datetime | None = None,
         listing_page: int | None = None,
         pass_started: datetime | None = None,
+        listing_url: str | None = None,
     ) -> PageStored:
         """Store one listing page in one transaction; queue alerts for what is new to `source`.
 
@@ -173,6 +204,11 @@ class PagesMixin(StoreBase):
         transactions never wait on each other in a cycle (no deadlock on PostgreSQL).
         `listing_page` (its number) and `pass_started` (when the pass began) are kept
         with each listing new to `source`, for `worker why`.
+
+        Each listing keeps the text its source showed; a delivery shows the text of the source
+        that queued it. `listing_url` is the page's URL: an item on the same host (`www.` aside)
+        is the site's "own" text, which replaces text an article was first stored with from a
+        listing on another host, and which alerts prefer to any other host's text.
         """
         now = _aware(now, "now") if now is not None else _utcnow()
         page: dict[str, Item] = {}
@@ -202,6 +238,7 @@ class PagesMixin(StoreBase):
             # (iter(): a Result has keys(), which dict() would take for a mapping's)
             ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params)))
             new_articles = len(ids)
+            inserted = set(ids.values())
             # (2) the ids of those stored before
             if new_articles < len(urls):
                 stored = [url for url in urls if url not in ids]
@@ -213,12 +250,36 @@ class PagesMixin(StoreBase):
                     )
             # (3) which of them this source lists for the first time
             insert = stmts.insert_listings
-            listed = [{"article_id": article_id} for article_id in sorted(ids.values())]
+            own = _own_host(listing_url)
+            listed = [
+                {
+                    "article_id": ids[url],
+                    "title": (item := page[url]).title,
+                    "summary": item.summary,
+                    "published": item.published,
+                    "own": own is not None and _host(url) == own,
+                }
+                for url in sorted(page, key=ids.__getitem__)
+            ]
             params = insert.params(
                 listed, source=source, first_seen=now, page=listing_page, pass_started=pass_started
             )
             new_ids = set(conn.execute(insert.stmt, params).scalars())
             new_for_source = tuple(url for url in page if ids[url] in new_ids)
+            # an article stored from another host's listing gets its own site's text
+            retext = [
+                {
+                    "b_id": row["article_id"],
+                    "b_source": source,
+                    "b_title": row["title"],
+                    "b_summary": row["summary"],
+                    "b_published": row["published"],
+                }
+                for row in listed
+                if row["own"] and row["article_id"] in new_ids and row["article_id"] not in inserted
+            ]
+            if retext:  # (rare: only the first time a site lists what another host listed)
+                conn.execute(stmts.own_text, retext)
 
             # (4) matches and deliveries for the new ones
             match_rows: dict[tuple[int, str], dict[str, Any]] = {}
@@ -248,7 +309,7 @@ class PagesMixin(StoreBase):
                     {"article_id": article_id, "watchlist": watchlist, "channel": channel}
                     for article_id, watchlist, channel in sorted(delivery_keys)
                 ]
-                params = insert.params(rows, created=now)
+                params = insert.params(rows, created=now, source=source)
                 alerts_queued = len(conn.execute(insert.stmt, params).all())
         return PageStored(
             new_for_source=new_for_source,

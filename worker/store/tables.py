@@ -122,6 +122,12 @@ article_sources = sa.Table(
     # where the source first listed it (`worker why`); NULL for rows stored before 0004_i16ops
     sa.Column("page", sa.Integer, nullable=True),  # listing page number, 1 = the first
     sa.Column("pass_started", UTCDateTime, nullable=True),  # when that pass began
+    # the text this source showed (NULL in rows stored before migration 0005_i9: articles' text),
+    # and whether the source's listing is on the article's own host ("own" text)
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("published", UTCDateTime, nullable=True),
+    sa.Column("own", sa.Boolean, nullable=False, server_default=sa.false()),
     # list_articles(source=...)
     sa.Index(None, "source", "article_id"),
     # urls_listed_since (resuming an unfinished pass)
@@ -165,6 +171,8 @@ deliveries = sa.Table(
     sa.Column("done_targets", sa.JSON, nullable=False),  # indexes of the channel's URLs done
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # the source whose listing queued it: the alert shows the text that source showed
+    sa.Column("source", sa.Text, nullable=True),
     sa.UniqueConstraint("article_id", "watchlist", "channel"),
     # named as migration 0001 created it (the naming convention prefixed its name a second
     # time), so that a database created from this module and a migrated one are the same
