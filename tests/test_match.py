@@ -12,10 +12,10 @@ from typing import Any
 import pydantic
 import pytest
 
-from worker.match import matcher as matcher_module
-from worker.match import text as text_module
 from worker.config import WatchlistConfig
 from worker.match import Keyword, Matcher, fold, parse_keyword, words
+from worker.match import matcher as matcher_module
+from worker.match import text as text_module
 
 CASES = tomllib.loads((Path(__file__).parent / "cases" / "match.toml").read_text("utf-8"))["case"]
 

@@ -179,7 +179,7 @@ def _check_http_url(value: str) -> str:
 class WatchlistConfig(Frozen):
     name: str = Field(pattern=NAME_RE, max_length=100)
     keywords: list[str] | None = Field(default=None, min_length=1)
-    query: str | None = Field(default=None, min_length=1)  # the query language: README
+    query: str | None = None  # the query language: see the README
     stem: bool = False  # match word forms (English and Russian stems)
     exclude: list[str] = Field(default_factory=list)
     channels: list[str] = Field(min_length=1)

@@ -53,7 +53,7 @@ MAX_NEAR = 100  # words between the two sides of a NEAR
 MAX_LENGTH = 5000  # characters of one query
 MAX_DEPTH = 50  # nested parentheses and NOTs
 
-_OPEN = {'"': '"', "“": "”\"", "„": "“”", "«": "»"}  # opening quote -> its closing quotes
+_OPEN = {'"': '"', "“": '”"', "„": "“”", "«": "»"}  # opening quote -> its closing quotes
 _FIELD_RE = re.compile(r"([^\W\d_]+):")
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
 _WORD_CHAR_RE = re.compile(r"\w")
@@ -157,20 +157,26 @@ class _Lexer:
         end = next((j for j in range(start + 1, len(text)) if text[j] in closers), -1)
         if end < 0:
             raise self.error(f"unterminated '{text[start]}'", start)
-        inner = text[start + 1 : end].strip()
+        raw = text[start + 1 : end]
+        inner = raw.strip()
+        body_at = start + 1 + len(raw) - len(raw.lstrip())
         end += 1
         prefix = False
         if text[end : end + 1] == "*":
             prefix, end = True, end + 1
         elif inner.endswith("*"):
             prefix, inner = True, inner[:-1]
-        self.tokens.append(_Token("TERM", start, end, self.term_words(inner, prefix, start)))
+        self.tokens.append(
+            _Token("TERM", start, end, self.term_words(inner, prefix, start, body_at))
+        )
         return end
 
     def bare(self, start: int) -> int:
         text, n = self.text, len(self.text)
         end = start
-        while end < n and not text[end].isspace() and text[end] not in "()" and text[end] not in _OPEN:
+        while (
+            end < n and not text[end].isspace() and text[end] not in "()" and text[end] not in _OPEN
+        ):
             end += 1
         run = text[start:end]
         if run in ("AND", "OR", "NOT"):
@@ -206,14 +212,21 @@ class _Lexer:
             return start + after
         prefix = run.endswith("*")
         self.tokens.append(
-            _Token("TERM", start, end, self.term_words(run[:-1] if prefix else run, prefix, start))
+            _Token(
+                "TERM",
+                start,
+                end,
+                self.term_words(run[:-1] if prefix else run, prefix, start, start),
+            )
         )
         return end
 
-    def term_words(self, body: str, prefix: bool, start: int) -> tuple[tuple[str, ...], bool]:
+    def term_words(
+        self, body: str, prefix: bool, start: int, body_at: int
+    ) -> tuple[tuple[str, ...], bool]:
         star = body.find("*")
         if star >= 0:
-            raise self.error("'*' may only end a term, e.g. rail*,", start + 1 + star)
+            raise self.error("'*' may only end a term, e.g. rail*,", body_at + star)
         found = tuple(words(body))
         if not found:
             shown = self.text[start : start + len(body) + 2].strip() or body
@@ -334,6 +347,8 @@ class _Parser:
     def primary(self, scope: frozenset[str] | None) -> Node:
         token = self.take()
         if token.kind == "TERM":
+            found: tuple[str, ...]
+            prefix: bool
             found, prefix = token.value  # type: ignore[misc]
             return Term(found, prefix, scope, self.shown(token))
         if token.kind == "(":

@@ -125,8 +125,6 @@ def parse_keyword(text: str) -> Keyword:
     return Keyword(text=text, words=found, prefix=prefix)
 
 
-
-
 _CYRILLIC_RE = re.compile("[\u0400-\u04ff]")
 
 
@@ -145,16 +143,18 @@ def stem(word: str) -> str:
     """
     english, russian = _stemmers()
     if word.isascii():
-        return english.stemWord(word)  # type: ignore[attr-defined,no-any-return]
+        return english.stemWord(word)  # type: ignore[attr-defined]
     if _CYRILLIC_RE.search(word):
-        return russian.stemWord(word)  # type: ignore[attr-defined,no-any-return]
+        return russian.stemWord(word)  # type: ignore[attr-defined]
     return word
 
 
 SNIPPET_WIDTH = 160  # characters of text around the first matched word
 
 
-def snippet(text: str, terms: list[str] | tuple[str, ...], *, width: int = SNIPPET_WIDTH) -> str | None:
+def snippet(
+    text: str, terms: list[str] | tuple[str, ...], *, width: int = SNIPPET_WIDTH
+) -> str | None:
     """The part of `text` around the first word of one of `terms` (as written in a watchlist:
     words, `rail*`, phrases, NEARs), or None when none occurs. Words are compared folded, by
     prefix for `word*` and by stem otherwise, so the forms a stemmed watchlist matched are found
