@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument(
         "--retry", action="store_true", help="put failed deliveries back in the queue"
     )
+    search = sub.add_parser(
+        "search", help="run a watchlist query over the stored articles (try it before saving it)"
+    )
+    search.add_argument("query", metavar="QUERY", help="a query, as a watchlist's `query` key")
+    search.add_argument("--stem", action="store_true", help="match word forms (stem = true)")
+    search.add_argument("--source", metavar="S", help="only articles this source listed")
+    search.add_argument("--since", metavar="DURATION", help="only articles of the last '30d'...")
+    search.add_argument("--limit", type=int, default=50, metavar="N")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
     test = sub.add_parser("test-alert", help="send a test message to one or all channels")
     test.add_argument("--channel", metavar="NAME")
     demo = sub.add_parser("demo", help="watch the whole loop work offline against a local site")
@@ -143,6 +152,16 @@ def _dispatch(args: argparse.Namespace, config: Config, path: str) -> int:
     if args.command == "alerts":
         return commands.alerts(
             config, status=args.status, limit=args.limit, as_json=args.json, retry=args.retry
+        )
+    if args.command == "search":
+        return commands.search(
+            config,
+            args.query,
+            stem=args.stem,
+            source=args.source,
+            since=args.since,
+            limit=args.limit,
+            as_json=args.json,
         )
     if args.command == "test-alert":
         return commands.test_alert(config, args.channel)
