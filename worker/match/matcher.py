@@ -22,7 +22,7 @@ that occur, not with the number of watchlists (bench/bench_match.py: 10,000 quer
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
@@ -63,25 +63,100 @@ def _keyword_term(text: str) -> Term:
     return Term(keyword.words, keyword.prefix, None, text)
 
 
-def _nnf(node: Node, negate: bool = False) -> Node:
-    """Negation normal form: Not only directly above a Term or a Near."""
-    if isinstance(node, Not):
-        return _nnf(node.child, not negate)
-    if isinstance(node, And | Or):
-        children = tuple(_nnf(c, negate) for c in node.children)
-        flip = isinstance(node, And) == negate
-        return Or(children) if flip else And(children)
-    return Not(node) if negate else node
+Evaluator = Callable[[set[int]], bool]
+# ("+", leaf) | ("-", leaf) | ("and" or "or", positive leaves, negated leaves, sub-forms)
+_Form = tuple[Any, ...]
+
+
+def _evaluator(form: _Form) -> Evaluator:
+    """A function of the set of true leaves for an AND or an OR (or one leaf): set operations in
+    C for its leaves, so a query of 3 to 5 leaves costs one or two calls."""
+    if form[0] == "+":
+        leaf = form[1]
+        return lambda t: leaf in t
+    if form[0] == "-":
+        leaf = form[1]
+        return lambda t: leaf not in t
+    op, pos, neg, sub_forms = form
+    # sub-forms that are ORs of positive leaves (`(rail* OR road)`, a watchlist's keywords)
+    # are tested as sets too
+    ors = [f[1] for f in sub_forms if f[0] == "or" and not f[2] and not f[3]]
+    subs = [_evaluator(f) for f in sub_forms if not (f[0] == "or" and not f[2] and not f[3])]
+    if op == "and":
+        if not subs and not ors:
+            if not neg:
+                return pos.issubset
+            if not pos:
+                return neg.isdisjoint
+            return lambda t: pos <= t and neg.isdisjoint(t)
+        if not subs and len(ors) == 1:
+            (any_of,) = ors
+            return lambda t: pos <= t and neg.isdisjoint(t) and not any_of.isdisjoint(t)
+
+        def all_of(t: set[int]) -> bool:
+            if not pos <= t or not neg.isdisjoint(t):
+                return False
+            for group in ors:
+                if group.isdisjoint(t):
+                    return False
+            for sub in subs:
+                if not sub(t):
+                    return False
+            return True
+
+        return all_of
+    pos = pos.union(*ors)  # an OR inside an OR is flat already; kept for safety
+    if not subs:
+        if not neg:
+            return lambda t: not pos.isdisjoint(t)
+        return lambda t: not pos.isdisjoint(t) or not neg <= t
+
+    def one_of(t: set[int]) -> bool:
+        if not pos.isdisjoint(t) or (neg and not neg <= t):
+            return True
+        for sub in subs:
+            if sub(t):
+                return True
+        return False
+
+    return one_of
+
+
+class _Article:
+    """What checking phrases and NEARs needs of one article, built as first needed."""
+
+    __slots__ = ("_positions", "fields", "present", "present_stems", "stems")
+
+    def __init__(self, fields: list[tuple[int, list[str]]], present: set[str]) -> None:
+        self.fields = fields
+        self.present = present
+        self.present_stems: set[str] | None = None
+        self.stems: dict[int, list[str]] = {}  # field -> the stems of its words
+        self._positions: dict[tuple[int, bool], dict[str, list[int]]] = {}
+
+    def positions(self, bit: int, seq: list[str], stems: bool) -> dict[str, list[int]]:
+        """Word (or stem) -> its positions in one field."""
+        found = self._positions.get((bit, stems))
+        if found is None:
+            found = self._positions[bit, stems] = {}
+            for i, word in enumerate(seq):
+                at = found.get(word)
+                if at is None:
+                    found[word] = [i]
+                else:
+                    at.append(i)
+        return found
 
 
 class _Compiled:
     """One watchlist's query, its leaves numbered in the matcher's shared table."""
 
-    __slots__ = ("expr", "reported", "triggers")
+    __slots__ = ("evaluate", "report_at", "reported", "triggers")
 
     def __init__(self) -> None:
-        self.expr = ""  # Python expression over `t` (the set of true leaves); "" = always true
+        self.evaluate: Evaluator | None = None  # over the set of true leaves; None: always true
         self.reported: list[tuple[int, str]] = []  # positive leaves (leaf, as written), in order
+        self.report_at: dict[int, tuple[int, str]] | None = None  # the same by leaf, when many
         self.triggers: set[int] = set()
 
 
@@ -101,16 +176,8 @@ class Matcher:
         self._uses_stems = False
         compiled = [self._compile(w) for w in watchlists]
         self._reported = [c.reported for c in compiled]
-
-        # the evaluators, compiled at once (~4x faster than one compile() per query); the
-        # expressions hold only leaf numbers and operators, never text from the config
-        exprs = [(i, c.expr) for i, c in enumerate(compiled) if c.expr]
-        evaluators: list[Any] = [None] * len(compiled)
-        if exprs:
-            source = "(" + "".join(f"lambda t: {e}," for _, e in exprs) + ")"
-            for (i, _), function in zip(exprs, eval(source, {}), strict=True):  # noqa: S307
-                evaluators[i] = function
-        self._evaluators = evaluators
+        self._report_at = [c.report_at for c in compiled]
+        self._evaluators = [c.evaluate for c in compiled]
 
         triggers: list[list[int]] = [[] for _ in self._units]
         for index, c in enumerate(compiled):
@@ -171,38 +238,59 @@ class Matcher:
         out = _Compiled()
         seen: set[int] = set()
 
-        def walk(node: Node) -> tuple[str, set[int] | None, float, bool]:
-            """(expression, triggers or None, their cost, is an OR of positive leaves)."""
+        def walk(node: Node, negate: bool) -> tuple[_Form, set[int] | None, float]:
+            """Negation normal form on the way (NOTs pushed down to the leaves, nested ANDs or
+            ORs flattened): (the form, its triggers or None, their cost)."""
+            if isinstance(node, Not):
+                return walk(node.child, not negate)
             if isinstance(node, Term | Near):
                 leaf = self._leaf(node, stemmed)
+                if negate:
+                    return ("-", leaf), None, 0.0
                 if leaf not in seen:
                     seen.add(leaf)
                     out.reported.append((leaf, node.text))
-                return f"{leaf} in t", {leaf}, _cost(node), True
-            if isinstance(node, Not):
-                assert isinstance(node.child, Term | Near)  # NNF
-                leaf = self._leaf(node.child, stemmed)
-                return f"{leaf} not in t", None, 0.0, False
-            parts = [walk(c) for c in node.children]
-            joiner = " or " if isinstance(node, Or) else " and "
-            expr = "(" + joiner.join(p[0] for p in parts) + ")"
-            if isinstance(node, Or):
-                if any(p[1] is None for p in parts):
-                    return expr, None, 0.0, False
+                return ("+", leaf), {leaf}, _cost(node)
+            op = "and" if isinstance(node, And) != negate else "or"  # De Morgan
+            pos: set[int] = set()
+            neg: set[int] = set()
+            subs: list[_Form] = []
+            triggers: list[tuple[set[int] | None, float]] = []
+            for child in node.children:
+                form, found, cost = walk(child, negate)
+                triggers.append((found, cost))
+                if form[0] == "+":
+                    pos.add(form[1])
+                elif form[0] == "-":
+                    neg.add(form[1])
+                elif form[0] == op:  # (a AND b) AND c = a AND b AND c
+                    pos |= form[1]
+                    neg |= form[2]
+                    subs.extend(form[3])
+                else:
+                    subs.append(form)
+            form = (op, frozenset(pos), frozenset(neg), tuple(subs))
+            if op == "or":
+                if any(t is None for t, _ in triggers):
+                    return form, None, 0.0
                 union: set[int] = set()
-                for p in parts:
-                    union |= p[1]  # type: ignore[arg-type]
-                return expr, union, sum(p[2] for p in parts), all(p[3] for p in parts)
-            anchored = [p for p in parts if p[1] is not None]
+                for t, _ in triggers:
+                    union |= t  # type: ignore[arg-type]
+                return form, union, sum(c for _, c in triggers)
+            anchored = [(t, c) for t, c in triggers if t is not None]
             if not anchored:
-                return expr, None, 0.0, False
-            best = min(anchored, key=lambda p: p[2])
-            return expr, best[1], best[2], False
+                return form, None, 0.0
+            best = min(anchored, key=lambda tc: tc[1])
+            return form, best[0], best[1]
 
-        expr, triggers, _, simple = walk(_nnf(root))
+        top, triggers, _ = walk(root, False)
         assert triggers is not None  # parse_query refuses queries without one
         out.triggers = triggers
-        out.expr = "" if simple else expr
+        # a positive leaf, or an OR of them, is true as soon as one of its triggers is
+        simple = top[0] == "+" or (top[0] == "or" and not top[2] and not top[3])
+        out.evaluate = None if simple else _evaluator(top)
+        if len(out.reported) > 4:
+            out.report_at = {leaf: (i, text) for i, (leaf, text) in enumerate(out.reported)}
         return out
 
     # --- the word index ----------------------------------------------------------------------
@@ -250,55 +338,76 @@ class Matcher:
 
     # --- checking phrases and NEARs ------------------------------------------------------------
 
+    def _stems_of(self, words_: list[str] | set[str]) -> list[str]:
+        cache = self._stem_cache
+        try:  # every word of the article was looked up, so its stem is known (unless the cache
+            return [cache[w] for w in words_]  # was just emptied)
+        except KeyError:
+            return [self._stem(w) for w in words_]
+
     def _starts(
-        self, units: tuple[Unit, ...], seq: list[str], stems: list[str] | None
+        self, units: tuple[Unit, ...], art: _Article, bit: int, seq: list[str]
     ) -> list[int]:
-        """Where `units` occur in sequence in `seq` (its words) / `stems` (their stems)."""
+        """Where `units` occur in sequence in the field `bit` (words `seq`) of the article."""
+        kind, key = units[0]
+        if kind == EXACT:
+            found = art.positions(bit, seq, False).get(key, ())
+        elif kind == STEM:
+            found = art.positions(bit, self._field_stems(art, bit, seq), True).get(key, ())
+        else:
+            found = [i for i, w in enumerate(seq) if w.startswith(key)]
         n = len(units)
-        found = []
-        for i in range(len(seq) - n + 1):
-            for k, (kind, key) in enumerate(units):
+        if n == 1:
+            return list(found)
+        size = len(seq)
+        out = []
+        for i in found:
+            if i + n > size:
+                continue
+            for k in range(1, n):
+                kind, key = units[k]
                 if kind == EXACT:
                     if seq[i + k] != key:
                         break
                 elif kind == STEM:
-                    if stems[i + k] != key:  # type: ignore[index]
+                    if self._field_stems(art, bit, seq)[i + k] != key:
                         break
                 elif not seq[i + k].startswith(key):
                     break
             else:
-                found.append(i)
+                out.append(i)
+        return out
+
+    def _field_stems(self, art: _Article, bit: int, seq: list[str]) -> list[str]:
+        found = art.stems.get(bit)
+        if found is None:
+            found = art.stems[bit] = self._stems_of(seq)
         return found
 
-    def _check(
-        self,
-        leaf: int,
-        present: set[str],
-        fields: list[tuple[int, list[str]]],
-        stems: dict[int, list[str]],
-    ) -> bool:
+    def _check(self, leaf: int, art: _Article) -> bool:
         units = self._units[leaf]
         near = self._near[leaf]
-        for kind, key in (*units, *(near[1] if near else ())):
-            if kind == EXACT and key not in present:  # cheap rejection
-                return False
+        present = art.present
+        for kind, key in (*units, *(near[1] if near else ())):  # cheap rejection first
+            if kind == EXACT:
+                if key not in present:
+                    return False
+            elif kind == STEM:
+                if art.present_stems is None:
+                    art.present_stems = set(self._stems_of(present))
+                if key not in art.present_stems:
+                    return False
         mask = self._masks[leaf]
-        uses_stems = self._uses_stems
-        for bit, seq in fields:
+        for bit, seq in art.fields:
             if not bit & mask:
                 continue
-            seq_stems = None
-            if uses_stems:
-                seq_stems = stems.get(bit)
-                if seq_stems is None:
-                    seq_stems = stems[bit] = [self._stem(w) for w in seq]
-            left = self._starts(units, seq, seq_stems)
+            left = self._starts(units, art, bit, seq)
             if not left:
                 continue
             if near is None:
                 return True
             distance, right_units = near
-            right = self._starts(right_units, seq, seq_stems)
+            right = self._starts(right_units, art, bit, seq)
             n_left, n_right = len(units), len(right_units)
             for i in left:
                 for j in right:
@@ -353,7 +462,7 @@ class Matcher:
             return {}
         true: set[int] = set()
         field_sets: dict[int, set[str]] | None = None
-        stems: dict[int, list[str]] = {}
+        art: _Article | None = None
         for word in candidates:
             direct, scoped, checks = hits[word]
             if direct:
@@ -365,8 +474,11 @@ class Matcher:
                     if any(bit & mask and word in s for bit, s in field_sets.items()):
                         true.add(leaf)
             for leaf in checks:
-                if leaf not in true and self._check(leaf, present, fields, stems):
-                    true.add(leaf)
+                if leaf not in true:
+                    if art is None:
+                        art = _Article(fields, present)
+                    if self._check(leaf, art):
+                        true.add(leaf)
         if not true:
             return {}
 
@@ -383,7 +495,13 @@ class Matcher:
         for index in sorted(triggered):
             evaluate = evaluators[index]
             if evaluate is None or evaluate(true):
-                terms = tuple(text for leaf, text in self._reported[index] if leaf in true)
+                at = self._report_at[index]
+                if at is not None and len(true) < len(at):  # a few true of many: look those up
+                    terms = tuple(
+                        text for _, text in sorted(at[leaf] for leaf in true if leaf in at)
+                    )
+                else:
+                    terms = tuple(text for leaf, text in self._reported[index] if leaf in true)
                 result[self._names[index]] = terms
         return result
 

@@ -130,9 +130,14 @@ _CYRILLIC_RE = re.compile("[\u0400-\u04ff]")
 
 @functools.cache
 def _stemmers() -> tuple[object, object]:
-    import Stemmer  # PyStemmer: Snowball in C, ~0.3 us a word
+    import Stemmer  # PyStemmer: Snowball in C, ~0.7 us a word
 
-    return Stemmer.Stemmer("english"), Stemmer.Stemmer("russian")
+    stemmers = Stemmer.Stemmer("english"), Stemmer.Stemmer("russian")
+    for stemmer in stemmers:
+        # its own cache purges by sorting when full: 5.2 us a word instead of 0.7 over 30,000
+        # distinct words; the Matcher remembers stems itself
+        stemmer.maxCacheSize = 0
+    return stemmers
 
 
 def stem(word: str) -> str:
