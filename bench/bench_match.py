@@ -13,6 +13,9 @@ parse cache cold), reload (the same config again), memory, articles/s, and agree
 direct evaluation of each query's tree on a sample. `--lark` also times a lark LALR parser of
 the same language over the same queries (the parser choice, worker/match/query.py).
 
+Times are CPU time of this process (time.process_time): the work is single-threaded and
+CPU-bound, and on a shared machine wall time mostly measures the other jobs.
+
 Data are generated deterministically (seeded): the vocabulary comes from the texts in
 shared/seeds/*.txt when present (else from a word list in this file), plus generated words, some
 with diacritics or in Cyrillic; titles have ~12 words and summaries ~50, drawn with a Zipf-like
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def keywords_main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    started = time.perf_counter()
+    started = time.process_time()
     vocab = vocabulary(rng, generated=200_000)
     watchlists, terms = make_keywords(rng, vocab, args.keywords, args.watchlists)
     articles = make_articles(rng, vocab, terms, args.articles)
@@ -257,7 +260,7 @@ def keywords_main(args: argparse.Namespace) -> int:
     n_prefix = sum(1 for _, _, prefix in terms if prefix)
     n_exclude = sum(len(w.exclude) for w in watchlists)
     print(
-        f"data: {len(vocab)} words of vocabulary, generated in {time.perf_counter() - started:.1f} s"
+        f"data: {len(vocab)} words of vocabulary, generated in {time.process_time() - started:.1f} s"
     )
     print(
         f"keywords: {len(terms)} ({n_phrases} phrases, {n_prefix} with *, {n_exclude} excludes) "
@@ -271,15 +274,15 @@ def keywords_main(args: argparse.Namespace) -> int:
     _, build_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     matcher = Matcher(watchlists)
-    build = time.perf_counter() - t0
+    build = time.process_time() - t0
     print(f"build: {build * 1000:.0f} ms, {build_peak / 1e6:.1f} MB allocated at peak")
 
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     matched = 0
     hits = 0
     for title, summary in articles:
@@ -287,7 +290,7 @@ def keywords_main(args: argparse.Namespace) -> int:
         if result:
             matched += 1
             hits += len(result)
-    ours = time.perf_counter() - t0
+    ours = time.process_time() - t0
     if profiler:
         profiler.disable()
     ours_rate = len(articles) / ours
@@ -296,19 +299,19 @@ def keywords_main(args: argparse.Namespace) -> int:
         f"{matched / len(articles):.0%} of articles match a watchlist, "
         f"{hits / max(matched, 1):.2f} watchlists each"
     )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for title, summary in articles:
         matcher.match(title, summary)
-    warm = time.perf_counter() - t0
+    warm = time.process_time() - t0
     print(f"ours, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
 
     sample = articles[: args.baseline_articles]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     loop = RegexLoop(watchlists)
-    regex_build = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    regex_build = time.process_time() - t0
+    t0 = time.process_time()
     expected = [loop.match(t, s) for t, s in sample]
-    regex_time = time.perf_counter() - t0
+    regex_time = time.process_time() - t0
     regex_rate = len(sample) / regex_time
     print(
         f"regex loop: {regex_rate:,.0f} articles/s on {len(sample)} articles "
@@ -331,7 +334,6 @@ def keywords_main(args: argparse.Namespace) -> int:
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
     return 0 if agree == len(sample) else 1
-
 
 
 # --- boolean queries -----------------------------------------------------------------------------
@@ -372,7 +374,7 @@ def make_queries(rng: random.Random, vocab: list[str], n: int):
         title: list[str] = []
         summary: list[str] = []
         if shape == 0:
-            query, summary = f"{a} AND ({b} OR {c}) -{d}", wa + ["x"] + wb
+            query, summary = f"{a} AND ({b} OR {c}) -{d}", [*wa, "x", *wb]
         elif shape == 1:
             query, summary = f"{a} OR {b} OR {c}", wc
         elif shape == 2:
@@ -381,7 +383,7 @@ def make_queries(rng: random.Random, vocab: list[str], n: int):
         elif shape == 3:
             query, title, summary = f"title:{a} {b}", wa, wb
         elif shape == 4:
-            query, summary = f"({a} OR {b}) ({c} OR {d}) NOT {e}", wb + ["z"] + wc
+            query, summary = f"({a} OR {b}) ({c} OR {d}) NOT {e}", [*wb, "z", *wc]
         elif shape == 5:
             query, summary = f"{c} OR {a}", wa
         else:
@@ -475,19 +477,19 @@ TERM: /(?!(AND|OR|NOT|NEAR\/\d+)(?![^\s()"]))[^\s()"-][^\s()"]*/
 
 
 def time_lark(queries: list[str]) -> str:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     import lark
 
     parser = lark.Lark(LARK_GRAMMAR, parser="lalr")
-    setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    setup = time.process_time() - t0
+    t0 = time.process_time()
     failed = 0
     for query in queries:
         try:
             parser.parse(query)
         except lark.exceptions.LarkError:
             failed += 1
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     return (
         f"lark LALR: import + grammar {setup * 1000:.0f} ms, {len(queries)} queries parsed in "
         f"{took * 1000:.0f} ms (tree only, no error messages; {failed} refused)"
@@ -510,10 +512,10 @@ def boolean_main(args: argparse.Namespace) -> int:
     }
 
     parse_query.cache_clear()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for query, _, _ in queries:
         parse_query(query)
-    parse_time = time.perf_counter() - t0
+    parse_time = time.process_time() - t0
     print(f"parse: {len(queries)} queries in {parse_time * 1000:.0f} ms (hand-written parser)")
     if args.lark:
         print(time_lark([q for q, _, _ in queries]))
@@ -526,32 +528,32 @@ def boolean_main(args: argparse.Namespace) -> int:
     tracemalloc.stop()
     del config, matcher
     parse_query.cache_clear()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     config = Config.model_validate(raw)
-    validated = time.perf_counter() - t0
+    validated = time.process_time() - t0
     matcher = Matcher(config.watchlists)
-    load = time.perf_counter() - t0
+    load = time.process_time() - t0
     print(
         f"load: {load * 1000:.0f} ms (config validation {validated * 1000:.0f} ms, parse cache "
         f"cold; matcher {(load - validated) * 1000:.0f} ms); memory: {retained / 1e6:.1f} MB "
         f"kept (config + matcher), {peak / 1e6:.1f} MB at peak"
     )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     Matcher(Config.model_validate(raw).watchlists)
-    reload_time = time.perf_counter() - t0
+    reload_time = time.process_time() - t0
     print(f"reload: {reload_time * 1000:.0f} ms (the same 10,000 again, parse cache warm)")
 
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     matched = hits = 0
     for title, summary in articles:
         result = matcher.match(title, summary)
         if result:
             matched += 1
             hits += len(result)
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     if profiler:
         profiler.disable()
     rate = len(articles) / took
@@ -560,10 +562,10 @@ def boolean_main(args: argparse.Namespace) -> int:
         f"{matched / len(articles):.0%} of articles match a watchlist, "
         f"{hits / max(matched, 1):.2f} watchlists each"
     )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for title, summary in articles:
         matcher.match(title, summary)
-    warm = time.perf_counter() - t0
+    warm = time.process_time() - t0
     print(f"boolean, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
 
     # agreement on a sample: every 50th watchlist, the first articles

@@ -36,9 +36,9 @@ _BITS = {name: 1 << i for i, name in enumerate(FIELDS)}  # title 1, summary 2, b
 _ALL = (1 << len(FIELDS)) - 1
 
 Unit = tuple[int, str]
-_Entry = tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]
+_Entry = tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[tuple[int, frozenset[str]], ...]]
 # (leaves true when the word occurs anywhere, (leaf, field mask) true when it occurs in those
-# fields, leaves to check by position)
+# fields, (leaf, the exact words it needs) to check by position)
 
 
 def _mask(fields: frozenset[str] | None) -> int:
@@ -125,27 +125,13 @@ def _evaluator(form: _Form) -> Evaluator:
 class _Article:
     """What checking phrases and NEARs needs of one article, built as first needed."""
 
-    __slots__ = ("_positions", "fields", "present", "present_stems", "stems")
+    __slots__ = ("fields", "present", "present_stems", "stems")
 
     def __init__(self, fields: list[tuple[int, list[str]]], present: set[str]) -> None:
         self.fields = fields
         self.present = present
         self.present_stems: set[str] | None = None
         self.stems: dict[int, list[str]] = {}  # field -> the stems of its words
-        self._positions: dict[tuple[int, bool], dict[str, list[int]]] = {}
-
-    def positions(self, bit: int, seq: list[str], stems: bool) -> dict[str, list[int]]:
-        """Word (or stem) -> its positions in one field."""
-        found = self._positions.get((bit, stems))
-        if found is None:
-            found = self._positions[bit, stems] = {}
-            for i, word in enumerate(seq):
-                at = found.get(word)
-                if at is None:
-                    found[word] = [i]
-                else:
-                    at.append(i)
-        return found
 
 
 class _Compiled:
@@ -173,6 +159,7 @@ class Matcher:
         self._units: list[tuple[Unit, ...]] = []  # leaf -> units (the left side of a NEAR)
         self._near: list[tuple[int, tuple[Unit, ...]] | None] = []  # leaf -> (distance, right)
         self._masks: list[int] = []
+        self._needs: list[frozenset[str]] = []  # leaf -> the exact words it cannot match without
         self._uses_stems = False
         compiled = [self._compile(w) for w in watchlists]
         self._reported = [c.reported for c in compiled]
@@ -201,6 +188,7 @@ class Matcher:
             if entry is not None:
                 base[word] = entry
         self._base = base
+        self._base_stems = dict(self._stem_cache)
         self._reset_cache()
 
     # --- compiling ---------------------------------------------------------------------------
@@ -220,6 +208,11 @@ class Matcher:
             self._units.append(units)
             self._near.append(near)
             self._masks.append(mask)
+            self._needs.append(
+                frozenset(
+                    key for kind, key in (*units, *(near[1] if near else ())) if kind == EXACT
+                )
+            )
             if stemmed and any(k == STEM for k, _ in (*units, *(near[1] if near else ()))):
                 self._uses_stems = True
         return leaf
@@ -296,20 +289,24 @@ class Matcher:
     # --- the word index ----------------------------------------------------------------------
 
     def _reset_cache(self) -> None:
-        # replaced as one tuple, never cleared in place: a concurrent match() reads the three
+        # replaced as one tuple, never cleared in place: a concurrent match() reads the parts
         # together and keeps its own consistent copies
-        # (word -> entry; words with an entry; words whose entry is known, maybe none)
-        self._cache: tuple[dict[str, _Entry], set[str], set[str]] = (
-            dict(self._base),
-            set(self._base),
-            set(self._base),
-        )
+        # (word -> leaves true when it occurs; word -> (scoped leaves, leaves to check); the
+        # words of the first; of the second; words whose entry is known, maybe none)
+        direct = {w: e[0] for w, e in self._base.items() if e[0]}
+        other = {w: (e[1], e[2]) for w, e in self._base.items() if e[1] or e[2]}
+        self._cache: tuple[
+            dict[str, tuple[int, ...]],
+            dict[str, tuple[Any, Any]],
+            set[str],
+            set[str],
+            set[str],
+        ] = (direct, other, set(direct), set(other), set(self._base))
+        self._stem_cache = dict(self._base_stems)
 
     def _stem(self, word: str) -> str:
         found = self._stem_cache.get(word)
-        if found is None:
-            if len(self._stem_cache) > _CACHE_LIMIT:
-                self._stem_cache = {}
+        if found is None:  # (emptied with the word cache: the stems of known words stay known)
             found = self._stem_cache[word] = stem(word)
         return found
 
@@ -326,10 +323,10 @@ class Matcher:
             return None
         direct: list[int] = []
         scoped: list[tuple[int, int]] = []
-        checks: list[int] = []
+        checks: list[tuple[int, frozenset[str]]] = []
         for leaf in leaves:
             if len(self._units[leaf]) > 1 or self._near[leaf] is not None:
-                checks.append(leaf)
+                checks.append((leaf, self._needs[leaf]))
             elif self._masks[leaf] == _ALL:
                 direct.append(leaf)
             else:
@@ -339,9 +336,8 @@ class Matcher:
     # --- checking phrases and NEARs ------------------------------------------------------------
 
     def _stems_of(self, words_: list[str] | set[str]) -> list[str]:
-        cache = self._stem_cache
         try:  # every word of the article was looked up, so its stem is known (unless the cache
-            return [cache[w] for w in words_]  # was just emptied)
+            return list(map(self._stem_cache.__getitem__, words_))  # was just emptied)
         except KeyError:
             return [self._stem(w) for w in words_]
 
@@ -350,16 +346,22 @@ class Matcher:
     ) -> list[int]:
         """Where `units` occur in sequence in the field `bit` (words `seq`) of the article."""
         kind, key = units[0]
-        if kind == EXACT:
-            found = art.positions(bit, seq, False).get(key, ())
-        elif kind == STEM:
-            found = art.positions(bit, self._field_stems(art, bit, seq), True).get(key, ())
-        else:
-            found = [i for i, w in enumerate(seq) if w.startswith(key)]
         n = len(units)
-        if n == 1:
-            return list(found)
         size = len(seq)
+        if kind == PREFIX:
+            found = [i for i, w in enumerate(seq) if w.startswith(key)]
+        else:  # list.index scans in C: ~10x a loop in Python over a 50-word summary
+            base = seq if kind == EXACT else self._field_stems(art, bit, seq)
+            found = []
+            i = -1
+            try:
+                while True:
+                    i = base.index(key, i + 1)
+                    found.append(i)
+            except ValueError:
+                pass
+        if n == 1 or not found:
+            return found
         out = []
         for i in found:
             if i + n > size:
@@ -387,14 +389,10 @@ class Matcher:
     def _check(self, leaf: int, art: _Article) -> bool:
         units = self._units[leaf]
         near = self._near[leaf]
-        present = art.present
-        for kind, key in (*units, *(near[1] if near else ())):  # cheap rejection first
-            if kind == EXACT:
-                if key not in present:
-                    return False
-            elif kind == STEM:
+        for kind, key in (*units, *(near[1] if near else ())):  # (exact words: tested already)
+            if kind == STEM:
                 if art.present_stems is None:
-                    art.present_stems = set(self._stems_of(present))
+                    art.present_stems = set(self._stems_of(art.present))
                 if key not in art.present_stems:
                     return False
         mask = self._masks[leaf]
@@ -443,38 +441,39 @@ class Matcher:
         for _, seq in fields:
             present.update(seq)
 
-        hits, hit_words, known = self._cache
-        new = present - known
-        if new:
+        direct, other, direct_words, other_words, known = self._cache
+        if not known.issuperset(present):  # (no new set built in the usual case)
+            new = present - known
             if len(known) + len(new) > _CACHE_LIMIT:
                 self._reset_cache()
-                hits, hit_words, known = self._cache
+                direct, other, direct_words, other_words, known = self._cache
                 new = present - known
             for word in new:
                 entry = self._entry(word)
-                if entry is not None:
-                    hits[word] = entry  # before hit_words and known: see _reset_cache
-                    hit_words.add(word)
+                if entry is not None:  # the dicts before the sets: see _reset_cache
+                    if entry[0]:
+                        direct[word] = entry[0]
+                        direct_words.add(word)
+                    if entry[1] or entry[2]:
+                        other[word] = (entry[1], entry[2])
+                        other_words.add(word)
             known.update(new)
 
-        candidates = present & hit_words
-        if not candidates:
-            return {}
-        true: set[int] = set()
+        # the single-word leaves of every word at once, in C (most words have only those)
+        true: set[int] = set().union(*map(direct.__getitem__, present & direct_words))
         field_sets: dict[int, set[str]] | None = None
         art: _Article | None = None
-        for word in candidates:
-            direct, scoped, checks = hits[word]
-            if direct:
-                true.update(direct)
+        for word in present & other_words:
+            scoped, checks = other[word]
             for leaf, mask in scoped:
                 if leaf not in true:
                     if field_sets is None:
                         field_sets = {bit: set(seq) for bit, seq in fields}
                     if any(bit & mask and word in s for bit, s in field_sets.items()):
                         true.add(leaf)
-            for leaf in checks:
-                if leaf not in true:
+            for leaf, needs in checks:
+                # most phrases and NEARs lack one of their words: a C-level subset test first
+                if leaf not in true and needs <= present:
                     if art is None:
                         art = _Article(fields, present)
                     if self._check(leaf, art):
@@ -482,12 +481,7 @@ class Matcher:
         if not true:
             return {}
 
-        triggered: set[int] = set()
-        all_triggers = self._triggers
-        for leaf in true:
-            found = all_triggers[leaf]
-            if found:
-                triggered.update(found)
+        triggered: set[int] = set().union(*map(self._triggers.__getitem__, true))
         if not triggered:
             return {}
         evaluators = self._evaluators
