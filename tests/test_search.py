@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -285,3 +287,67 @@ def test_an_alert_quotes_the_text_around_a_match_in_the_body_escaped():
     assert "\\<b\\>sanctions\\</b\\> hit \\*three\\* banks" in message.markdown
     assert "In the text" not in render(delivery("", ("sanction",))).text
     assert "In the text" not in render(delivery("Nothing related.", ("sanction",))).text
+
+
+def test_the_daemon_logs_what_a_new_watchlist_would_have_matched(tmp_path, sqlite_url):
+    now = datetime.now(UTC)
+    news = NewsSite(per_page=5)
+    for i, (title, summary) in enumerate(
+        [
+            ("EU Sanctions Hit Kyrgyz Banks", "Lenders named."),
+            ("Two Tajik Firms Sanctioned", "Exporters named."),
+            ("Opinion: Sanctions Do Not Work", "A column."),
+            ("A Bird Sanctuary Opens", "Cranes nest there."),
+            ("Rail Freight Grows", "More trains."),
+        ]
+    ):
+        news.publish(title, summary, published=now - timedelta(days=1, hours=i))
+    news.start()
+    rail = '[[watchlists]]\nname = "rail"\nkeywords = ["rail"]\nchannels = ["c"]\n'
+    sanctions = (
+        '[[watchlists]]\nname = "sanctions"\nquery = "sanction -opinion"\nstem = true\n'
+        'channels = ["c"]\n'
+    )
+    config = tmp_path / "w.toml"
+
+    def write(watchlists: str) -> None:
+        text = write_config(
+            tmp_path / "new.toml",
+            sqlite_url,
+            sources=source_toml(news).replace('every = "1m"', 'every = "1h"'),
+            channels={"c": "console://"},
+            watchlists=watchlists,
+        )
+        os.replace(text, config)
+
+    write(rail)
+    err = tmp_path / "run.err"
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+
+        def log() -> str:
+            return err.read_text(encoding="utf-8", errors="replace")
+
+        def wait_for(text: str, timeout: float = 30.0) -> None:
+            deadline = time.monotonic() + timeout
+            while text not in log():
+                assert time.monotonic() < deadline, f"no {text!r} in:\n{log()[-3000:]}"
+                assert proc.poll() is None, log()[-3000:]
+                time.sleep(0.05)
+
+        wait_for("pass source=local ok=True")
+        wait_for("watchlist rail: would have matched")  # at start, all watchlists
+        write(rail + sanctions)
+        wait_for("watchlist sanctions: would have matched 2 stored article(s) of the last 30 days")
+        assert log().count("watchlist rail: would have matched") == 1  # unchanged: not again
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        news.stop()
+    assert proc.returncode == 0 and "Traceback" not in log()
