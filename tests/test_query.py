@@ -246,3 +246,24 @@ def test_index_agrees_with_a_direct_evaluation() -> None:
             checked += 1
             matched += bool(expected)
     assert checked > 1000 and 200 < matched < checked - 200
+
+
+def test_any_text_parses_or_gives_a_query_error() -> None:
+    """Random strings of the language's pieces: a tree or a QueryError, never another exception;
+    and every tree compiles into a matcher that answers."""
+    pieces = [
+        "rail", "Rail*", "*", '"', "“", "»", "(", ")", " ", " ", "AND", "OR", "NOT", "-",
+        "NEAR/2", "NEAR", "title:", "titel:", "body:", "é", "ё", ":", "10:30", "'", "and",
+    ]  # fmt: skip
+    rng = random.Random(99)
+    parsed = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        try:
+            query = parse_query(text)
+        except QueryError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            continue
+        parsed += 1
+        Matcher([watchlist(query.text)]).match_fields({"title": "rail é", "body": "10 30"})
+    assert parsed > 200

@@ -1,7 +1,7 @@
 """The watchlist query language: `parse_query(text)` -> a tree of Term, Near, And, Or, Not.
 
     Kazakhstan AND (rail* OR "Belt and Road") -opinion
-    title:sanction* NEAR/5 (no: NEAR joins two terms)   title:(rail OR road)   summary:"dry port"
+    title:(sanction* OR embargo) -summary:"press release"     Tokayev NEAR/5 "Belt and Road"
 
 - terms: `word`, prefix `rail*`, phrase `"belt and road"` (any punctuation between its words);
   a bare term with punctuation inside (`Trans-Caspian`) is the phrase of its words;
