@@ -297,7 +297,7 @@ def test_word_cache_reset_keeps_results(monkeypatch: pytest.MonkeyPatch) -> None
     for _ in range(300):
         title, summary = random_text(rng, 6), random_text(rng, 20)
         assert matcher.match(title, summary) == reference(configs, title, summary)
-    assert len(matcher._cache[2]) <= 40 + 40  # the cache was emptied on the way
+    assert len(matcher._cache[4]) <= 40 + 40  # the cache was emptied on the way
 
 
 def test_word_cache_reset_in_the_middle_of_an_article(monkeypatch: pytest.MonkeyPatch) -> None:

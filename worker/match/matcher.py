@@ -32,6 +32,8 @@ __all__ = ["Matcher"]
 
 _CACHE_LIMIT = 100_000  # distinct article words remembered by one Matcher
 EXACT, STEM, PREFIX = 0, 1, 2  # kinds of unit
+# words whose English Snowball stem does not start with their first 3 letters
+_STEM_EXCEPTIONS = frozenset({"dying", "lying", "tying", "skies"})
 _BITS = {name: 1 << i for i, name in enumerate(FIELDS)}  # title 1, summary 2, body 4
 _ALL = (1 << len(FIELDS)) - 1
 
@@ -181,6 +183,15 @@ class Matcher:
             by_kind[kind].setdefault(key, []).append(leaf)
         self._exact, self._stems, self._prefixes = exact, stems, prefixes
         self._prefix_lengths = sorted({len(p) for p in prefixes})
+        # a Snowball stem keeps the first 3 letters of its word (Porter2's exceptional forms
+        # below aside; Russian only strips endings): a word whose start is no stem's start
+        # needs no stemming to know it matches no stem (stemming is most of a new word's cost)
+        self._stem_heads = {
+            key[:3]
+            for units, near in zip(self._units, self._near, strict=True)
+            for kind, key in (*units, *(near[1] if near else ()))
+            if kind == STEM
+        }
         self._stem_cache: dict[str, str] = {}
         base: dict[str, _Entry] = {}
         for word in exact:
@@ -313,7 +324,10 @@ class Matcher:
     def _entry(self, word: str) -> _Entry | None:
         leaves: list[int] = list(self._exact.get(word, ()))
         if self._stems:
-            leaves.extend(self._stems.get(self._stem(word), ()))
+            if self._may_stem(word):
+                leaves.extend(self._stems.get(self._stem(word), ()))
+            else:  # known to match no stem: "" (what _stems_of then reads in one C call)
+                self._stem_cache[word] = ""
         size = len(word)
         for length in self._prefix_lengths:
             if length > size:
@@ -336,10 +350,20 @@ class Matcher:
     # --- checking phrases and NEARs ------------------------------------------------------------
 
     def _stems_of(self, words_: list[str] | set[str]) -> list[str]:
-        try:  # every word of the article was looked up, so its stem is known (unless the cache
-            return list(map(self._stem_cache.__getitem__, words_))  # was just emptied)
-        except KeyError:
-            return [self._stem(w) for w in words_]
+        """The stems of words, "" for a word that starts like no stem (it can match none)."""
+        found = list(map(self._stem_cache.get, words_))
+        if None in found:  # words never stemmed (or the cache was just emptied)
+            for i, word in enumerate(words_):
+                if found[i] is None:
+                    found[i] = self._stem(word) if self._may_stem(word) else ""
+                    self._stem_cache[word] = found[i]  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _may_stem(self, word: str) -> bool:
+        heads = self._stem_heads
+        return (
+            word[:3] in heads or word[:2] in heads or word[:1] in heads or word in _STEM_EXCEPTIONS
+        )
 
     def _starts(
         self, units: tuple[Unit, ...], art: _Article, bit: int, seq: list[str]
