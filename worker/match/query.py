@@ -21,9 +21,10 @@ what matters is the message a reader gets. Every error here names what is wrong 
 (`unbalanced '(' at column 17`, `NEAR needs a distance, e.g. NEAR/5`, `unknown field 'titel:'`);
 with lark those come from mapping UnexpectedToken/UnexpectedCharacters (expected-token sets)
 back to sentences, plus a contextual lexer for `-` (NOT at the start of a term, a joiner inside
-`Trans-Caspian`) and `title:` (a scope, but `10:30` is a term). Measured on this machine
-(bench/README.md): this parser reads the 10,000 benchmark queries in ~0.25 s; a lark LALR
-grammar for the same language took ~1.0 s, and `import lark` adds ~60 ms to every command.
+`Trans-Caspian`) and `title:` (a scope, but `10:30` is a term). Measured (bench_match.py --lark,
+bench/README.md): this parser reads the 10,000 benchmark queries in ~0.5 s; a lark LALR grammar
+of the same language took ~0.85 s to build only its parse tree, and `import lark` plus the
+grammar add ~70 ms to every command.
 Results are cached by text: a config validated and then compiled parses each query once.
 """
 
