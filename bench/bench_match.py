@@ -1,7 +1,20 @@
-"""Benchmark of worker.match.Matcher against a plain loop of compiled regular expressions.
+"""Benchmark of worker.match.Matcher: keywords against a plain loop of compiled regular
+expressions, and 10,000 boolean query watchlists.
 
-    python bench/bench_match.py [--keywords 10000] [--articles 100000] [--watchlists 200]
-                                [--baseline-articles 500] [--seed 1] [--profile]
+    python bench/bench_match.py [--mode both|keywords|boolean] [--keywords 10000]
+                                [--articles 100000] [--watchlists 200] [--queries 10000]
+                                [--baseline-articles 500] [--seed 1] [--profile] [--lark]
+
+Boolean part: 10,000 watchlists with queries of seven shapes (AND with a group and a NOT, ORs,
+NEAR, a title: scope, two ORed groups with a NOT, a phrase OR a prefix, a NOT of a group), a
+fifth of them with `stem = true`, over the same kind of articles, a fifth of which get the
+words that make one query match planted in them. Figures: load (config validation + compile,
+parse cache cold), reload (the same config again), memory, articles/s, and agreement with a
+direct evaluation of each query's tree on a sample. `--lark` also times a lark LALR parser of
+the same language over the same queries (the parser choice, worker/match/query.py).
+
+Times are CPU time of this process (time.process_time): the work is single-threaded and
+CPU-bound, and on a shared machine wall time mostly measures the other jobs.
 
 Data are generated deterministically (seeded): the vocabulary comes from the texts in
 shared/seeds/*.txt when present (else from a word list in this file), plus generated words, some
@@ -31,7 +44,9 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.match import Matcher
+from worker.config import Config
+from worker.match import Matcher, parse_query, stem, words
+from worker.match.query import And, Near, Node, Not, Or, Term
 
 TARGET = 20_000  # articles per second on one core
 
@@ -217,16 +232,27 @@ class RegexLoop:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=["both", "keywords", "boolean"], default="both")
     parser.add_argument("--keywords", type=int, default=10_000)
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--watchlists", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--baseline-articles", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile the matching loop")
+    parser.add_argument("--lark", action="store_true", help="also time a lark parser")
     args = parser.parse_args(argv)
+    code = 0
+    if args.mode in ("both", "keywords"):
+        code |= keywords_main(args)
+    if args.mode in ("both", "boolean"):
+        code |= boolean_main(args)
+    return code
 
+
+def keywords_main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    started = time.perf_counter()
+    started = time.process_time()
     vocab = vocabulary(rng, generated=200_000)
     watchlists, terms = make_keywords(rng, vocab, args.keywords, args.watchlists)
     articles = make_articles(rng, vocab, terms, args.articles)
@@ -234,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     n_prefix = sum(1 for _, _, prefix in terms if prefix)
     n_exclude = sum(len(w.exclude) for w in watchlists)
     print(
-        f"data: {len(vocab)} words of vocabulary, generated in {time.perf_counter() - started:.1f} s"
+        f"data: {len(vocab)} words of vocabulary, generated in {time.process_time() - started:.1f} s"
     )
     print(
         f"keywords: {len(terms)} ({n_phrases} phrases, {n_prefix} with *, {n_exclude} excludes) "
@@ -248,15 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     _, build_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     matcher = Matcher(watchlists)
-    build = time.perf_counter() - t0
+    build = time.process_time() - t0
     print(f"build: {build * 1000:.0f} ms, {build_peak / 1e6:.1f} MB allocated at peak")
 
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     matched = 0
     hits = 0
     for title, summary in articles:
@@ -264,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if result:
             matched += 1
             hits += len(result)
-    ours = time.perf_counter() - t0
+    ours = time.process_time() - t0
     if profiler:
         profiler.disable()
     ours_rate = len(articles) / ours
@@ -273,19 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{matched / len(articles):.0%} of articles match a watchlist, "
         f"{hits / max(matched, 1):.2f} watchlists each"
     )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for title, summary in articles:
         matcher.match(title, summary)
-    warm = time.perf_counter() - t0
+    warm = time.process_time() - t0
     print(f"ours, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
 
     sample = articles[: args.baseline_articles]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     loop = RegexLoop(watchlists)
-    regex_build = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    regex_build = time.process_time() - t0
+    t0 = time.process_time()
     expected = [loop.match(t, s) for t, s in sample]
-    regex_time = time.perf_counter() - t0
+    regex_time = time.process_time() - t0
     regex_rate = len(sample) / regex_time
     print(
         f"regex loop: {regex_rate:,.0f} articles/s on {len(sample)} articles "
@@ -305,6 +331,265 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "OK" if ours_rate >= TARGET else "BELOW TARGET"
     print(f"target {TARGET:,} articles/s: {verdict}")
 
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
+    return 0 if agree == len(sample) else 1
+
+
+# --- boolean queries -----------------------------------------------------------------------------
+
+
+def make_queries(rng: random.Random, vocab: list[str], n: int):
+    """`n` (query, stem, witness) triples: the witness is (title words, summary words) that make
+    the query match when planted in an article."""
+    lower = {w for w in vocab if w.islower()}
+    # frequent names ("Tokayev", "Mongolia"): capitalised and never written in lower case (not
+    # "In" or "Trade" at the start of a sentence)
+    common = [w for w in vocab[20:2000] if w[0].isupper() and w.lower() not in lower]
+    pool = [w for w in vocab[5000:] if len(w) >= 5]
+
+    def word() -> str:
+        # one term in 100 is a frequent name: it occurs in many articles, and the queries using
+        # it in an AND must not be evaluated for each of them (the triggers pick the rarer side)
+        return rng.choice(common) if rng.random() < 0.01 else rng.choice(pool)
+
+    def term() -> tuple[str, list[str]]:  # (as written, words that make it occur)
+        roll = rng.random()
+        if roll < 0.6:
+            w = word()
+            return w, [w]
+        if roll < 0.8:
+            w = rng.choice(pool)
+            stem_ = w[: max(5, len(w) - 2)]
+            return stem_ + "*", [stem_ + rng.choice(SUFFIXES)]
+        ws = [word() for _ in range(rng.randint(2, 3))]
+        return '"' + " ".join(ws) + '"', ws
+
+    out = []
+    seen: set[str] = set()
+    while len(out) < n:
+        shape = rng.randrange(7)
+        t = [term() for _ in range(5)]
+        (a, wa), (b, wb), (c, wc), (d, _), (e, _) = t
+        title: list[str] = []
+        summary: list[str] = []
+        if shape == 0:
+            query, summary = f"{a} AND ({b} OR {c}) -{d}", [*wa, "x", *wb]
+        elif shape == 1:
+            query, summary = f"{a} OR {b} OR {c}", wc
+        elif shape == 2:
+            k = rng.randint(2, 8)
+            query, summary = f"{a} NEAR/{k} {b}", wb + ["y"] * rng.randint(0, k) + wa
+        elif shape == 3:
+            query, title, summary = f"title:{a} {b}", wa, wb
+        elif shape == 4:
+            query, summary = f"({a} OR {b}) ({c} OR {d}) NOT {e}", [*wb, "z", *wc]
+        elif shape == 5:
+            query, summary = f"{c} OR {a}", wa
+        else:
+            query, summary = f"{a} -({b} OR {c})", wa
+        if query in seen:
+            continue
+        seen.add(query)
+        out.append((query, rng.random() < 0.2, (title, summary)))
+    return out
+
+
+def make_boolean_articles(rng: random.Random, vocab: list[str], queries, count: int):
+    cum = []
+    acc = 0.0
+    for rank in range(len(vocab)):
+        acc += (rank + 10) ** -1.3
+        cum.append(acc)
+    articles = []
+    for _ in range(count):
+        title = rng.choices(vocab, cum_weights=cum, k=rng.randint(8, 16))
+        summary = rng.choices(vocab, cum_weights=cum, k=rng.randint(35, 65))
+        if rng.random() < 0.2:
+            _, _, (t_words, s_words) = rng.choice(queries)
+            at = rng.randint(0, len(title))
+            title[at:at] = t_words
+            at = rng.randint(0, len(summary))
+            summary[at:at] = s_words
+        articles.append((" ".join(title), " ".join(summary) + "."))
+    return articles
+
+
+def _occurs(term: Term, seq: list[str], stemmed: bool) -> list[int]:
+    n = len(term.words)
+    found = []
+    for i in range(len(seq) - n + 1):
+        for k, want in enumerate(term.words):
+            got = seq[i + k]
+            if term.prefix and k == n - 1:
+                ok = got.startswith(want)
+            else:
+                ok = stem(got) == stem(want) if stemmed else got == want
+            if not ok:
+                break
+        else:
+            found.append(i)
+    return found
+
+
+def evaluate(node: Node, fields: dict[str, list[str]], stemmed: bool) -> bool:
+    """A query's meaning read straight off its tree (slow, obvious): the reference."""
+    if isinstance(node, Term | Near):
+        for name, seq in fields.items():
+            if node.fields is not None and name not in node.fields:
+                continue
+            if isinstance(node, Term):
+                if _occurs(node, seq, stemmed):
+                    return True
+                continue
+            la, lb = len(node.left.words), len(node.right.words)
+            for i in _occurs(node.left, seq, stemmed):
+                for j in _occurs(node.right, seq, stemmed):
+                    if (i + la <= j and j - i - la <= node.distance) or (
+                        j + lb <= i and i - j - lb <= node.distance
+                    ):
+                        return True
+        return False
+    if isinstance(node, Not):
+        return not evaluate(node.child, fields, stemmed)
+    if isinstance(node, And):
+        return all(evaluate(c, fields, stemmed) for c in node.children)
+    assert isinstance(node, Or)
+    return any(evaluate(c, fields, stemmed) for c in node.children)
+
+
+LARK_GRAMMAR = r"""
+?start: or_
+?or_: and_ ("OR" and_)*
+?and_: unary (("AND")? unary)*
+?unary: ("NOT" | MINUS) unary -> not_
+      | near
+?near: scoped (NEAR scoped)?
+?scoped: (FIELD)? primary
+?primary: TERM | PHRASE | "(" or_ ")"
+NEAR: /NEAR\/\d+/
+FIELD.2: /(title|summary|body):/i
+MINUS.2: /-(?=[^\s)])/
+PHRASE: /"[^"]*"\*?/
+TERM: /(?!(AND|OR|NOT|NEAR\/\d+)(?![^\s()"]))[^\s()"-][^\s()"]*/
+%ignore /\s+/
+"""
+
+
+def time_lark(queries: list[str]) -> str:
+    t0 = time.process_time()
+    import lark
+
+    parser = lark.Lark(LARK_GRAMMAR, parser="lalr")
+    setup = time.process_time() - t0
+    t0 = time.process_time()
+    failed = 0
+    for query in queries:
+        try:
+            parser.parse(query)
+        except lark.exceptions.LarkError:
+            failed += 1
+    took = time.process_time() - t0
+    return (
+        f"lark LALR: import + grammar {setup * 1000:.0f} ms, {len(queries)} queries parsed in "
+        f"{took * 1000:.0f} ms (tree only, no error messages; {failed} refused)"
+    )
+
+
+def boolean_main(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed + 1)
+    vocab = vocabulary(rng, generated=200_000)
+    queries = make_queries(rng, vocab, args.queries)
+    n_stem = sum(1 for _, s, _ in queries if s)
+    articles = make_boolean_articles(rng, vocab, queries, args.articles)
+    print(f"\nboolean: {len(queries)} query watchlists ({n_stem} with stem = true)")
+    raw = {
+        "channels": {"c": "console://"},
+        "watchlists": [
+            {"name": f"q{i:05d}", "query": q, "stem": s, "channels": ["c"]}
+            for i, (q, s, _) in enumerate(queries)
+        ],
+    }
+
+    parse_query.cache_clear()
+    t0 = time.process_time()
+    for query, _, _ in queries:
+        parse_query(query)
+    parse_time = time.process_time() - t0
+    print(f"parse: {len(queries)} queries in {parse_time * 1000:.0f} ms (hand-written parser)")
+    if args.lark:
+        print(time_lark([q for q, _, _ in queries]))
+
+    parse_query.cache_clear()
+    tracemalloc.start()  # memory first (tracemalloc slows allocation ~3x), then time
+    config = Config.model_validate(raw)
+    matcher = Matcher(config.watchlists)
+    retained, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del config, matcher
+    parse_query.cache_clear()
+    t0 = time.process_time()
+    config = Config.model_validate(raw)
+    validated = time.process_time() - t0
+    matcher = Matcher(config.watchlists)
+    load = time.process_time() - t0
+    print(
+        f"load: {load * 1000:.0f} ms (config validation {validated * 1000:.0f} ms, parse cache "
+        f"cold; matcher {(load - validated) * 1000:.0f} ms); memory: {retained / 1e6:.1f} MB "
+        f"kept (config + matcher), {peak / 1e6:.1f} MB at peak"
+    )
+    t0 = time.process_time()
+    Matcher(Config.model_validate(raw).watchlists)
+    reload_time = time.process_time() - t0
+    print(f"reload: {reload_time * 1000:.0f} ms (the same 10,000 again, parse cache warm)")
+
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    t0 = time.process_time()
+    matched = hits = 0
+    for title, summary in articles:
+        result = matcher.match(title, summary)
+        if result:
+            matched += 1
+            hits += len(result)
+    took = time.process_time() - t0
+    if profiler:
+        profiler.disable()
+    rate = len(articles) / took
+    print(
+        f"boolean: {rate:,.0f} articles/s ({took:.2f} s, word cache cold); "
+        f"{matched / len(articles):.0%} of articles match a watchlist, "
+        f"{hits / max(matched, 1):.2f} watchlists each"
+    )
+    t0 = time.process_time()
+    for title, summary in articles:
+        matcher.match(title, summary)
+    warm = time.process_time() - t0
+    print(f"boolean, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
+
+    # agreement on a sample: every 50th watchlist, the first articles
+    sample_wl = config.watchlists[::50]
+    parsed = [(w.name, parse_query(w.query).root, w.stem) for w in sample_wl]  # type: ignore[arg-type]
+    names = {n for n, _, _ in parsed}
+    sample = articles[: args.baseline_articles]
+    agree = 0
+    for title, summary in sample:
+        fields = {"title": words(title), "summary": words(summary)}
+        expected = {n for n, root, st in parsed if evaluate(root, fields, st)}
+        got = set(matcher.match(title, summary)) & names
+        agree += got == expected
+    print(
+        f"agreement with a direct evaluation: {agree}/{len(sample)} articles "
+        f"({len(parsed)} watchlists compared)"
+    )
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory: {peak_rss:.0f} MB RSS (whole process, both parts and their data)")
+    ok = rate >= TARGET and load < 2 and reload_time < 2 and retained < 100e6
+    print(
+        f"targets (>= {TARGET:,} articles/s, load and reload < 2 s, < 100 MB): "
+        f"{'OK' if ok else 'BELOW TARGET'}"
+    )
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
     return 0 if agree == len(sample) else 1

@@ -203,6 +203,31 @@ def _schema(args: argparse.Namespace, ctx: Context) -> int:
     return commands.schema()
 
 
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", metavar="QUERY", help="a query, as a watchlist's `query` key")
+    parser.add_argument("--stem", action="store_true", help="match word forms (stem = true)")
+    parser.add_argument("--source", metavar="NAME", help="only articles this source listed")
+    parser.add_argument("--since", metavar="DURATION", help="only articles of the last '30d'...")
+    parser.add_argument(
+        "--limit", type=positive_int, default=50, metavar="N", help="at most N (default: 50)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def _search(args: argparse.Namespace, ctx: Context) -> int:
+    from worker import commands
+
+    return commands.search(
+        ctx.cfg,
+        args.query,
+        stem=args.stem,
+        source=args.source,
+        since=args.since,
+        limit=args.limit,
+        as_json=args.json,
+    )
+
+
 def _why_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", help="the article's URL, in any spelling")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
@@ -265,6 +290,13 @@ COMMANDS: list[Command] = [
         "worker alerts --status failed --retry",
         _alerts,
         _alerts_options,
+    ),
+    Command(
+        "search",
+        "run a watchlist query over the stored articles (try it before saving it)",
+        "worker search 'Kazakhstan AND (rail* OR \"Belt and Road\") -opinion' --since 30d",
+        _search,
+        _search_options,
     ),
     Command(
         "test-alert",
@@ -430,7 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if command.quiet_log:
         _quiet_log(args.verbose)
-    log.info("config: %s", where.describe())
+    # said when the file was looked for; one given by --config or $WORKER_CONFIG needs -v
+    log.log(
+        logging.INFO if where.origin in ("found", "none") else logging.DEBUG,
+        "config: %s",
+        where.describe(),
+    )
     problems = unknown_names(args, config)
     if problems:
         for problem in problems:

@@ -103,6 +103,53 @@ def alerts(
     return EXIT_OK
 
 
+def search(
+    config: Config,
+    query: str,
+    *,
+    stem: bool,
+    source: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    """`worker search`: a query over the stored articles, with exactly a watchlist's meaning."""
+    from datetime import UTC, datetime, timedelta
+
+    from worker.config import WatchlistConfig, parse_duration
+    from worker.match import QueryError, parse_query
+    from worker.search import search as run_search
+
+    try:
+        parse_query(query)
+    except QueryError as exc:
+        print(f"query: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    start = None
+    if since is not None:
+        try:
+            start = datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+        except ValueError as exc:
+            print(f"--since: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if limit < 1:
+        print("--limit: must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
+    watchlist = WatchlistConfig(name="search", query=query, stem=stem, channels=["-"])
+    with open_store(config) as store:
+        found, searched = run_search(store, watchlist, since=start, source=source, limit=limit)
+    if as_json:
+        _json([f.to_json() for f in found])
+        return EXIT_OK
+    for f in found:
+        row = f.article
+        when = row.published.date().isoformat() if row.published else "????-??-??"
+        print(f"{when}  {row.source}  {row.title}  [{', '.join(f.matched)}]\n            {row.url}")
+    more = " (--limit reached)" if len(found) >= limit else ""
+    print(f"{len(found)} match(es) in {searched} stored article(s){more}")
+    return EXIT_OK
+
+
 def test_alert(config: Config, channel: str | None) -> int:
     from worker.notify import Notifier
     from worker.notify import test_alert as send_test

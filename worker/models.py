@@ -88,3 +88,4 @@ class Delivery:
     source: str
     keywords: tuple[str, ...]
     done_targets: tuple[int, ...] = ()  # indexes of the channel's URLs already delivered to
+    body: str = ""  # the article's text, when the source provides it (alerts quote a snippet)

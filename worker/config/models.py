@@ -270,17 +270,39 @@ def _shown(url: str) -> str:
 
 class WatchlistConfig(Frozen):
     name: str = Field(pattern=NAME_RE, max_length=100)
-    keywords: list[str] = Field(min_length=1)
+    keywords: list[str] | None = Field(default=None, min_length=1)
+    query: str | None = None  # the query language: see the README
+    stem: bool = False  # match word forms (English and Russian stems)
     exclude: list[str] = Field(default_factory=list)
     channels: list[str] = Field(min_length=1)
     sources: list[str] | None = None
 
+    @field_validator("query")
+    @classmethod
+    def _valid_query(cls, value: str | None) -> str | None:
+        from worker.match import QueryError, parse_query
+
+        if value is not None:
+            try:
+                parse_query(value)
+            except QueryError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keywords_or_query(self) -> WatchlistConfig:
+        if self.keywords is not None and self.query is not None:
+            raise ValueError("give either `keywords` or `query`, not both")
+        if self.keywords is None and self.query is None:
+            raise ValueError("needs `keywords` (a list of terms) or `query` (a search expression)")
+        return self
+
     @field_validator("keywords", "exclude")
     @classmethod
-    def _keywords_have_words(cls, value: list[str]) -> list[str]:
+    def _keywords_have_words(cls, value: list[str] | None) -> list[str] | None:
         from worker.match import parse_keyword
 
-        for i, keyword in enumerate(value):
+        for i, keyword in enumerate(value or ()):
             try:
                 parse_keyword(keyword)
             except ValueError as exc:

@@ -64,6 +64,7 @@ class Daemon(ReloadMixin):
         self.scheduler.start()
         self._sync_channel_loops()
         self._watcher = self._spawn(self._watch_config(), name="config-watch")
+        self._count_matches(config.watchlists)
         log.info(
             "worker running: %d source(s), %d watchlist(s), %d channel(s); config %s",
             len(config.sources),

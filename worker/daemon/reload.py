@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from worker.config import Config, ConfigError, parse_config
+from worker.config import Config, ConfigError, WatchlistConfig, parse_config
 from worker.daemon.core import _wait_any
 from worker.daemon.schedule import ScheduleMixin, _schedule_key, trigger_for
 from worker.fetch import Fetcher
 from worker.health import HealthServer
 from worker.logs import set_format
+from worker.search import changed_watchlists, log_would_have_matched
 
 if TYPE_CHECKING:
     from worker.daemon.lifecycle import Daemon
@@ -160,12 +162,22 @@ class ReloadMixin(ScheduleMixin):
                 log.info("config: source %s changed (from its next pass on)", name)
         self._sync_channel_loops()
         self.wake_deliveries(channels_changed=new.channels != old.channels)
+        self._count_matches(changed_watchlists(old.watchlists, new.watchlists))
         log.info(
             "config reloaded: %d source(s), %d watchlist(s), %d channel(s)",
             len(new.sources),
             len(new.watchlists),
             len(new.channels),
         )
+
+    def _count_matches(self, watchlists: Sequence[WatchlistConfig]) -> None:
+        """Log, in the background, what new or changed watchlists would have matched."""
+        if watchlists:
+            store = self.runtime.store
+            self._spawn(
+                asyncio.to_thread(log_would_have_matched, store, list(watchlists)),
+                name="would-have-matched",
+            )
 
     def _retire_fetcher(self, old: Fetcher) -> None:
         """Close a replaced Fetcher once the passes that use it have finished."""

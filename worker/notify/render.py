@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from worker.match import snippet
 from worker.models import Delivery
 
 TITLE_MAX = 250  # characters of the article title kept (email subjects, chat titles)
@@ -19,6 +20,7 @@ SUMMARY_MAX = 600  # characters of the summary kept
 FIELD_MAX = 200  # source name, each keyword
 URL_MAX = 2048
 KEYWORDS_MAX = 20
+SNIPPET_MAX = 200  # characters of the article's text quoted around the first matched term
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; these are the ones
 # that can start or close Markdown syntax (emphasis, links, code, headings, lists, tables, HTML,
@@ -112,6 +114,9 @@ def render(delivery: Delivery) -> Message:
     published = _published(delivery)
     link = safe_link(delivery.article_url)
     raw_link = clean(delivery.article_url, URL_MAX)
+    # a match in the article's text (not shown otherwise): quote the words around it
+    found = snippet(delivery.body, delivery.keywords) if delivery.body else None
+    quote_text = clean(found, SNIPPET_MAX) if found else ""
 
     full_title = f"[{watchlist}] {title}"
 
@@ -132,6 +137,8 @@ def render(delivery: Delivery) -> Message:
         f"- Published: {md(published)}",
         f"- Keywords: {md_kw}",
     ]
+    if quote_text:
+        md_lines.append(f"- In the text: {escape_markdown(quote_text)}")
     if summary:
         md_lines += ["", md(summary)]
     markdown = "\n".join(md_lines)
@@ -152,6 +159,7 @@ def render(delivery: Delivery) -> Message:
         f"<li>Source: {escape_html(source)}</li>",
         f"<li>Published: {escape_html(published)}</li>",
         f"<li>Keywords: {html_kw}</li>",
+        *([f"<li>In the text: {escape_html(quote_text)}</li>"] if quote_text else []),
         "</ul>",
     ]
     if summary:
@@ -167,6 +175,8 @@ def render(delivery: Delivery) -> Message:
         f"Published: {published}",
         f"Keywords: {', '.join(keywords) or 'none'}",
     ]
+    if quote_text:
+        text_lines.append(f"In the text: {quote_text}")
     if summary:
         text_lines += ["", summary]
     text = "\n".join(text_lines)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from worker.store.engine import StoreBase
-from worker.store.helpers import _check_limit, _chunks
+from worker.store.helpers import _aware, _check_limit, _chunks
 from worker.store.rows import AlertRow, ArticleRow
 from worker.store.tables import STATUSES, article_sources, articles, deliveries, matches
 
@@ -61,6 +63,45 @@ class ReadingMixin(StoreBase):
                 source=row.source,
                 first_seen=row.first_seen,
                 watchlists=tuple(names[row.id]),
+            )
+            for row in rows
+        ]
+
+    def articles_since(
+        self, since: datetime | None = None, *, source: str | None = None
+    ) -> list[ArticleRow]:
+        """Stored articles published at or after `since` (an undated one: first seen then), newest
+        first, without their watchlists (`watchlists` is empty): what `worker search` and the
+        daemon's would-have-matched count run a query over. `source` as in list_articles."""
+        a = articles
+        stmt = sa.select(
+            a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen
+        ).order_by(a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc())
+        if since is not None:
+            since = _aware(since, "since")
+            stmt = stmt.where(
+                sa.or_(
+                    a.c.published >= since,
+                    sa.and_(a.c.published.is_(None), a.c.first_seen >= since),
+                )
+            )
+        if source is not None:
+            stmt = stmt.where(
+                sa.exists().where(
+                    article_sources.c.article_id == a.c.id, article_sources.c.source == source
+                )
+            )
+        with self._tx("reading articles for a search", write=False) as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            ArticleRow(
+                url=row.url,
+                title=row.title,
+                summary=row.summary,
+                published=row.published,
+                source=row.source,
+                first_seen=row.first_seen,
+                watchlists=(),
             )
             for row in rows
         ]

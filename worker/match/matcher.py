@@ -1,0 +1,549 @@
+"""The compiled watchlists: which watchlists an article matches, and by which terms.
+
+A watchlist is one boolean query: `query` as parsed by worker.match.query, or its `keywords`
+(any one of them) read as `k1 OR k2 ...`; `exclude` adds `AND NOT (x1 OR x2 ...)`. Each query
+is put in negation normal form (NOTs pushed down to the terms) and compiled to:
+
+- its leaves: a term or phrase (a sequence of units: exact word, stem, prefix), or a NEAR of two,
+  with the fields it may look in; identical leaves of different watchlists are one leaf;
+- its triggers: a set of leaves of which one must be true for the query to be true (an OR needs
+  one of each side's, an AND one side's: the side with the rarer-looking leaves); a query is
+  evaluated only for an article in which one of its triggers is true;
+- an evaluator over the set of true leaves (one Python expression; none for `a OR b ...`, which
+  is true as soon as it is triggered).
+
+Per article (one pass): each field is folded and split into words once; each distinct word is
+looked up once (then remembered) in an index of exact words, stems and prefixes to the leaves
+anchored on it; single-word leaves are true at once, phrases and NEARs are checked by position
+in each field they may look in (a phrase or a NEAR never spans two fields); then only the
+triggered queries are evaluated. The work grows with the words of the article and the leaves
+that occur, not with the number of watchlists (bench/bench_match.py: 10,000 queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
+from worker.match.text import parse_keyword, stem, words
+
+if TYPE_CHECKING:
+    from worker.match.explain import Explanation
+
+__all__ = ["Matcher"]
+
+_CACHE_LIMIT = 100_000  # distinct article words remembered by one Matcher
+EXACT, STEM, PREFIX = 0, 1, 2  # kinds of unit
+# words whose English Snowball stem does not start with their first 3 letters
+_STEM_EXCEPTIONS = frozenset({"dying", "lying", "tying", "skies"})
+_BITS = {name: 1 << i for i, name in enumerate(FIELDS)}  # title 1, summary 2, body 4
+_ALL = (1 << len(FIELDS)) - 1
+
+Unit = tuple[int, str]
+_Entry = tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[tuple[int, frozenset[str]], ...]]
+# (leaves true when the word occurs anywhere, (leaf, field mask) true when it occurs in those
+# fields, (leaf, the exact words it needs) to check by position)
+
+
+def _mask(fields: frozenset[str] | None) -> int:
+    return _ALL if fields is None else sum(_BITS[f] for f in fields)
+
+
+def _units(term: Term, stemmed: bool) -> tuple[Unit, ...]:
+    last = len(term.words) - 1
+    out: list[Unit] = []
+    for i, word in enumerate(term.words):
+        if i == last and term.prefix:
+            out.append((PREFIX, word))
+        elif stemmed:
+            out.append((STEM, stem(word)))
+        else:
+            out.append((EXACT, word))
+    return tuple(out)
+
+
+def _keyword_term(text: str) -> Term:
+    keyword = parse_keyword(text)
+    return Term(keyword.words, keyword.prefix, None, text)
+
+
+Evaluator = Callable[[set[int]], bool]
+# ("+", leaf) | ("-", leaf) | ("and" or "or", positive leaves, negated leaves, sub-forms)
+_Form = tuple[Any, ...]
+
+
+def _evaluator(form: _Form) -> Evaluator:
+    """A function of the set of true leaves for an AND or an OR (or one leaf): set operations in
+    C for its leaves, so a query of 3 to 5 leaves costs one or two calls."""
+    if form[0] == "+":
+        leaf = form[1]
+        return lambda t: leaf in t
+    if form[0] == "-":
+        leaf = form[1]
+        return lambda t: leaf not in t
+    op, pos, neg, sub_forms = form
+    # sub-forms that are ORs of positive leaves (`(rail* OR road)`, a watchlist's keywords)
+    # are tested as sets too
+    ors = [f[1] for f in sub_forms if f[0] == "or" and not f[2] and not f[3]]
+    subs = [_evaluator(f) for f in sub_forms if not (f[0] == "or" and not f[2] and not f[3])]
+    if op == "and":
+        if not subs and not ors:
+            if not neg:
+                return pos.issubset
+            if not pos:
+                return neg.isdisjoint
+            return lambda t: pos <= t and neg.isdisjoint(t)
+        if not subs and len(ors) == 1:
+            (any_of,) = ors
+            return lambda t: pos <= t and neg.isdisjoint(t) and not any_of.isdisjoint(t)
+
+        def all_of(t: set[int]) -> bool:
+            if not pos <= t or not neg.isdisjoint(t):
+                return False
+            for group in ors:
+                if group.isdisjoint(t):
+                    return False
+            for sub in subs:
+                if not sub(t):
+                    return False
+            return True
+
+        return all_of
+    pos = pos.union(*ors)  # an OR inside an OR is flat already; kept for safety
+    if not subs:
+        if not neg:
+            return lambda t: not pos.isdisjoint(t)
+        return lambda t: not pos.isdisjoint(t) or not neg <= t
+
+    def one_of(t: set[int]) -> bool:
+        if not pos.isdisjoint(t) or (neg and not neg <= t):
+            return True
+        for sub in subs:
+            if sub(t):
+                return True
+        return False
+
+    return one_of
+
+
+class _Article:
+    """What checking phrases and NEARs needs of one article, built as first needed."""
+
+    __slots__ = ("fields", "present", "present_stems", "stems")
+
+    def __init__(self, fields: list[tuple[int, list[str]]], present: set[str]) -> None:
+        self.fields = fields
+        self.present = present
+        self.present_stems: set[str] | None = None
+        self.stems: dict[int, list[str]] = {}  # field -> the stems of its words
+
+
+class _Compiled:
+    """One watchlist's query, its leaves numbered in the matcher's shared table."""
+
+    __slots__ = ("evaluate", "report_at", "reported", "triggers")
+
+    def __init__(self) -> None:
+        self.evaluate: Evaluator | None = None  # over the set of true leaves; None: always true
+        self.reported: list[tuple[int, str]] = []  # positive leaves (leaf, as written), in order
+        self.report_at: dict[int, tuple[int, str]] | None = None  # the same by leaf, when many
+        self.triggers: set[int] = set()
+
+
+class Matcher:
+    """Compiled watchlists. `match()` and `match_fields()` are safe to call from several threads.
+
+    Takes WatchlistConfig objects (or anything with `name`, `keywords`, `exclude` and, optionally,
+    `query` and `stem`).
+    """
+
+    def __init__(self, watchlists: Sequence[Any]) -> None:
+        self._watchlists = list(watchlists)  # for explain()
+        self._names: list[str] = []
+        self._leaf_ids: dict[tuple[Any, ...], int] = {}
+        self._units: list[tuple[Unit, ...]] = []  # leaf -> units (the left side of a NEAR)
+        self._near: list[tuple[int, tuple[Unit, ...]] | None] = []  # leaf -> (distance, right)
+        self._masks: list[int] = []
+        self._needs: list[frozenset[str]] = []  # leaf -> the exact words it cannot match without
+        self._uses_stems = False
+        compiled = [self._compile(w) for w in watchlists]
+        self._reported = [c.reported for c in compiled]
+        self._report_at = [c.report_at for c in compiled]
+        self._evaluators = [c.evaluate for c in compiled]
+
+        triggers: list[list[int]] = [[] for _ in self._units]
+        for index, c in enumerate(compiled):
+            for leaf in c.triggers:
+                triggers[leaf].append(index)
+        self._triggers = [tuple(t) for t in triggers]
+
+        exact: dict[str, list[int]] = {}
+        stems: dict[str, list[int]] = {}
+        prefixes: dict[str, list[int]] = {}
+        by_kind = (exact, stems, prefixes)
+        for leaf, units in enumerate(self._units):
+            kind, key = units[0]
+            by_kind[kind].setdefault(key, []).append(leaf)
+        self._exact, self._stems, self._prefixes = exact, stems, prefixes
+        self._prefix_lengths = sorted({len(p) for p in prefixes})
+        # a Snowball stem keeps the first 3 letters of its word (Porter2's exceptional forms
+        # below aside; Russian only strips endings): a word whose start is no stem's start
+        # needs no stemming to know it matches no stem (stemming is most of a new word's cost)
+        self._stem_heads = {
+            key[:3]
+            for units, near in zip(self._units, self._near, strict=True)
+            for kind, key in (*units, *(near[1] if near else ()))
+            if kind == STEM
+        }
+        self._stem_cache: dict[str, str] = {}
+        base: dict[str, _Entry] = {}
+        for word in exact:
+            entry = self._entry(word)
+            if entry is not None:
+                base[word] = entry
+        self._base = base
+        self._base_stems = dict(self._stem_cache)
+        self._reset_cache()
+
+    # --- compiling ---------------------------------------------------------------------------
+
+    def _leaf(self, node: Term | Near, stemmed: bool) -> int:
+        if isinstance(node, Term):
+            units = _units(node, stemmed)
+            near = None
+        else:
+            units = _units(node.left, stemmed)
+            near = (node.distance, _units(node.right, stemmed))
+        mask = _mask(node.fields)
+        key = (units, near, mask)
+        leaf = self._leaf_ids.get(key)
+        if leaf is None:
+            leaf = self._leaf_ids[key] = len(self._units)
+            self._units.append(units)
+            self._near.append(near)
+            self._masks.append(mask)
+            self._needs.append(
+                frozenset(
+                    key for kind, key in (*units, *(near[1] if near else ())) if kind == EXACT
+                )
+            )
+            if stemmed and any(k == STEM for k, _ in (*units, *(near[1] if near else ()))):
+                self._uses_stems = True
+        return leaf
+
+    def _compile(self, watchlist: Any) -> _Compiled:
+        self._names.append(watchlist.name)
+        stemmed = bool(getattr(watchlist, "stem", False))
+        query = getattr(watchlist, "query", None)
+        root: Node
+        if query:
+            root = parse_query(query).root
+        else:
+            root = Or(tuple(_keyword_term(k) for k in watchlist.keywords))
+        if watchlist.exclude:
+            root = And((root, Not(Or(tuple(_keyword_term(x) for x in watchlist.exclude)))))
+        out = _Compiled()
+        seen: set[int] = set()
+
+        def walk(node: Node, negate: bool) -> tuple[_Form, set[int] | None, float]:
+            """Negation normal form on the way (NOTs pushed down to the leaves, nested ANDs or
+            ORs flattened): (the form, its triggers or None, their cost)."""
+            if isinstance(node, Not):
+                return walk(node.child, not negate)
+            if isinstance(node, Term | Near):
+                leaf = self._leaf(node, stemmed)
+                if negate:
+                    return ("-", leaf), None, 0.0
+                if leaf not in seen:
+                    seen.add(leaf)
+                    out.reported.append((leaf, node.text))
+                return ("+", leaf), {leaf}, _cost(node)
+            op = "and" if isinstance(node, And) != negate else "or"  # De Morgan
+            pos: set[int] = set()
+            neg: set[int] = set()
+            subs: list[_Form] = []
+            triggers: list[tuple[set[int] | None, float]] = []
+            for child in node.children:
+                form, found, cost = walk(child, negate)
+                triggers.append((found, cost))
+                if form[0] == "+":
+                    pos.add(form[1])
+                elif form[0] == "-":
+                    neg.add(form[1])
+                elif form[0] == op:  # (a AND b) AND c = a AND b AND c
+                    pos |= form[1]
+                    neg |= form[2]
+                    subs.extend(form[3])
+                else:
+                    subs.append(form)
+            form = (op, frozenset(pos), frozenset(neg), tuple(subs))
+            if op == "or":
+                if any(t is None for t, _ in triggers):
+                    return form, None, 0.0
+                union: set[int] = set()
+                for t, _ in triggers:
+                    union |= t  # type: ignore[arg-type]
+                return form, union, sum(c for _, c in triggers)
+            anchored = [(t, c) for t, c in triggers if t is not None]
+            if not anchored:
+                return form, None, 0.0
+            best = min(anchored, key=lambda tc: tc[1])
+            return form, best[0], best[1]
+
+        top, triggers, _ = walk(root, False)
+        assert triggers is not None  # parse_query refuses queries without one
+        out.triggers = triggers
+        # a positive leaf, or an OR of them, is true as soon as one of its triggers is
+        simple = top[0] == "+" or (top[0] == "or" and not top[2] and not top[3])
+        out.evaluate = None if simple else _evaluator(top)
+        if len(out.reported) > 4:
+            out.report_at = {leaf: (i, text) for i, (leaf, text) in enumerate(out.reported)}
+        return out
+
+    # --- the word index ----------------------------------------------------------------------
+
+    def _reset_cache(self) -> None:
+        # replaced as one tuple, never cleared in place: a concurrent match() reads the parts
+        # together and keeps its own consistent copies
+        # (word -> leaves true when it occurs; word -> (scoped leaves, leaves to check); the
+        # words of the first; of the second; words whose entry is known, maybe none)
+        direct = {w: e[0] for w, e in self._base.items() if e[0]}
+        other = {w: (e[1], e[2]) for w, e in self._base.items() if e[1] or e[2]}
+        self._cache: tuple[
+            dict[str, tuple[int, ...]],
+            dict[str, tuple[Any, Any]],
+            set[str],
+            set[str],
+            set[str],
+        ] = (direct, other, set(direct), set(other), set(self._base))
+        self._stem_cache = dict(self._base_stems)
+
+    def _stem(self, word: str) -> str:
+        found = self._stem_cache.get(word)
+        if found is None:  # (emptied with the word cache: the stems of known words stay known)
+            found = self._stem_cache[word] = stem(word)
+        return found
+
+    def _entry(self, word: str) -> _Entry | None:
+        leaves: list[int] = list(self._exact.get(word, ()))
+        if self._stems:
+            if self._may_stem(word):
+                leaves.extend(self._stems.get(self._stem(word), ()))
+            else:  # known to match no stem: "" (what _stems_of then reads in one C call)
+                self._stem_cache[word] = ""
+        size = len(word)
+        for length in self._prefix_lengths:
+            if length > size:
+                break
+            leaves.extend(self._prefixes.get(word[:length], ()))
+        if not leaves:
+            return None
+        direct: list[int] = []
+        scoped: list[tuple[int, int]] = []
+        checks: list[tuple[int, frozenset[str]]] = []
+        for leaf in leaves:
+            if len(self._units[leaf]) > 1 or self._near[leaf] is not None:
+                checks.append((leaf, self._needs[leaf]))
+            elif self._masks[leaf] == _ALL:
+                direct.append(leaf)
+            else:
+                scoped.append((leaf, self._masks[leaf]))
+        return tuple(direct), tuple(scoped), tuple(checks)
+
+    # --- checking phrases and NEARs ------------------------------------------------------------
+
+    def _stems_of(self, words_: list[str] | set[str]) -> list[str]:
+        """The stems of words, "" for a word that starts like no stem (it can match none)."""
+        found = list(map(self._stem_cache.get, words_))
+        if None in found:  # words never stemmed (or the cache was just emptied)
+            for i, word in enumerate(words_):
+                if found[i] is None:
+                    found[i] = self._stem(word) if self._may_stem(word) else ""
+                    self._stem_cache[word] = found[i]  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def _may_stem(self, word: str) -> bool:
+        heads = self._stem_heads
+        return (
+            word[:3] in heads or word[:2] in heads or word[:1] in heads or word in _STEM_EXCEPTIONS
+        )
+
+    def _starts(
+        self, units: tuple[Unit, ...], art: _Article, bit: int, seq: list[str]
+    ) -> list[int]:
+        """Where `units` occur in sequence in the field `bit` (words `seq`) of the article."""
+        kind, key = units[0]
+        n = len(units)
+        size = len(seq)
+        if kind == PREFIX:
+            found = [i for i, w in enumerate(seq) if w.startswith(key)]
+        else:  # list.index scans in C: ~10x a loop in Python over a 50-word summary
+            base = seq if kind == EXACT else self._field_stems(art, bit, seq)
+            found = []
+            i = -1
+            try:
+                while True:
+                    i = base.index(key, i + 1)
+                    found.append(i)
+            except ValueError:
+                pass
+        if n == 1 or not found:
+            return found
+        out = []
+        for i in found:
+            if i + n > size:
+                continue
+            for k in range(1, n):
+                kind, key = units[k]
+                if kind == EXACT:
+                    if seq[i + k] != key:
+                        break
+                elif kind == STEM:
+                    if self._field_stems(art, bit, seq)[i + k] != key:
+                        break
+                elif not seq[i + k].startswith(key):
+                    break
+            else:
+                out.append(i)
+        return out
+
+    def _field_stems(self, art: _Article, bit: int, seq: list[str]) -> list[str]:
+        found = art.stems.get(bit)
+        if found is None:
+            found = art.stems[bit] = self._stems_of(seq)
+        return found
+
+    def _check(self, leaf: int, art: _Article) -> bool:
+        units = self._units[leaf]
+        near = self._near[leaf]
+        for kind, key in (*units, *(near[1] if near else ())):  # (exact words: tested already)
+            if kind == STEM:
+                if art.present_stems is None:
+                    art.present_stems = set(self._stems_of(art.present))
+                if key not in art.present_stems:
+                    return False
+        mask = self._masks[leaf]
+        for bit, seq in art.fields:
+            if not bit & mask:
+                continue
+            left = self._starts(units, art, bit, seq)
+            if not left:
+                continue
+            if near is None:
+                return True
+            distance, right_units = near
+            right = self._starts(right_units, art, bit, seq)
+            n_left, n_right = len(units), len(right_units)
+            for i in left:
+                for j in right:
+                    if i + n_left <= j:  # left ... right
+                        if j - (i + n_left) <= distance:
+                            return True
+                    elif j + n_right <= i and i - (j + n_right) <= distance:  # right ... left
+                        return True
+        return False
+
+    # --- matching ------------------------------------------------------------------------------
+
+    def explain(self, title: str, summary: str) -> list[Explanation]:
+        """Each watchlist's Explanation for this article (`worker why`), in config order."""
+        from worker.match.explain import explain_watchlists
+
+        return explain_watchlists(self._watchlists, title, summary)
+
+    def match(self, title: str, summary: str) -> dict[str, tuple[str, ...]]:
+        """Watchlist name -> the terms that matched (as written, in query order), for an article
+        of a title and a summary. Watchlists that did not match are left out."""
+        fields = [(1, words(title))]
+        if summary:
+            fields.append((2, words(summary)))
+        return self._match(fields)
+
+    def match_fields(self, fields: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+        """As `match`, for an article given as {"title": ..., "summary": ..., "body": ...} (any
+        of them may be missing: `body:` then matches nothing)."""
+        split = []
+        for name, bit in _BITS.items():
+            text = fields.get(name)
+            if text:
+                split.append((bit, words(text)))
+        return self._match(split)
+
+    def _match(self, fields: list[tuple[int, list[str]]]) -> dict[str, tuple[str, ...]]:
+        present: set[str] = set()
+        for _, seq in fields:
+            present.update(seq)
+
+        direct, other, direct_words, other_words, known = self._cache
+        if not known.issuperset(present):  # (no new set built in the usual case)
+            new = present - known
+            if len(known) + len(new) > _CACHE_LIMIT:
+                self._reset_cache()
+                direct, other, direct_words, other_words, known = self._cache
+                new = present - known
+            for word in new:
+                entry = self._entry(word)
+                if entry is not None:  # the dicts before the sets: see _reset_cache
+                    if entry[0]:
+                        direct[word] = entry[0]
+                        direct_words.add(word)
+                    if entry[1] or entry[2]:
+                        other[word] = (entry[1], entry[2])
+                        other_words.add(word)
+            known.update(new)
+
+        # the single-word leaves of every word at once, in C (most words have only those)
+        true: set[int] = set().union(*map(direct.__getitem__, present & direct_words))
+        field_sets: dict[int, set[str]] | None = None
+        art: _Article | None = None
+        for word in present & other_words:
+            scoped, checks = other[word]
+            for leaf, mask in scoped:
+                if leaf not in true:
+                    if field_sets is None:
+                        field_sets = {bit: set(seq) for bit, seq in fields}
+                    if any(bit & mask and word in s for bit, s in field_sets.items()):
+                        true.add(leaf)
+            for leaf, needs in checks:
+                # most phrases and NEARs lack one of their words: a C-level subset test first
+                if leaf not in true and needs <= present:
+                    if art is None:
+                        art = _Article(fields, present)
+                    if self._check(leaf, art):
+                        true.add(leaf)
+        if not true:
+            return {}
+
+        triggered: set[int] = set().union(*map(self._triggers.__getitem__, true))
+        if not triggered:
+            return {}
+        evaluators = self._evaluators
+        result: dict[str, tuple[str, ...]] = {}
+        for index in sorted(triggered):
+            evaluate = evaluators[index]
+            if evaluate is None or evaluate(true):
+                at = self._report_at[index]
+                if at is not None and len(true) < len(at):  # a few true of many: look those up
+                    terms = tuple(
+                        text for _, text in sorted(at[leaf] for leaf in true if leaf in at)
+                    )
+                else:
+                    terms = tuple(text for leaf, text in self._reported[index] if leaf in true)
+                result[self._names[index]] = terms
+        return result
+
+
+def _cost(node: Term | Near) -> float:
+    """A guess at how often a leaf is true (no word frequencies at hand): longer words are rarer,
+    a prefix is commoner than its word, a phrase or a NEAR rarer than its rarest word."""
+
+    def term_cost(term: Term) -> float:
+        costs = [max(1.0, 12.0 - len(w)) for w in term.words]
+        if term.prefix:
+            costs[-1] *= 3
+        return min(costs) / len(term.words)
+
+    if isinstance(node, Term):
+        return term_cost(node)
+    return min(term_cost(node.left), term_cost(node.right)) / 2
