@@ -33,6 +33,7 @@ from tenacity import (
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding
 
 from worker.config import HttpConfig
+from worker.inflate import DecodeError, accept_encoding, decoder_for
 from worker.transport import make_transport
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _c1_fallback(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("worker-whatwg-c1", _c1_fallback)
 
 
-def decode_html(body: bytes, content_type: str | None) -> str:
+def decode_html(body: bytes | bytearray, content_type: str | None) -> str:
     """Decode with the header charset, else a <meta> one in the first 2 KB, else UTF-8; strictly.
 
     A UTF-8 byte order mark wins over both (as browsers do) and is dropped. Charset labels are
@@ -113,7 +114,7 @@ def decode_html(body: bytes, content_type: str | None) -> str:
         return body[len(UTF8_BOM) :].decode("utf-8")
     encoding = (
         http_content_type_encoding(content_type)
-        or html_body_declared_encoding(body[:SNIFF_BYTES])
+        or html_body_declared_encoding(bytes(body[:SNIFF_BYTES]))
         or "utf-8"
     )
     if encoding == "cp1252":
@@ -162,7 +163,12 @@ class Fetcher:
             max_connections=http.concurrency, max_keepalive_connections=http.concurrency
         )
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": http.user_agent, "Accept": ACCEPT},
+            # decoded here, not by httpx: one layer at most, counted as it inflates
+            headers={
+                "User-Agent": http.user_agent,
+                "Accept": ACCEPT,
+                "Accept-Encoding": accept_encoding(),
+            },
             timeout=httpx.Timeout(http.timeout),
             follow_redirects=False,  # followed by hand: each hop is checked, paced and counted
             transport=transport if transport is not None else make_transport(limits),
@@ -292,14 +298,25 @@ class Fetcher:
         if declared.isdigit() and int(declared) > cap:
             raise FetchError(url, f"response larger than {cap} bytes (Content-Length {declared})")
 
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():  # decompressed as it arrives
-            size += len(chunk)
-            if size > cap:
-                raise FetchError(url, f"response larger than {cap} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            decoder = decoder_for(response.headers.get("Content-Encoding"))
+        except DecodeError as exc:
+            raise FetchError(url, str(exc)) from None
+        # at most the cap plus one decoded piece (64 KB) is held: each piece is counted as it
+        # is inflated, before the next one is made
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                for piece in decoder.feed(chunk):
+                    body += piece
+                    if len(body) > cap:
+                        raise FetchError(url, f"response larger than {cap} bytes")
+            for piece in decoder.finish():
+                body += piece
+                if len(body) > cap:
+                    raise FetchError(url, f"response larger than {cap} bytes")
+        except DecodeError as exc:
+            raise FetchError(url, f"cannot decompress the body ({exc})") from None
         if not body.strip():
             raise FetchError(url, "empty body")
         try:
