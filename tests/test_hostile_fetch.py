@@ -28,7 +28,7 @@ import asyncio, json, sys
 from worker.config import HttpConfig
 from worker.fetch import Fetcher, FetchError
 async def main():
-    async with Fetcher(HttpConfig(min_delay=0, retries=0, timeout=30, max_bytes=%d)) as f:
+    async with Fetcher(HttpConfig(min_delay=0, retries=0, timeout=30, max_bytes=CAP)) as f:
         try:
             page = await f.get_html(sys.argv[1])
             return {"ok": len(page.text)}
@@ -38,7 +38,7 @@ out = asyncio.run(main())
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 out["rss_mb"] = int(hwm.split()[1]) / 1024
 print(json.dumps(out))
-""" % CAP
+""".replace("CAP", str(CAP))
 
 
 def fetch_in_subprocess(url: str) -> dict[str, object]:
