@@ -102,7 +102,7 @@ class _Brotli:
                 if not out:
                     break
                 yield out
-        except _brotli.error as exc:  # type: ignore[union-attr]
+        except _brotli.error as exc:
             raise DecodeError("corrupt br data") from exc
 
     def finish(self) -> Iterator[bytes]:
