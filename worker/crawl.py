@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from worker.config import SourceConfig
 from worker.fetch import Fetcher, FetchError, NotFound, Page
 from worker.models import AlertPlan, Item, ListingPage, PageStored
-from worker.parse import ParseError, parse_listing
+from worker.parse import ParseError, parse_listing_async
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ async def _pages(
                 report.stop = f"page {number} not found (past the end)"
                 return
             try:
-                listing = parse_listing(page.text, page.url, source.select)
+                listing = await parse_listing_async(page.text, page.url, source.select)
             except ParseError as exc:
                 if number == 1:
                     raise
