@@ -142,6 +142,7 @@ def _pair_re(names: str) -> re.Pattern[str]:
 
 _PAIRS_RE = _pair_re(_INLINE)
 _PAIRS_ALL_RE = _pair_re(_INLINE + " " + _INLINE_BREAKOUT)
+_COLLAPSE_CHUNK = 256 * 1024
 _FOREIGN_RE = re.compile(r"<(?:svg|math)", re.IGNORECASE)
 
 
@@ -149,11 +150,21 @@ def collapse_pairs(html: str) -> str:
     """`html` with inline pairs around plain text replaced by ">" (three rounds: nested pairs
     such as <b><i>x</i></b> go too)."""
     pattern = _PAIRS_RE if _FOREIGN_RE.search(html) else _PAIRS_ALL_RE
-    for _ in range(3):
-        html, count = pattern.subn(">", html)
-        if not count:
-            break
-    return html
+    # 256 KB at a time, cut before a "<": one regex call holds the GIL (4 MB at once held it
+    # for a second); a pair across a cut is simply kept
+    pieces = []
+    start = 0
+    while start < len(html):
+        cut = html.find("<", start + _COLLAPSE_CHUNK)
+        cut = len(html) if cut < 0 else cut
+        piece = html[start:cut]
+        for _ in range(3):
+            piece, count = pattern.subn(">", piece)
+            if not count:
+                break
+        pieces.append(piece)
+        start = cut
+    return "".join(pieces)
 
 
 class _Scan:
@@ -164,6 +175,7 @@ class _Scan:
         self.names: list[str] = []  # the stack of open elements, lower-case names
         self.spaces: list[int] = []  # their namespaces (HTML, SVG, MATH)
         self.html_points: list[bool] = []  # whether their children are HTML (integration points)
+        self.open: dict[str, int] = {}  # how many of each name are on the stack
         self.depth = 0
         self.deepest = 0
 
@@ -173,6 +185,7 @@ class _Scan:
         self.names.append(name)
         self.spaces.append(space)
         self.html_points.append(html_children)
+        self.open[name] = self.open.get(name, 0) + 1
         if space != HTML or name not in _UNCOUNTED:
             self.depth += 1
             if self.depth > self.deepest:
@@ -180,13 +193,17 @@ class _Scan:
 
     def pop_to(self, index: int) -> None:
         """Pop the element at `index` and everything above it."""
+        open_ = self.open
         for i in range(len(self.names) - 1, index - 1, -1):
-            if self.spaces[i] != HTML or self.names[i] not in _UNCOUNTED:
+            name = self.names[i]
+            open_[name] -= 1
+            if self.spaces[i] != HTML or name not in _UNCOUNTED:
                 self.depth -= 1
         del self.names[index:], self.spaces[index:], self.html_points[index:]
 
     def remove(self, index: int) -> None:
         """Take one element out of the stack (the adoption agency's formatting element)."""
+        self.open[self.names[index]] -= 1
         if self.spaces[index] != HTML or self.names[index] not in _UNCOUNTED:
             self.depth -= 1
         del self.names[index], self.spaces[index], self.html_points[index]
@@ -201,6 +218,12 @@ class _Scan:
         """Index of the nearest open HTML element named in `wanted`, looking down from the top
         through at most WALK entries, not past an element in `stop` (nor a special one when
         `special_stops`), nor past foreign content; -1 when there is none."""
+        open_ = self.open
+        if isinstance(wanted, str):
+            if not open_.get(wanted):
+                return -1
+        elif not any(open_.get(name) for name in wanted):
+            return -1
         names, spaces = self.names, self.spaces
         bottom = max(-1, len(names) - 1 - WALK)
         for i in range(len(names) - 1, bottom, -1):
@@ -216,6 +239,8 @@ class _Scan:
     def lowest(self, wanted: frozenset[str], stop: frozenset[str]) -> int:
         """Index of the lowest open HTML element named in `wanted` above the nearest `stop`
         element (within WALK entries of the top), or -1."""
+        if not any(self.open.get(name) for name in wanted):
+            return -1
         names, spaces = self.names, self.spaces
         found = -1
         for i in range(len(names) - 1, max(-1, len(names) - 1 - WALK), -1):
@@ -365,6 +390,7 @@ class _Scan:
 
     def insert(self, index: int, name: str) -> None:
         self.names.insert(index, name)
+        self.open[name] = self.open.get(name, 0) + 1
         self.spaces.insert(index, HTML)
         self.html_points.insert(index, False)
         self.depth += 1
