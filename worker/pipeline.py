@@ -139,13 +139,14 @@ class Runtime:
     async def run_pass(self, source: SourceConfig) -> PassReport:
         """Crawl one source; contain and record its failure."""
         try:
-            crawl = await crawl_source(
-                source,
-                self.fetcher,
-                self.store,
-                self.plan_for(source.name),
-                window=self.config.http.concurrency * 2,
-            )
+            with self.fetcher.source_pass(source.name):  # fair slots, a deadline, own cookies
+                crawl = await crawl_source(
+                    source,
+                    self.fetcher,
+                    self.store,
+                    self.plan_for(source.name),
+                    window=self.config.http.concurrency * 2,
+                )
             report = PassReport(source=source.name, ok=True, crawl=crawl)
         except CrawlError as exc:
             report = PassReport(source=source.name, ok=False, crawl=exc.report, error=str(exc))
