@@ -203,3 +203,20 @@ def test_30_hanging_sources_hold_4_slots_and_good_sources_finish_within_30s(
     assert hostile_server.max_hanging < 8
     assert elapsed < 60
     print(f"other host {other_s:.1f}s, same host {same_s:.1f}s, whole pass {elapsed:.1f}s")
+
+
+async def test_a_pass_on_a_hanging_host_fails_at_its_2s_deadline_not_after_4_attempts_of_5s(
+    hostile_server: HostileServer,
+) -> None:
+    from worker.config import HttpConfig
+    from worker.fetch import Fetcher, FetchError
+
+    hostile_server.add("/hang/", lambda _r: HANG)
+    http = HttpConfig(min_delay=0, timeout=5, retries=3, pass_timeout=2)
+    async with Fetcher(http) as fetcher:
+        started = time.monotonic()
+        with fetcher.source_pass("slow"), pytest.raises(FetchError) as info:
+            await fetcher.get_html(hostile_server.url("/hang/1"))
+        elapsed = time.monotonic() - started
+    assert info.value.reason == "the pass ran out of time (2s)"
+    assert 1.5 < elapsed < 4.5  # not the 20 s + backoff four attempts would take
