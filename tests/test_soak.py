@@ -104,6 +104,7 @@ def check_flat(samples: list[float], seconds: float) -> str:
     return figures
 
 
+@pytest.mark.timeout(300)
 def test_daemon_rss_stays_flat_for_40s_of_hostile_and_good_passes_every_second(
     tmp_path: Path,
     news_site: NewsSite,
@@ -117,6 +118,7 @@ def test_daemon_rss_stays_flat_for_40s_of_hostile_and_good_passes_every_second(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_daemon_rss_stays_flat_for_5_minutes(
     tmp_path: Path,
     news_site: NewsSite,
