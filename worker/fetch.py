@@ -1,10 +1,13 @@
 """Fetch stage: GET an HTML page politely and safely, through one shared httpx.AsyncClient.
 
 Every HTTP request has a total deadline (connect + headers + whole body, `HttpConfig.timeout`),
-the body is capped after decompression (`max_bytes`), requests to one host start at least
-`min_delay` apart, at most `concurrency` requests are in flight, and connection errors, timeouts,
-5xx and 429 are retried (`retries` extra attempts) with exponential backoff and jitter, honouring
-a capped Retry-After. Everything that goes wrong ends as a `FetchError` (`NotFound` for 404/410)
+the body is decoded here (one content-encoding layer, worker/inflate.py) and capped as it
+inflates (`max_bytes`), requests to one host start at least `min_delay` apart, at most
+`concurrency` requests are in flight and `per_host` to one host, handed out fairly
+(worker/slots.py), and connection errors, timeouts, 5xx and 429 are retried (`retries` extra
+attempts) with exponential backoff and jitter, honouring a capped Retry-After. Inside
+`source_pass(name)` requests belong to that source's pass: its deadline (`pass_timeout`) and,
+with `cookies = true`, its own capped jar; the shared client keeps no cookie. Everything that goes wrong ends as a `FetchError` (`NotFound` for 404/410)
 whose URL has no credentials.
 """
 
