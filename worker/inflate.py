@@ -52,11 +52,16 @@ class _Zlib:
         self._gzip = gzip
         self._obj: Any = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
         self._started = False
+        self._head = b""
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        if not self._started and data and not self._gzip:
+        if not self._started and not self._gzip:
+            data = self._head + data
+            if len(data) < 2:  # the zlib header's two bytes decide the format
+                self._head = data
+                return
             self._started = True
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             if not wrapped:  # no zlib header (RFC 1950): raw deflate
                 self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
         self._started = True
@@ -79,6 +84,10 @@ class _Zlib:
             yield out
 
     def finish(self) -> Iterator[bytes]:
+        if self._head:  # a one-byte body
+            head, self._head = self._head, b""
+            self._started = True
+            yield from self.feed(head)
         try:
             out = self._obj.flush()
         except zlib.error as exc:
@@ -88,25 +97,32 @@ class _Zlib:
 
 
 class _Brotli:
+    # brotli's limit stops its output buffer growing once reached, and the buffer grows in
+    # blocks (32 KB, then 64 KB more...): a limit of 32-64 KB gave 98 KB steps, 1 KB gives
+    # steps of one 32 KB block
+    LIMIT = 1024
+
     def __init__(self) -> None:
         assert _brotli is not None
         self._obj = _brotli.Decompressor()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        try:
-            out = self._obj.process(data, output_buffer_limit=PIECE)
-            if out:
-                yield out
-            while not self._obj.can_accept_more_data():
-                out = self._obj.process(b"", output_buffer_limit=PIECE)
-                if not out:
-                    break
-                yield out
-        except _brotli.error as exc:
-            raise DecodeError("corrupt br data") from exc
+        return self._steps(data)
 
     def finish(self) -> Iterator[bytes]:
-        return iter(())
+        return self._steps(b"")
+
+    def _steps(self, data: bytes) -> Iterator[bytes]:
+        """Output for `data`, then what the limit held back (can_accept_more_data() turns true
+        while output is still pending: empty input until nothing comes out)."""
+        assert _brotli is not None
+        try:
+            out = self._obj.process(data, output_buffer_limit=self.LIMIT)
+            while out:
+                yield out
+                out = self._obj.process(b"", output_buffer_limit=self.LIMIT)
+        except _brotli.error as exc:
+            raise DecodeError("corrupt br data") from exc
 
 
 def supported() -> tuple[str, ...]:
