@@ -5,9 +5,11 @@ The landed fetcher took a per-host lock, then a first-come global semaphore whil
 sources on a host that accepts and never answers held every slot for 20 s x 4 attempts each, and
 a good source on another host got one request in 200 s. Here a free slot goes to the waiting
 request whose host has the fewest requests in flight (so a hanging host holds at most its own
-`per_host` slots and the other hosts keep theirs), then to the source pass that has held slots
-for the least time so far (so on one host, a source whose requests hang waits behind the ones
-that are answered quickly), then first come, first served.
+`per_host` slots and the other hosts keep theirs), then to the source pass whose requests to that
+host are expected to be the shortest (what they took lately; the host's figure for a pass new to
+it; at least how long one of its requests has hung so far), so on one host a source whose
+requests hang waits behind the ones answered quickly, then to the pass that has held slots for
+the least time, then first come, first served.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Owner:
     name: str
     used: float = 0.0  # slot-seconds of released requests
     holding: list[float] = field(default_factory=list)  # start times of requests in flight
+    took: dict[str, float] = field(default_factory=dict)  # host -> recent seconds a request
 
     def usage(self, now: float) -> float:
         return self.used + sum(now - start for start in self.holding)
@@ -44,6 +47,7 @@ class _Waiter:
 class _Host:
     busy: int = 0
     next_start: float = 0.0  # time.monotonic() before which no request to it may start
+    took: float = 0.0  # recent seconds a request to it took, all passes together
 
 
 class Slots:
@@ -82,10 +86,14 @@ class Slots:
         self.busy -= 1
         if started in owner.holding:
             owner.holding.remove(started)
-        owner.used += time.monotonic() - started
+        took = time.monotonic() - started
+        owner.used += took
+        before = owner.took.get(host)
+        owner.took[host] = took if before is None else (before + took) / 2
+        state.took = took if state.took == 0 else 0.8 * state.took + 0.2 * took
         if state.busy == 0 and not any(w.host == host for w in self._waiting):
-            if state.next_start <= time.monotonic():
-                del self._hosts[host]  # forget idle hosts: a daemon meets many over time
+            if state.next_start <= time.monotonic() and len(self._hosts) > 256:
+                del self._hosts[host]  # forget idle hosts: a daemon may meet many over time
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -93,7 +101,7 @@ class Slots:
         soonest: float | None = None
         while self.busy < self.total and self._waiting:
             best: _Waiter | None = None
-            best_key: tuple[int, float, int] | None = None
+            best_key: tuple[int, float, float, int] | None = None
             for waiter in self._waiting:
                 state = self._hosts.get(waiter.host)
                 if state is None:
@@ -105,7 +113,14 @@ class Slots:
                         state.next_start if soonest is None else min(soonest, state.next_start)
                     )
                     continue
-                key = (state.busy, waiter.owner.usage(now), waiter.seq)
+                owner = waiter.owner
+                # shortest expected request first: what this pass's requests to the host took
+                # lately (the host's own figure for a pass that has not asked it yet), or how
+                # long one of its requests has been hanging now
+                expected = owner.took.get(waiter.host, state.took)
+                if owner.holding:
+                    expected = max(expected, now - min(owner.holding))
+                key = (state.busy, expected, owner.usage(now), waiter.seq)
                 if best_key is None or key < best_key:
                     best, best_key = waiter, key
             if best is None:
