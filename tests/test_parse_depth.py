@@ -73,3 +73,16 @@ def test_markup_lexbor_keeps_shallow_is_not_counted_deep(case: dict[str, Any]) -
     assert real < 50, f"lexbor nests this {real} deep: not a flat case"
     assert nesting_depth(html, 10**9) <= 50
     assert nesting_depth(markup(case, 100_000), MAX_DEPTH) <= MAX_DEPTH
+
+
+async def test_a_page_over_its_parse_budget_fails_with_the_budget_named() -> None:
+    from worker.parse import parse_listing_async
+
+    html = "<html><body><article><h2><a href='/a'>A</a></h2></article>" + "<p>x" * 200_000
+    with pytest.raises(ParseError) as info:
+        await parse_listing_async(html, "https://example.com/l", SELECT, budget=0.001)
+    assert str(info.value) == (
+        "page took longer than 0.001s to parse (hostile or broken markup) on https://example.com/l"
+    )
+    page = await parse_listing_async(html, "https://example.com/l", SELECT)  # within 30 s
+    assert [i.title for i in page.items] == ["A"]
