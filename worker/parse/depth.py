@@ -36,7 +36,8 @@ _TAG_RE = re.compile(
 )
 _COMMENT_END_RE = re.compile(r"--!?>")
 _ANNOTATION_HTML_RE = re.compile(
-    rf"encoding[{_WS}]*=[{_WS}]*[\"']?(?:text/html|application/xhtml\+xml)[\"'{_WS}/]*$",
+    rf"(?:^|[{_WS}/\"'])encoding[{_WS}]*=[{_WS}]*[\"']?(?:text/html|application/xhtml\+xml)"
+    rf"(?=[\"'{_WS}/]|$)",
     re.IGNORECASE,
 )
 
