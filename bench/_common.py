@@ -35,6 +35,7 @@ database = "{database}"
 [http]
 min_delay = 0
 concurrency = {concurrency}
+per_host = {concurrency}
 timeout = 30
 
 [logging]

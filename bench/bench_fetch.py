@@ -32,7 +32,7 @@ from worker.site import NewsSite
 
 
 async def with_fetcher(urls: list[str]) -> None:
-    async with Fetcher(HttpConfig(min_delay=0, concurrency=8)) as fetcher:
+    async with Fetcher(HttpConfig(min_delay=0, concurrency=8, per_host=8)) as fetcher:
         for url in urls:
             await fetcher.get_html(url)
 

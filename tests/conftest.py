@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.site",
     "tests.fixtures.servers",
+    "tests.fixtures.hostile",
 ]

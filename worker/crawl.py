@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from worker.config import SourceConfig
 from worker.fetch import Fetcher, FetchError, NotFound, Page
 from worker.models import AlertPlan, Item, ListingPage, PageStored
-from worker.parse import ParseError, parse_listing
+from worker.parse import HostilePage, ParseError, parse_listing_async
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,8 @@ class _Pages:
         self._ahead.clear()
 
 
-def _parse(page: Page, source: SourceConfig) -> ListingPage:
-    return parse_listing(page.text, page.url, source.select)
+async def _parse(page: Page, source: SourceConfig) -> ListingPage:
+    return await parse_listing_async(page.text, page.url, source.select)
 
 
 def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:
@@ -208,9 +208,9 @@ async def _pages(
                 report.stop = f"page {number} not found (past the end)"
                 return
             try:
-                listing = _parse(page, source)
+                listing = await _parse(page, source)
             except ParseError as exc:
-                if number == 1:
+                if number == 1 or isinstance(exc, HostilePage):
                     raise
                 if report.last_page is not None and number <= report.last_page:
                     raise ListingGap(
@@ -260,7 +260,7 @@ async def _pages(
                             again = await pages.fetch(urls[back], back)
                             if again is not None:
                                 report.rereads += 1
-                                yield back, _parse(again, source), True
+                                yield back, await _parse(again, source), True
                 elif forward_total is not None and total > forward_total:
                     log.info(
                         "source=%s counter grew from %d to %d between pages %d and %d: items "

@@ -1,10 +1,13 @@
 """Fetch stage: GET an HTML page politely and safely, through one shared httpx.AsyncClient.
 
 Every HTTP request has a total deadline (connect + headers + whole body, `HttpConfig.timeout`),
-the body is capped after decompression (`max_bytes`), requests to one host start at least
-`min_delay` apart, at most `concurrency` requests are in flight, and connection errors, timeouts,
-5xx and 429 are retried (`retries` extra attempts) with exponential backoff and jitter, honouring
-a capped Retry-After. Everything that goes wrong ends as a `FetchError` (`NotFound` for 404/410)
+the body is decoded here (one content-encoding layer, worker/inflate.py) and capped as it
+inflates (`max_bytes`), requests to one host start at least `min_delay` apart, at most
+`concurrency` requests are in flight and `per_host` to one host, handed out fairly
+(worker/slots.py), and connection errors, timeouts, 5xx and 429 are retried (`retries` extra
+attempts) with exponential backoff and jitter, honouring a capped Retry-After. Inside
+`source_pass(name)` requests belong to that source's pass: its deadline (`pass_timeout`) and,
+with `cookies = true`, its own capped jar; the shared client keeps no cookie. Everything that goes wrong ends as a `FetchError` (`NotFound` for 404/410)
 whose URL has no credentials.
 """
 
@@ -13,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
+import contextlib
+import contextvars
 import email.utils
+import http.cookiejar
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,6 +39,8 @@ from tenacity import (
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding
 
 from worker.config import HttpConfig
+from worker.inflate import DecodeError, accept_encoding, decoder_for
+from worker.slots import Owner, Slots
 from worker.transport import make_transport
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,44 @@ BACKOFF_MAX = 30.0
 RETRY_AFTER_MAX = 60.0  # a longer Retry-After gives up at once instead of sleeping
 SNIFF_BYTES = 2048  # where a <meta charset> is looked for
 UTF8_BOM = codecs.BOM_UTF8
+MAX_COOKIES = 50  # cookies one source pass keeps (with `cookies = true`); past it, none
+MAX_COOKIE_BYTES = 8192  # their names and values together; past it, none
+
+
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """The shared client keeps no cookie: one source's cookies never reach another source."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        return False
+
+
+class _Pass:
+    """One source's pass, as the fetcher sees it: its share of the slots, its deadline and
+    (with `cookies = true`) its own capped cookie jar, dropped when the pass ends."""
+
+    def __init__(self, name: str, deadline: float | None, budget: float | None) -> None:
+        self.owner = Owner(name)
+        self.deadline = deadline  # time.monotonic() after which its requests fail
+        self.budget = budget
+        self.cookies = httpx.Cookies()
+
+
+_CURRENT_PASS: contextvars.ContextVar[_Pass | None] = contextvars.ContextVar(
+    "worker_fetch_pass", default=None
+)
 
 
 class FetchError(Exception):
@@ -102,7 +148,7 @@ def _c1_fallback(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("worker-whatwg-c1", _c1_fallback)
 
 
-def decode_html(body: bytes, content_type: str | None) -> str:
+def decode_html(body: bytes | bytearray, content_type: str | None) -> str:
     """Decode with the header charset, else a <meta> one in the first 2 KB, else UTF-8; strictly.
 
     A UTF-8 byte order mark wins over both (as browsers do) and is dropped. Charset labels are
@@ -113,7 +159,7 @@ def decode_html(body: bytes, content_type: str | None) -> str:
         return body[len(UTF8_BOM) :].decode("utf-8")
     encoding = (
         http_content_type_encoding(content_type)
-        or html_body_declared_encoding(body[:SNIFF_BYTES])
+        or html_body_declared_encoding(bytes(body[:SNIFF_BYTES]))
         or "utf-8"
     )
     if encoding == "cp1252":
@@ -138,14 +184,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
-class _Host:
-    __slots__ = ("lock", "next_start")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.next_start = 0.0  # time.monotonic() before which no request may start
-
-
 class Fetcher:
     """Fetch HTML pages. Use as `async with Fetcher(config.http) as fetcher: ...`."""
 
@@ -162,13 +200,19 @@ class Fetcher:
             max_connections=http.concurrency, max_keepalive_connections=http.concurrency
         )
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": http.user_agent, "Accept": ACCEPT},
+            # decoded here, not by httpx: one layer at most, counted as it inflates
+            headers={
+                "User-Agent": http.user_agent,
+                "Accept": ACCEPT,
+                "Accept-Encoding": accept_encoding(),
+            },
             timeout=httpx.Timeout(http.timeout),
             follow_redirects=False,  # followed by hand: each hop is checked, paced and counted
             transport=transport if transport is not None else make_transport(limits),
         )
-        self._slots = asyncio.Semaphore(http.concurrency)
-        self._hosts: dict[str, _Host] = {}
+        self._client.cookies.jar.set_policy(_NoCookies())
+        self._slots = Slots(http.concurrency, http.per_host, http.min_delay)
+        self._shared = _Pass("", None, None)  # requests made outside a source pass
         self.requests = 0
         self.requests_by_host: collections.Counter[str] = collections.Counter()
 
@@ -185,6 +229,18 @@ class Fetcher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    @contextlib.contextmanager
+    def source_pass(self, name: str) -> Iterator[None]:
+        """Requests made inside (tasks started inside included) belong to source `name`'s
+        pass: they share its slots fairly with other passes, fail once the pass has run for
+        `pass_timeout`, and keep cookies only for this pass (when `cookies = true`)."""
+        budget = self._http.pass_timeout
+        token = _CURRENT_PASS.set(_Pass(name, time.monotonic() + budget, budget))
+        try:
+            yield
+        finally:
+            _CURRENT_PASS.reset(token)
 
     async def get_html(self, url: str) -> Page:
         """GET `url` (following up to 5 http(s) redirects) and return the decoded HTML page.
@@ -229,15 +285,39 @@ class Fetcher:
 
     async def _request(self, url: str, target: httpx.URL) -> Page | httpx.URL:
         """One HTTP request under the total deadline: a Page, or the URL a redirect points to."""
-        host = target.host
-        await self._take_turn(host)
+        current = _CURRENT_PASS.get() or self._shared
+        # the slots are per host and port: two servers on one address are two hosts
+        host = f"{target.host}:{target.port}" if target.port else target.host
+        ran_out = f"the pass ran out of time ({current.budget or 0:g}s)"
+        # waiting for a slot counts against the pass, not against the request's own deadline
+        wait = None if current.deadline is None else current.deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            raise FetchError(url, ran_out)
+        try:
+            async with asyncio.timeout(wait):
+                started = await self._slots.acquire(host, current.owner)
+        except TimeoutError:
+            raise FetchError(url, ran_out) from None
+        timeout = self._http.timeout
+        if current.deadline is not None:
+            timeout = max(0.001, min(timeout, current.deadline - time.monotonic()))
         try:
             self.requests += 1
-            self.requests_by_host[host] += 1
-            async with asyncio.timeout(self._http.timeout):
-                async with self._client.stream("GET", target) as response:
+            self.requests_by_host[target.host] += 1
+            async with asyncio.timeout(timeout):
+                request = self._client.build_request("GET", target)
+                if self._http.cookies:
+                    current.cookies.set_cookie_header(request)
+                response = await self._client.send(request, stream=True)
+                try:
+                    if self._http.cookies:
+                        self._keep_cookies(current, response)
                     return await self._read(url, response)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
+            if current.deadline is not None and time.monotonic() >= current.deadline:
+                raise FetchError(url, ran_out) from None
             raise _Retryable(url, f"timed out after {self._http.timeout:g}s") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(url, _describe(exc)) from None
@@ -248,23 +328,23 @@ class Fetcher:
         except ValueError as exc:  # httpx reads a redirect's Location itself: idna.IDNAError
             raise FetchError(url, f"redirect to an invalid URL ({_describe(exc)})") from None
         finally:
-            self._slots.release()
+            self._slots.release(host, current.owner, started)
 
-    async def _take_turn(self, host: str) -> None:
-        """Wait for this host's next slot (min_delay) and a concurrency slot; hold the latter."""
-        delay = self._http.min_delay
-        if delay <= 0:
-            await self._slots.acquire()
-            return
-        state = self._hosts.get(host)
-        if state is None:
-            state = self._hosts[host] = _Host()
-        async with state.lock:
-            wait = state.next_start - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._slots.acquire()
-            state.next_start = time.monotonic() + delay
+    @staticmethod
+    def _keep_cookies(current: _Pass, response: httpx.Response) -> None:
+        """Keep the answer's cookies in the pass's own jar, unless that makes it too big (a
+        site setting 200 cookies per answer made every later request get HTTP 431)."""
+        jar = current.cookies
+        jar.extract_cookies(response)
+        size = sum(len(c.name) + len(c.value or "") for c in jar.jar)
+        if len(jar.jar) > MAX_COOKIES or size > MAX_COOKIE_BYTES:
+            log.debug(
+                "%s: more than %d cookies or %d bytes: none kept",
+                current.owner.name,
+                MAX_COOKIES,
+                MAX_COOKIE_BYTES,
+            )
+            jar.clear()
 
     async def _read(self, url: str, response: httpx.Response) -> Page | httpx.URL:
         status = response.status_code
@@ -295,14 +375,25 @@ class Fetcher:
         if declared.isdigit() and int(declared) > cap:
             raise FetchError(url, f"response larger than {cap} bytes (Content-Length {declared})")
 
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():  # decompressed as it arrives
-            size += len(chunk)
-            if size > cap:
-                raise FetchError(url, f"response larger than {cap} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            decoder = decoder_for(response.headers.get("Content-Encoding"))
+        except DecodeError as exc:
+            raise FetchError(url, str(exc)) from None
+        # at most the cap plus one decoded piece (64 KB) is held: each piece is counted as it
+        # is inflated, before the next one is made
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                for piece in decoder.feed(chunk):
+                    body += piece
+                    if len(body) > cap:
+                        raise FetchError(url, f"response larger than {cap} bytes")
+            for piece in decoder.finish():
+                body += piece
+                if len(body) > cap:
+                    raise FetchError(url, f"response larger than {cap} bytes")
+        except DecodeError as exc:
+            raise FetchError(url, f"cannot decompress the body ({exc})") from None
         if not body.strip():
             raise FetchError(url, "empty body")
         try:

@@ -141,14 +141,15 @@ class Runtime:
         """Crawl one source; contain and record its failure."""
         progress = PassProgress(source.name)
         try:
-            crawl = await crawl_source(
-                source,
-                self.fetcher,
-                self.store,
-                self.plan_for(source.name),
-                window=self.config.http.concurrency * 2,
-                on_page=progress,
-            )
+            with self.fetcher.source_pass(source.name):  # fair slots, a deadline, own cookies
+                crawl = await crawl_source(
+                    source,
+                    self.fetcher,
+                    self.store,
+                    self.plan_for(source.name),
+                    window=self.config.http.concurrency * 2,
+                    on_page=progress,
+                )
             report = PassReport(source=source.name, ok=True, crawl=crawl)
         except CrawlError as exc:
             report = PassReport(source=source.name, ok=False, crawl=exc.report, error=str(exc))

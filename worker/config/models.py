@@ -314,9 +314,12 @@ class HttpConfig(Frozen):
     user_agent: str = Field(default=USER_AGENT, min_length=1, max_length=512)
     timeout: Duration = Field(default=20.0, gt=0, le=600)
     min_delay: Duration = Field(default=1.0, ge=0, le=3600)
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    per_host: int = Field(default=4, ge=1, le=64)  # requests in flight to one host (and port)
     retries: int = Field(default=3, ge=0, le=10)
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=1024**3)
+    cookies: bool = False  # true: each source pass keeps its own capped jar
+    pass_timeout: Duration = Field(default=1800.0, gt=0, le=86400)  # one source's pass
 
     @field_validator("user_agent")
     @classmethod

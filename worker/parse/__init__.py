@@ -11,8 +11,9 @@ from worker.parse.dates import MAX_DATE_TEXT as MAX_DATE_TEXT
 from worker.parse.dates import MAX_YEAR as MAX_YEAR
 from worker.parse.dates import MIN_YEAR as MIN_YEAR
 from worker.parse.dates import parse_date
-from worker.parse.document import MAX_DEPTH, ParseError
+from worker.parse.document import MAX_DEPTH, HostilePage, ParseError
 from worker.parse.listing import MAX_ITEMS, MAX_SUMMARY, MAX_TITLE, parse_listing
+from worker.parse.offload import PARSE_BUDGET, parse_listing_async
 from worker.parse.results import parse_results
 from worker.parse.text import clean_text, strip_shortcodes
 
@@ -21,10 +22,13 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_SUMMARY",
     "MAX_TITLE",
+    "PARSE_BUDGET",
+    "HostilePage",
     "ParseError",
     "clean_text",
     "parse_date",
     "parse_listing",
+    "parse_listing_async",
     "parse_results",
     "strip_shortcodes",
 ]
