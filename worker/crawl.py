@@ -146,7 +146,10 @@ class _Pages:
 
 
 def _parse(page: Page, source: SourceConfig) -> ListingPage:
-    return parse_listing(page.text, page.url, source.select)
+    # relative dates ("2 hours ago") are read against now: the page was fetched just before
+    return parse_listing(
+        page.text, page.url, source.select, date_order=source.date_order, now=datetime.now(UTC)
+    )
 
 
 def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:

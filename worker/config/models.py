@@ -126,6 +126,8 @@ class SourceConfig(Frozen):
     overlap_pages: int = Field(default=1, ge=1, le=20)
     # at most this long after the last complete walk, a pass walks the whole listing (None: off)
     reconcile: OptionalDuration = 86400.0
+    # how the source writes slashed numeric dates (03/07/2025); a dotted one is always day-first
+    date_order: Literal["DMY", "MDY"] | None = None
     select: SelectConfig
 
     @field_validator("url")

@@ -8,12 +8,13 @@ URLs leave this module.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from worker.config import FieldSelector, SelectConfig
 from worker.models import Item, ListingPage
-from worker.parse.dates import MAX_DATE_TEXT, parse_date
+from worker.parse.dates import MAX_DATE_TEXT, DateOrder, parse_date
 from worker.parse.document import ParseError, html_document
 from worker.parse.results import parse_results
 from worker.parse.text import RAW_CAP, clean_text, recap_text, strip_shortcodes
@@ -131,8 +132,18 @@ def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
     return page_url
 
 
-def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage:
+def parse_listing(
+    html: str,
+    page_url: str,
+    select: SelectConfig,
+    *,
+    date_order: DateOrder | None = None,
+    now: datetime | None = None,
+) -> ListingPage:
     """Read one listing page. Raises ParseError when `select.item` matches nothing.
+
+    Dates are read as `parse_date` reads them, with the source's `date_order` and `now` (the
+    fetch time) for relative dates ("2 hours ago").
 
     An element without a title or without an http(s) link is skipped (counted in `skipped`);
     items are deduplicated by canonical URL (the first wins) and keep the page's order.
@@ -173,7 +184,7 @@ def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage
         seen.add(url)
         summary = _summary(node, select.summary)
         published_raw = _read(node, select.published, MAX_DATE_TEXT * RAW_CAP)
-        published = parse_date(published_raw) if published_raw else None
+        published = parse_date(published_raw, order=date_order, now=now) if published_raw else None
         items.append(Item(url=url, title=title, summary=summary, published=published))
 
     results = None
