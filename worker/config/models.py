@@ -117,6 +117,9 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 class SourceConfig(Frozen):
     name: str = Field(pattern=NAME_RE, max_length=100)
+    # "listing": HTML pages read with `select`; "feed": `url` is an RSS/Atom/JSON Feed;
+    # "wordpress": `url` is a WordPress site's root, read through /wp-json/wp/v2/posts
+    type: Literal["listing", "feed", "wordpress"] = "listing"
     url: str
     every: Duration | None = None
     cron: str | None = None
@@ -128,7 +131,11 @@ class SourceConfig(Frozen):
     reconcile: OptionalDuration = 86400.0
     # how the source writes slashed numeric dates (03/07/2025); a dotted one is always day-first
     date_order: Literal["DMY", "MDY"] | None = None
-    select: SelectConfig
+    select: SelectConfig | None = None  # required by (and only for) type = "listing"
+    # type = "wordpress": the REST API's `search`, `categories` and `tags` parameters
+    search: str | None = Field(default=None, min_length=1, max_length=200)
+    categories: list[int] | None = Field(default=None, min_length=1)
+    tags: list[int] | None = Field(default=None, min_length=1)
 
     @field_validator("url")
     @classmethod
@@ -180,6 +187,20 @@ class SourceConfig(Frozen):
     def _one_schedule(self) -> SourceConfig:
         if self.every is not None and self.cron is not None:
             raise ValueError("give either `every` or `cron`, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_of_type(self) -> SourceConfig:
+        if self.type == "listing" and self.select is None:
+            raise ValueError("a listing source needs a [sources.select] table (or set `type`)")
+        if self.type != "listing":
+            for key in ("select", "page_url"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`{key}` is for listing sources, not type = {self.type!r}")
+        if self.type != "wordpress":
+            for key in ("search", "categories", "tags"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f'`{key}` is for type = "wordpress" sources only')
         return self
 
     @property

@@ -20,7 +20,7 @@ from worker.parse.results import parse_results
 from worker.parse.text import RAW_CAP, clean_text, recap_text, strip_shortcodes
 from worker.urls import canonicalize, redact_url
 
-__all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "parse_listing"]
+__all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "node_text", "parse_listing"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ _BLOCK = frozenset(
 _NO_TEXT = frozenset("script style template noscript head title iframe object svg math".split())
 
 
+def node_text(node: LexborNode, limit: int, *, nodes: int | None = None) -> str:
+    """`_node_text` with a node budget of its own (`nodes`): an article's whole text."""
+    parts: list[str] = []
+    _collect_text(node, limit, parts, nodes)
+    return clean_text("".join(parts))[:limit]
+
+
 def _node_text(node: LexborNode, limit: int) -> str:
     """The visible text under `node`, with a space between block elements (so paragraphs do
     not run together), without script/style, whitespace collapsed, at most `limit` characters.
@@ -49,10 +56,10 @@ def _node_text(node: LexborNode, limit: int) -> str:
     return clean_text("".join(parts))[:limit]
 
 
-def _collect_text(node: LexborNode, limit: int, parts: list[str]) -> None:
+def _collect_text(node: LexborNode, limit: int, parts: list[str], nodes: int | None = None) -> None:
     """The walk of `_node_text`: appends the text pieces (and block separators) to `parts`."""
     size = 0
-    budget = min(400, max(50, limit // 8))
+    budget = min(400, max(50, limit // 8)) if nodes is None else nodes
     append = parts.append
     # (children of an element, whether it is a block: a space follows its text)
     stack = [(node.iter(include_text=True), False)]

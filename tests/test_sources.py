@@ -1,0 +1,267 @@
+"""Feeds and the WordPress REST API as sources (#14.2, #14.3), end to end against the local
+site: `worker once` and `worker articles --json`, the real CLI in this process."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.e2e import run_worker, source_toml, write_config
+from worker.site import NewsSite
+
+
+@pytest.fixture
+def hook(webhook_server) -> dict[str, str]:
+    return {"hook": webhook_server.url("/hook")}
+
+
+def feed_toml(site: NewsSite, name: str = "feed") -> str:
+    return f'[[sources]]\nname = "{name}"\ntype = "feed"\nurl = "{site.feed_url}"\nevery = "1m"\n'
+
+
+def wp_toml(site: NewsSite, name: str = "api", extra: str = "") -> str:
+    return (
+        f'[[sources]]\nname = "{name}"\ntype = "wordpress"\nurl = "{site.base_url}/"\n'
+        f'every = "1m"\n{extra}\n'
+    )
+
+
+def articles(capsys, config) -> dict[str, dict]:
+    run = run_worker(capsys, config, "articles", "--json", "--limit", "100000")
+    assert run.code == 0, run
+    return {a["url"]: a for a in run.json()}
+
+
+def test_a_feed_source_stores_the_feeds_items_with_their_dates(
+    tmp_path, capsys, db_url, make_site, hook
+):
+    site = make_site(sample=True)
+    config = write_config(tmp_path / "w.toml", db_url, sources=feed_toml(site), channels=hook)
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+    stored = articles(capsys, config)
+    newest = site.articles()[:10]  # WordPress's feed: the 10 newest
+    assert set(stored) == {site.url(a) for a in newest}
+    for article in newest:
+        got = stored[site.url(article)]
+        assert got["title"] == article.title
+        assert datetime.fromisoformat(got["published"]) == article.published
+        assert got["summary"].startswith(article.expected_summary[:40])
+
+
+def test_a_wordpress_source_walks_the_rest_api_by_its_counter_and_stores_every_post(
+    tmp_path, capsys, db_url, make_site, hook
+):
+    """250 posts, 100 a page: three requests (X-WP-TotalPages), never the page past the last,
+    every post stored with its date_gmt as UTC; a quiet pass asks page 1 only, a pass with one
+    new post stops after the page with nothing new, as a listing's does."""
+    site = make_site(250, per_page=6)
+    config = write_config(tmp_path / "w.toml", db_url, sources=wp_toml(site), channels=hook)
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+    api = [p for p in site.requests if p.startswith("/wp-json/")]
+    assert len(api) == 3 and all("per_page=100" in p for p in api)
+    assert [p.rsplit("page=", 1)[1] for p in api] == ["1", "2", "3"]
+    stored = articles(capsys, config)
+    assert set(stored) == {site.url(a) for a in site.articles()}
+    one = site.articles()[17]
+    assert datetime.fromisoformat(stored[site.url(one)]["published"]) == one.published
+    site.reset_log()
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and " 0 new" in run.out, run
+    assert len([p for p in site.requests if p.startswith("/wp-json/")]) == 1
+    site.reset_log()
+    site.publish("A Railway Opens Across the Pamirs", "rail news")
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "1 new" in run.out, run
+    assert len([p for p in site.requests if p.startswith("/wp-json/")]) == 2
+
+
+def test_a_wordpress_sources_search_key_is_the_apis_search_parameter(
+    tmp_path, capsys, db_url, make_site, hook
+):
+    site = make_site(sample=True)
+    config = write_config(
+        tmp_path / "w.toml",
+        db_url,
+        sources=wp_toml(site, extra='search = "uzbekistan"'),
+        channels=hook,
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    assert any("search=uzbekistan" in p for p in site.requests)
+    expected = {site.url(a) for a in site.articles(term="uzbekistan")}
+    assert expected and set(articles(capsys, config)) == expected
+
+
+@pytest.mark.parametrize("mode", ["404", "html"])
+def test_a_rest_api_that_is_off_is_a_clear_error_naming_the_url(
+    tmp_path, capsys, sqlite_url, make_site, hook, mode
+):
+    site = make_site(sample=True)
+    site.rest_api = mode
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=wp_toml(site), channels=hook)
+    run = run_worker(capsys, config, "once")
+    assert run.code != 0
+    text = run.out + run.err
+    assert "no WordPress REST API here" in text
+    assert f"{site.base_url}/wp-json/wp/v2/posts?" in text
+    assert ("HTTP 404" if mode == "404" else "text/html") in text
+
+
+def test_a_rest_page_missing_before_the_counters_last_page_fails_the_pass(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    """Posts deleted while page 2 is read leave page 3 past the end (HTTP 400
+    rest_post_invalid_page_number) though page 1's counter said 3 pages: a gap, not the end."""
+    site = make_site(250, per_page=6)
+    doomed = site.articles()[:60]
+    site.on_request(lambda _: [site.delete(a) for a in doomed], paths="page=3")
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=wp_toml(site), channels=hook)
+    run = run_worker(capsys, config, "once")
+    assert run.code != 0
+    assert "page 3 not found before the counter's last page" in run.out + run.err
+
+
+def test_the_local_rest_api_answers_400_past_the_last_page(make_site) -> None:
+    import httpx
+
+    site = make_site(sample=True)
+    answer = httpx.get(f"{site.base_url}/wp-json/wp/v2/posts?per_page=100&page=2")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "rest_post_invalid_page_number"
+    first = httpx.get(f"{site.base_url}/wp-json/wp/v2/posts?per_page=100&page=1")
+    assert first.headers["X-WP-Total"] == "20" and first.headers["X-WP-TotalPages"] == "1"
+
+
+def test_feed_and_wordpress_sources_refuse_listing_keys(tmp_path, capsys, sqlite_url, make_site):
+    site = make_site(sample=True)
+    bad = feed_toml(site) + 'page_url = "https://example.org/page/{page}/"\n'
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=bad, channels={})
+    run = run_worker(capsys, config, "check")
+    assert run.code != 0 and "page_url" in run.out + run.err
+    bad = source_toml(site, extra='search = "x"')
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=bad, channels={})
+    run = run_worker(capsys, config, "check")
+    assert run.code != 0 and "search" in run.out + run.err
+
+
+# --- the parsers, on documents written as real sites write them --------------------------------
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><link href="https://ex.org/"/>
+<entry><title type="html">Tashkent &amp;amp; Bishkek</title>
+<link rel="alternate" href="https://ex.org/a/?utm_source=rss"/>
+<published>2025-07-03T10:00:00+05:00</published><updated>2025-07-04T10:00:00Z</updated>
+<summary>Short teaser</summary>
+<content type="html">&lt;p&gt;First para.&lt;/p&gt;&lt;script&gt;x()&lt;/script&gt;&lt;p&gt;The railway [caption id="1"]pic[/caption] opens.&lt;/p&gt;</content>
+</entry>
+<entry><title>No link</title></entry>
+</feed>"""
+
+JSON_FEED = """{"version": "https://jsonfeed.org/version/1.1", "title": "t",
+ "items": [{"id": "1", "url": "https://ex.org/b/", "title": "B &amp; C",
+            "content_html": "<p>Body <b>text</b></p>", "summary": "S",
+            "date_published": "2025-07-03T10:00:00Z"},
+           {"id": "2", "title": "no url"}, "junk"]}"""
+
+
+def test_an_atom_entry_gives_title_link_summary_text_body_and_date() -> None:
+    from worker.parse.feeds import parse_feed
+
+    page = parse_feed(ATOM, "https://ex.org/feed.atom")
+    assert page.skipped == 1 and len(page.items) == 1
+    item = page.items[0]
+    assert item.url == "https://ex.org/a/"
+    assert item.title == "Tashkent & Bishkek"
+    assert item.summary == "Short teaser"
+    assert item.body == "First para. The railway opens."
+    assert item.published == datetime(2025, 7, 3, 5, 0, tzinfo=UTC)
+
+
+def test_a_json_feed_is_read_too() -> None:
+    from worker.parse.feeds import parse_feed
+
+    page = parse_feed(JSON_FEED, "https://ex.org/feed.json")
+    assert [(i.url, i.title, i.body) for i in page.items] == [
+        ("https://ex.org/b/", "B & C", "Body text")
+    ]
+    assert page.skipped == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["<html><body><p>Not a feed</p></body></html>", '{"items": []}', "{", "plain"]
+)
+def test_a_document_that_is_no_feed_is_a_parse_error(text: str) -> None:
+    from worker.parse import ParseError
+    from worker.parse.feeds import parse_feed
+
+    with pytest.raises(ParseError):
+        parse_feed(text, "https://ex.org/feed/")
+
+
+def test_a_rest_api_post_is_read_with_date_gmt_as_utc_and_rendered_html_as_text() -> None:
+    import json
+
+    from worker.parse.feeds import parse_wordpress
+
+    post = {
+        "link": "https://ex.org/post/",
+        "date": "2025-07-03T15:00:00",
+        "date_gmt": "2025-07-03T10:00:00",
+        "title": {"rendered": "Astana&#8217;s &#8220;Plan&#8221;"},
+        "excerpt": {"rendered": "<p>Teaser [&hellip;]</p>\n"},
+        "content": {"rendered": '<p>One [gallery ids="1,2"]</p>\n<p>Two &amp; three</p>\n'},
+    }
+    headers = {"x-wp-total": "250", "x-wp-totalpages": "3"}
+    page = parse_wordpress(json.dumps([post]), "https://ex.org/wp-json/", headers, number=2)
+    item = page.items[0]
+    assert item.title == "Astana\u2019s \u201cPlan\u201d"
+    assert item.summary == "Teaser [\u2026]"
+    assert item.body == "One Two & three"
+    assert item.published == datetime(2025, 7, 3, 10, 0, tzinfo=UTC)
+    assert page.results is not None
+    assert (page.results.first, page.results.last, page.results.total) == (101, 200, 250)
+
+
+def test_a_rest_api_answer_that_is_no_list_of_posts_is_a_parse_error() -> None:
+    from worker.parse import ParseError
+    from worker.parse.feeds import parse_wordpress
+
+    with pytest.raises(ParseError, match="rest_forbidden"):
+        parse_wordpress('{"code": "rest_forbidden"}', "https://ex.org/wp-json/", {}, number=1)
+
+
+async def test_the_fetcher_takes_a_feed_only_when_asked_for_one(make_site) -> None:
+    from worker.config import HttpConfig
+    from worker.fetch import FEED_TYPES, Fetcher, FetchError
+
+    site = make_site(sample=True)
+    async with Fetcher(HttpConfig(min_delay=0, retries=0)) as fetcher:
+        with pytest.raises(FetchError, match="not HTML"):
+            await fetcher.get_html(site.feed_url)
+        page = await fetcher.get_html(site.feed_url, types=FEED_TYPES)
+        assert page.text.startswith("<?xml") and "content:encoded" in page.text
+        assert page.headers["content-type"].startswith("application/rss+xml")
+        with pytest.raises(FetchError, match="not a feed"):
+            await fetcher.get_html(site.search_url, types=FEED_TYPES)
+
+
+def test_the_shipped_configs_commented_rest_api_source_is_valid_once_enabled(tmp_path) -> None:
+    from pathlib import Path
+
+    from worker.config import parse_config
+
+    text = (Path(__file__).parents[1] / "config" / "worker.toml").read_text("utf-8")
+    lines = text.splitlines()
+    start = lines.index("# [[sources]]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("# "):
+            break
+        block.append(line[2:])
+    enabled = text.replace("\n".join(lines[start : start + len(block)]), "\n".join(block))
+    config = parse_config(enabled, tmp_path / "w.toml", check_channels=False)
+    api = config.source("timesca-api")
+    assert api.type == "wordpress" and api.search == "kyrgyzstan"
+    assert config.source("timesca-feed").type == "feed"
