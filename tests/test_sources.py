@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.e2e import run_worker, source_toml, write_config
+from tests.e2e import SELECT, run_worker, source_toml, write_config
 from worker.site import NewsSite
 
 
@@ -62,7 +62,7 @@ def test_a_wordpress_source_walks_the_rest_api_by_its_counter_and_stores_every_p
     assert run.code == 0, run
     api = [p for p in site.requests if p.startswith("/wp-json/")]
     assert len(api) == 3 and all("per_page=100" in p for p in api)
-    assert [p.rsplit("page=", 1)[1] for p in api] == ["1", "2", "3"]
+    assert sorted(p.rsplit("page=", 1)[1] for p in api) == ["1", "2", "3"]  # 2, 3 fetched ahead
     stored = articles(capsys, config)
     assert set(stored) == {site.url(a) for a in site.articles()}
     one = site.articles()[17]
@@ -265,3 +265,87 @@ def test_the_shipped_configs_commented_rest_api_source_is_valid_once_enabled(tmp
     api = config.source("timesca-api")
     assert api.type == "wordpress" and api.search == "kyrgyzstan"
     assert config.source("timesca-feed").type == "feed"
+
+
+# --- one article whichever source, its body stored and matched (#14.4, #14.7) ------------------
+
+GLACIER = '[[watchlists]]\nname = "ice"\nkeywords = ["glacier*"]\nchannels = ["one", "two"]\n'
+BODY = (
+    "Officials met in Bishkek on Tuesday.\n\n"
+    "The talks covered trade, transit and the border.\n\n"
+    "In the fourth paragraph: the Abramov glacier has lost a third of its mass since 1990."
+)
+
+
+def three_sources(site: NewsSite, listing_extra: str = "") -> str:
+    return source_toml(site, "listing", page_url=True, extra=listing_extra) + (
+        "\n" + feed_toml(site) + "\n" + wp_toml(site)
+    )
+
+
+def test_a_keyword_only_in_the_body_is_alerted_once_per_channel_whichever_sources_find_it(
+    tmp_path, capsys, db_url, make_site, webhook_server
+):
+    """A listing, the feed and the REST API of one site all list the new article: it is stored
+    once, with its body; the keyword found only in the fourth paragraph alerts once on each of
+    the two channels; the next pass alerts nothing more."""
+    site = make_site(sample=True)
+    channels = {"one": webhook_server.url("/one"), "two": webhook_server.url("/two")}
+    config = write_config(
+        tmp_path / "w.toml",
+        db_url,
+        sources=three_sources(site),
+        channels=channels,
+        watchlists=GLACIER,
+    )
+    assert run_worker(capsys, config, "once").code == 0  # the silent baselines
+    article = site.publish("Kyrgyz and Kazakh Officials Meet in Bishkek", "Talks.", body=BODY)
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+    stored = articles(capsys, config)
+    assert len(stored) == 21
+    got = stored[site.url(article)]
+    assert got["watchlists"] == ["ice"] and "Abramov glacier" in got["body"]
+    assert webhook_server.wait_for(2)
+    assert run_worker(capsys, config, "once").code == 0
+    import time
+
+    time.sleep(0.3)
+    assert sorted(webhook_server.received_paths) == ["/one", "/two"]
+    assert all(b["title"] == f"[ice] {article.title}" for b in webhook_server.received)
+    sources = run_worker(capsys, config, "articles", "--json", "--source", "feed").json()
+    assert site.url(article) in {a["url"] for a in sources}
+
+
+def test_a_date_and_a_body_missing_from_the_listing_are_kept_from_the_feed(
+    tmp_path, capsys, db_url, make_site, hook
+):
+    """The listing (read without dates) stores the article first; the feed's pass then gives it
+    its date and its body; the listing's next pass takes neither away."""
+    site = make_site(sample=True)
+    undated = SELECT.replace('published = { css = "time.entry-date", attr = "datetime" }\n', "")
+    listing = source_toml(site, "listing", select=undated)
+    config = write_config(tmp_path / "w.toml", db_url, sources=listing, channels=hook)
+    assert run_worker(capsys, config, "once").code == 0
+    article = site.publish("Dushanbe Opens a Glacier Museum", "A museum.", body=BODY)
+    assert run_worker(capsys, config, "once").code == 0
+    before = articles(capsys, config)[site.url(article)]
+    assert before["published"] is None and before["body"] is None
+    config = write_config(
+        tmp_path / "w.toml", db_url, sources=listing + "\n" + feed_toml(site), channels=hook
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    after = articles(capsys, config)[site.url(article)]
+    assert datetime.fromisoformat(after["published"]) == article.published
+    assert after["body"] == BODY.replace("\n\n", " ")
+    assert after["source"] == "listing"  # the first source that listed it
+    site.publish("Another Story", "x")
+    assert run_worker(capsys, config, "once").code == 0
+    assert articles(capsys, config)[site.url(article)]["body"] == after["body"]
+
+
+def test_an_articles_body_is_capped_at_100000_characters() -> None:
+    from worker.parse.feeds import MAX_BODY, html_text
+
+    text = html_text("<p>" + "word " * 60_000 + "</p>", MAX_BODY)
+    assert MAX_BODY == 100_000 and len(text) == MAX_BODY and text.endswith("…")

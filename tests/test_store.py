@@ -649,6 +649,7 @@ def test_list_articles_newest_first_with_filters(store: Store) -> None:
         "url": url("mid"),
         "title": "Title mid",
         "summary": "Summary of mid",
+        "body": None,
         "published": "2025-03-01T12:00:00+00:00",
         "source": "beta",
         "first_seen": "2025-03-02T12:00:00+00:00",

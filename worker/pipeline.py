@@ -29,6 +29,13 @@ from worker.store import Store
 log = logging.getLogger(__name__)
 
 
+def _text_of(item: Item) -> str:
+    """What the watchlists read besides the title: the summary, and the body when a source gave
+    it (one text: a phrase may in principle run from the summary's end into the body's start;
+    the matcher's own `body` field, when it has one, is the better place)."""
+    return f"{item.summary}\n{item.body}" if item.body else item.summary
+
+
 def owner_id() -> str:
     """Identifies this process in delivery leases (host, pid and a random part)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -131,7 +138,7 @@ class Runtime:
         def plan(item: Item) -> list[AlertPlan]:
             return [
                 AlertPlan(watchlist=name, keywords=keywords, channels=routes[name])
-                for name, keywords in matcher.match(item.title, item.summary).items()
+                for name, keywords in matcher.match(item.title, _text_of(item)).items()
                 if name in routes
             ]
 

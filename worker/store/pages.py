@@ -21,6 +21,7 @@ from worker.store.tables import article_sources, articles, deliveries, matches
 log = logging.getLogger(__name__)
 
 MAX_URL_CHARS = 2048  # longer URLs are not stored (a PostgreSQL btree entry must stay < 2.7 kB)
+MAX_BODY_CHARS = 100_000  # an article's stored text (the parse stage cuts it there already)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,9 @@ class _PageStatements:
 
     insert_articles: _Insert  # RETURNING (url, id) of the rows inserted
     select_ids: sa.Select[str, int]  # (url, id) for :urls (an expanding IN list)
+    # (url, id, body missing, date missing) for :urls: what another source may fill in
+    select_gaps: sa.Select[str, int, bool, bool]
+    fill_gaps: sa.Update  # body and published kept from whichever source gives them first
     insert_listings: _Insert  # RETURNING article_id of the rows inserted
     insert_matches: _Insert
     insert_deliveries: _Insert  # RETURNING id of the rows inserted
@@ -109,13 +113,28 @@ def _page_statements(dialect: str) -> _PageStatements:
         insert_articles=_insert(
             dialect,
             articles,
-            ("url", "title", "summary", "published"),
+            ("url", "title", "summary", "published", "body"),
             ("first_seen", "source"),
             key=("url",),
             returning=("url", "id"),
         ),
         select_ids=sa.select(articles.c.url, articles.c.id).where(
             articles.c.url.in_(sa.bindparam("urls", expanding=True))
+        ),
+        select_gaps=sa.select(
+            articles.c.url,
+            articles.c.id,
+            articles.c.body.is_(None),
+            articles.c.published.is_(None),
+        ).where(articles.c.url.in_(sa.bindparam("urls", expanding=True))),
+        fill_gaps=sa.update(articles)
+        .where(articles.c.id == sa.bindparam("article_id"))
+        .values(
+            body=sa.func.coalesce(articles.c.body, sa.bindparam("new_body", type_=sa.Text)),
+            published=sa.func.coalesce(
+                articles.c.published,
+                sa.bindparam("new_published", type_=articles.c.published.type),
+            ),
         ),
         insert_listings=_insert(
             dialect,
@@ -195,6 +214,7 @@ class PagesMixin(StoreBase):
                     "title": (item := page[url]).title,
                     "summary": item.summary,
                     "published": item.published,
+                    "body": item.body[:MAX_BODY_CHARS] if item.body else None,
                 }
                 for url in urls
             ]
@@ -205,8 +225,31 @@ class PagesMixin(StoreBase):
             # (2) the ids of those stored before
             if new_articles < len(urls):
                 stored = [url for url in urls if url not in ids]
+                # stored before: a body or a date this source gives and the row lacks is kept
+                # (one SELECT either way; an UPDATE only when a gap is filled)
+                fills: list[dict[str, Any]] = []
                 for chunk in _chunks(stored):
-                    ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+                    if any(page[url].body or page[url].published for url in chunk):
+                        for url, article_id, no_body, no_date in conn.execute(
+                            stmts.select_gaps, {"urls": chunk}
+                        ):
+                            ids[url] = article_id
+                            item = page[url]
+                            if (no_body and item.body) or (no_date and item.published):
+                                fills.append(
+                                    {
+                                        "article_id": article_id,
+                                        "new_body": item.body[:MAX_BODY_CHARS]
+                                        if item.body
+                                        else None,
+                                        "new_published": item.published,
+                                    }
+                                )
+                    else:
+                        ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+                if fills:
+                    fills.sort(key=lambda row: row["article_id"])  # key order: no deadlock
+                    conn.execute(stmts.fill_gaps, fills)
                 if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
                     raise StoreError(
                         f"store_page({source}): {len(urls) - len(ids)} articles vanished"

@@ -101,6 +101,7 @@ articles = sa.Table(
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("published", UTCDateTime, nullable=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("body", sa.Text, nullable=True),  # the article's text, when a source gave it
     sa.Column("source", sa.Text, nullable=False),  # the first source that listed it
     sa.UniqueConstraint("url"),
     # list_articles: newest first
