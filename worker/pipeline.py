@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from worker.article_pages import describe as describe_article_pages
+from worker.article_pages import read_article_pages
 from worker.config import Config, SourceConfig, check_channel_urls
 from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
@@ -156,6 +158,18 @@ class Runtime:
                 window=self.config.http.concurrency * 2,
                 on_page=progress,
             )
+            if source.article is not None:  # the listing is stored: now the articles' pages
+                pages = await read_article_pages(
+                    source,
+                    self.fetcher,
+                    self.store,
+                    self.plan_for(source.name),
+                    clock=lambda: datetime.now(UTC),
+                )
+                crawl.alerts += pages.alerts
+                note = describe_article_pages(pages)
+                if note:
+                    crawl.notes.append(note)
             report = PassReport(source=source.name, ok=True, crawl=crawl)
         except CrawlError as exc:
             report = PassReport(source=source.name, ok=False, crawl=exc.report, error=str(exc))

@@ -16,6 +16,7 @@ from worker.config.load import (
 from worker.config.models import (
     NAME_RE,
     AlertsConfig,
+    ArticleConfig,
     Config,
     Duration,
     FieldSelector,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "NAME_RE",
     "AlertsConfig",
+    "ArticleConfig",
     "Config",
     "ConfigError",
     "Duration",

@@ -112,6 +112,25 @@ class SelectConfig(Frozen):
         return value
 
 
+class ArticleConfig(Frozen):
+    """`[sources.article]`: read each new article's own page for its text and date."""
+
+    body: Selector | None = None  # the article text; None: main-text extraction (trafilatura)
+    published: Selector | None = None  # None: meta article:published_time, JSON-LD, <time>
+    # hosts besides the listing's own origin that article pages may be read from; ["*"]: any
+    # public host (an aggregator's listing)
+    hosts: list[str] = Field(default_factory=list)
+    max_per_pass: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if host != "*" and not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host):
+                raise ValueError(f"{host!r} is not a host name (e.g. 'cdn.example.org'), or '*'")
+        return [h.lower() for h in value]
+
+
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -132,6 +151,7 @@ class SourceConfig(Frozen):
     # how the source writes slashed numeric dates (03/07/2025); a dotted one is always day-first
     date_order: Literal["DMY", "MDY"] | None = None
     select: SelectConfig | None = None  # required by (and only for) type = "listing"
+    article: ArticleConfig | None = None  # read each new article's own page
     # type = "wordpress": the REST API's `search`, `categories` and `tags` parameters
     search: str | None = Field(default=None, min_length=1, max_length=200)
     categories: list[int] | None = Field(default=None, min_length=1)

@@ -102,6 +102,9 @@ articles = sa.Table(
     sa.Column("published", UTCDateTime, nullable=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("body", sa.Text, nullable=True),  # the article's text, when a source gave it
+    # its own page ([sources.article]): when it was read, and the failed tries before that
+    sa.Column("page_fetched", UTCDateTime, nullable=True),
+    sa.Column("page_tries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("source", sa.Text, nullable=False),  # the first source that listed it
     sa.UniqueConstraint("url"),
     # list_articles: newest first
