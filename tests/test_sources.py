@@ -112,15 +112,14 @@ def test_a_rest_api_that_is_off_is_a_clear_error_naming_the_url(
 def test_a_rest_page_missing_before_the_counters_last_page_fails_the_pass(
     tmp_path, capsys, sqlite_url, make_site, hook
 ):
-    """Posts deleted while page 2 is read leave page 3 past the end (HTTP 400
-    rest_post_invalid_page_number) though page 1's counter said 3 pages: a gap, not the end."""
+    """Page 3 answers 400 (as rest_post_invalid_page_number) though page 1's counter says 3
+    pages: a gap that fails the pass, not the end of the listing."""
     site = make_site(250, per_page=6)
-    doomed = site.articles()[:60]
-    site.on_request(lambda _: [site.delete(a) for a in doomed], paths="page=3")
+    site.fail(400, paths="page=3")
     config = write_config(tmp_path / "w.toml", sqlite_url, sources=wp_toml(site), channels=hook)
     run = run_worker(capsys, config, "once")
     assert run.code != 0
-    assert "page 3 not found before the counter's last page" in run.out + run.err
+    assert "page 3 not found before the counter's last page (3, 250 listed)" in run.out + run.err
 
 
 def test_the_local_rest_api_answers_400_past_the_last_page(make_site) -> None:
@@ -349,3 +348,70 @@ def test_an_articles_body_is_capped_at_100000_characters() -> None:
 
     text = html_text("<p>" + "word " * 60_000 + "</p>", MAX_BODY)
     assert MAX_BODY == 100_000 and len(text) == MAX_BODY and text.endswith("…")
+
+
+# --- reposts (#14.5) ------------------------------------------------------------------------------
+
+
+def test_a_story_republished_under_a_new_slug_is_one_article_alerted_once(
+    tmp_path, capsys, db_url, make_site, webhook_server
+):
+    """The same story again under an edited slug (and filed in another category): the listing
+    and the feed both list both URLs; the later URL is kept as an alias of the article, no second
+    article is stored and no second alert goes out."""
+    site = make_site(sample=True)
+    config = write_config(
+        tmp_path / "w.toml",
+        db_url,
+        sources=source_toml(site, "listing", page_url=True) + "\n" + feed_toml(site),
+        channels={"hook": webhook_server.url("/hook")},
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    title = "Kazakhstan Opens a New Railway Line to China"
+    summary = "The line runs from Dostyk to the border and doubles the freight capacity."
+    first = site.publish(title, summary)
+    assert run_worker(capsys, config, "once").code == 0
+    assert webhook_server.wait_for(1)
+    again = site.publish(
+        title, summary, slug="kazakhstan-railway-line-china-updated", categories=("opinion", "news")
+    )
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "0 alert(s) queued" in run.out, run
+    stored = articles(capsys, config)
+    assert site.url(first) in stored and site.url(again) not in stored
+    assert len(stored) == 21
+    assert run_worker(capsys, config, "once").code == 0
+    import time
+
+    time.sleep(0.3)
+    assert [b["title"] for b in webhook_server.received] == [f"[rail] {title}"]
+
+
+def test_two_different_stories_with_short_equal_titles_are_two_articles(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    """ "Photo of the day" twice, without summaries: too little text to say it is one story."""
+    site = make_site(sample=True)
+    config = write_config(
+        tmp_path / "w.toml", sqlite_url, sources=source_toml(site, page_url=True), channels=hook
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    a = site.publish("Photo of the day")
+    b = site.publish("Photo of the day")
+    assert run_worker(capsys, config, "once").code == 0
+    stored = articles(capsys, config)
+    assert site.url(a) in stored and site.url(b) in stored
+
+
+def test_a_fingerprint_is_the_site_and_the_normalised_story() -> None:
+    from worker.models import Item
+    from worker.store.pages import fingerprint
+
+    text = "Kazakhstan Opens a New Railway Line — the line runs from Dostyk to the border"
+    one = Item(
+        url="https://www.ex.org/a/", title="Kazakhstan Opens a New Railway Line", summary=text
+    )
+    two = Item(url="https://ex.org/b/", title="KAZAKHSTAN opens a new railway line!", summary=text)
+    other_site = Item(url="https://other.org/a/", title=one.title, summary=text)
+    assert fingerprint(one) == fingerprint(two) != fingerprint(other_site)
+    assert fingerprint(Item(url="https://ex.org/c/", title="Photo of the day")) is None
