@@ -179,3 +179,55 @@ async def test_article_pages_are_read_only_from_the_listings_origin_or_named_pub
 ) -> None:
     rules = HostRules(listing_url, ArticleConfig(hosts=hosts))
     assert await rules.allows(url) is allowed
+
+
+@pytest.mark.parametrize(
+    ("body", "keywords", "listing", "expected"),
+    [
+        (
+            "One. Two. The Abramov glacier shrinks. Three.",
+            ("glacier*",),
+            "Title Summary",
+            "One. Two. The Abramov glacier shrinks. Three.",
+        ),
+        (
+            "x " * 300 + "the Belt and Road plan" + " y" * 300,
+            ('"Belt and Road"',),
+            "T",
+            None,
+        ),  # checked below: cut around the match
+        ("The glacier shrinks.", ("glacier*",), "A glacier story", None),  # in the listing text
+        ("Nothing here.", ("glacier*",), "T", None),
+        ("", ("glacier*",), "T", None),
+    ],
+)
+def test_a_body_match_gets_a_snippet_around_it(body, keywords, listing, expected) -> None:
+    from worker.parse.snippet import SNIPPET_CHARS, body_snippet
+
+    snippet = body_snippet(body, keywords, listing)
+    if "Belt" in body:
+        assert snippet is not None and "Belt and Road" in snippet
+        assert snippet.startswith("… ") and snippet.endswith(" …")
+        assert len(snippet) <= SNIPPET_CHARS + 4
+    else:
+        assert snippet == expected
+
+
+def test_an_alert_for_a_body_only_match_carries_the_snippet_escaped(
+    tmp_path, capsys, sqlite_url, make_site, webhook_server
+):
+    site = make_site(sample=True)
+    config = write_config(
+        tmp_path / "w.toml",
+        sqlite_url,
+        sources=listing(site),
+        channels={"one": webhook_server.url("/one")},
+        watchlists=GLACIER.replace('"one", "two"', '"one"'),
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    body = BODY.replace("Abramov glacier", "Abramov glacier <b>*melting*</b>")
+    site.publish("Officials Meet in Bishkek", "Talks.", body=body)
+    assert run_worker(capsys, config, "once").code == 0
+    assert webhook_server.wait_for(1)
+    message = webhook_server.received[0]["message"]
+    assert "Abramov glacier" in message and "<b>" not in message

@@ -9,11 +9,24 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from worker.models import Delivery
+from worker.parse.snippet import body_snippet
 from worker.store.engine import StoreBase, StoreError
 from worker.store.helpers import _aware, _cut
 from worker.store.tables import UTCDateTime, articles, deliveries, matches
 
 log = logging.getLogger(__name__)
+
+
+def _with_snippet(summary: str, title: str, body: str | None, keywords: object) -> str:
+    """The summary, followed by a snippet of the body around the keyword when the match is in
+    the body only (the alert then shows why it was sent)."""
+    words = tuple(str(k) for k in keywords) if isinstance(keywords, list | tuple) else ()
+    snippet = body_snippet(body, words, f"{title} {summary}")
+    if snippet is None:
+        return summary
+    if len(summary) > 340:  # an alert shows ~600 characters of it: room for the snippet
+        summary = summary[:340].rsplit(" ", 1)[0] + " …"
+    return f"{summary} {snippet}" if summary else snippet
 
 
 class QueueMixin(StoreBase):
@@ -82,6 +95,7 @@ class QueueMixin(StoreBase):
                     a.c.published,
                     a.c.source,
                     m.c.keywords,
+                    a.c.body,
                 )
                 .join(a, a.c.id == d.c.article_id)
                 .outerjoin(
@@ -99,7 +113,7 @@ class QueueMixin(StoreBase):
                 attempts=row.attempts,
                 article_url=row.url,
                 title=row.title,
-                summary=row.summary,
+                summary=_with_snippet(row.summary, row.title, row.body, row.keywords),
                 published=row.published,
                 source=row.source,
                 keywords=tuple(row.keywords or ()),
