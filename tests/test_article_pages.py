@@ -231,3 +231,28 @@ def test_an_alert_for_a_body_only_match_carries_the_snippet_escaped(
     assert webhook_server.wait_for(1)
     message = webhook_server.received[0]["message"]
     assert "Abramov glacier" in message and "<b>" not in message
+
+
+def test_a_syndicated_copy_whose_page_names_the_original_as_canonical_is_not_alerted_again(
+    tmp_path, capsys, sqlite_url, make_site, webhook_server
+):
+    """A copy under another title and slug whose page says rel=canonical -> the original: its
+    URL becomes an alias of the original, and its body (the same keyword) alerts nothing."""
+    site = make_site(sample=True)
+    config = write_config(
+        tmp_path / "w.toml",
+        sqlite_url,
+        sources=listing(site),
+        channels={"one": webhook_server.url("/one")},
+        watchlists=GLACIER.replace('"one", "two"', '"one"'),
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    original = site.publish("Officials Meet in Bishkek", "Talks.", body=BODY)
+    assert run_worker(capsys, config, "once").code == 0
+    assert webhook_server.wait_for(1)
+    site.publish("Partner Wire: Bishkek Meeting", "Syndicated.", body=BODY, canonical_of=original)
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and "1 repost(s) of a stored article" in run.out, run
+    assert "0 alert(s) queued" in run.out
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 1

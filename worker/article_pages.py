@@ -40,6 +40,7 @@ class ArticlePagesReport:
     refused: int = 0  # pages on a host the source may not read from (never tried)
     dated: int = 0  # articles that got their date from their page
     alerts: int = 0  # deliveries queued for what the body matched
+    reposts: int = 0  # pages whose canonical link is another stored article
     left: bool = False  # more pages wait than max_per_pass allowed
 
 
@@ -190,9 +191,18 @@ async def read_article_pages(
                     plan=plan,
                     silent=silent,
                     now=clock().astimezone(UTC),
+                    canonical=parsed.canonical,
                 )
             report.read += 1
             report.alerts += result.alerts_queued
+            if result.repost_of is not None:
+                report.reposts += 1
+                log.info(
+                    "source=%s %s names %s as its canonical URL: an alias of it",
+                    source.name,
+                    article.url,
+                    result.repost_of,
+                )
             if article.published is None and parsed.published is not None:
                 report.dated += 1
 
@@ -211,6 +221,8 @@ def describe(report: ArticlePagesReport) -> str | None:
         parts.append(f"{report.failed} failed (tried again next pass)")
     if report.refused:
         parts.append(f"{report.refused} on another host (not read)")
+    if report.reposts:
+        parts.append(f"{report.reposts} repost(s) of a stored article (by rel=canonical)")
     if report.left:
         parts.append("more left for the next passes")
     return ", ".join(parts)

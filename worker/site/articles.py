@@ -62,6 +62,7 @@ class SiteArticle:
     published: datetime  # timezone-aware
     categories: tuple[str, ...] = ("news",)
     body: str = ""  # the article's full text (paragraphs split by blank lines); "" : the summary
+    canonical_slug: str = ""  # a syndicated copy: its page's rel=canonical names this article
 
     @property
     def paragraphs(self) -> list[str]:
@@ -76,6 +77,10 @@ class SiteArticle:
     def canonical_url(self, base: str) -> str:
         """The URL a crawler must end up with: `http://127.0.0.1:PORT/slug/`."""
         return f"{base.rstrip('/')}/{self.slug}/"
+
+    def page_canonical(self, base: str) -> str:
+        """The `<link rel="canonical">` of its page: its own URL, or the original's."""
+        return f"{base.rstrip('/')}/{self.canonical_slug or self.slug}/"
 
     def href(self, base: str) -> str:
         """The link as the listing writes it (decoded): absolute or relative, maybe tracked."""

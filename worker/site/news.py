@@ -126,6 +126,7 @@ class NewsSite(SiteServer):
         categories: Sequence[str] = ("news",),
         slug: str | None = None,
         body: str = "",
+        canonical_of: SiteArticle | None = None,
     ) -> SiteArticle:
         """Add an article. Without `published` it is the newest (now, or after the newest).
 
@@ -149,6 +150,7 @@ class NewsSite(SiteServer):
                 published=aware(published),
                 categories=tuple(categories),
                 body=body,
+                canonical_slug=canonical_of.slug if canonical_of is not None else "",
             )
             self._add(article)
             self._listings.clear()
@@ -255,6 +257,7 @@ class NewsSite(SiteServer):
                 aware(article.published),
                 article.categories,
                 article.body,
+                article.canonical_slug,
             )
         self._articles[article.id] = article
         self._by_slug[article.slug] = article

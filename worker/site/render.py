@@ -233,7 +233,7 @@ def article_page(article: SiteArticle, base: str) -> str:
     share links, related posts, comments and footer around the text (`entry-content`)."""
     title = article._title_html()
     local = article.published.astimezone(SITE_TZ).isoformat()
-    extra = f'<link rel="canonical" href="{article.canonical_url(base)}">'
+    extra = f'<link rel="canonical" href="{article.page_canonical(base)}">'
     if article.id % 3 == 0:
         extra += f'<meta property="article:published_time" content="{local}">'
     if article.id % 3 in (0, 1):

@@ -12,7 +12,14 @@ from worker.models import AlertPlan, Item
 from worker.store.engine import StoreBase, dialect_insert
 from worker.store.helpers import _aware
 from worker.store.pages import MAX_BODY_CHARS
-from worker.store.tables import article_sources, articles, deliveries, matches, sources
+from worker.store.tables import (
+    article_aliases,
+    article_sources,
+    articles,
+    deliveries,
+    matches,
+    sources,
+)
 
 MAX_PAGE_TRIES = 3  # an article page that failed this often is not tried again
 
@@ -35,6 +42,7 @@ class PageResult:
 
     alerts_queued: int
     matched: tuple[str, ...]  # watchlists matched now that were not matched before
+    repost_of: str | None = None  # the page names another stored article as its canonical URL
 
 
 class ArticlePagesMixin(StoreBase):
@@ -93,10 +101,15 @@ class ArticlePagesMixin(StoreBase):
         plan: Callable[[Item], Sequence[AlertPlan]],
         silent: bool,
         now: datetime,
+        canonical: str | None = None,
     ) -> PageResult:
         """Keep the page's body and date (a date the listing gave stays), then match the
         article again with its body: a watchlist it matches now and did not before is recorded
-        and, unless `silent`, alerted (once per channel: the delivery key is unique)."""
+        and, unless `silent`, alerted (once per channel: the delivery key is unique).
+
+        A page whose `<link rel="canonical">` (`canonical`) is another stored article is a
+        repost of it: its URL becomes that article's alias, and its body is not matched (no
+        second alert)."""
         now = _aware(now, "now")
         body = body[:MAX_BODY_CHARS] if body else None
         item = Item(
@@ -109,6 +122,15 @@ class ArticlePagesMixin(StoreBase):
         plans = list(plan(item)) if body else []
         a = articles
         with self._tx("record_article_page") as conn:
+            if canonical and canonical != pending.url:
+                original = conn.scalar(sa.select(a.c.id).where(a.c.url == canonical))
+                if original is not None and original != pending.id:
+                    conn.execute(
+                        dialect_insert(self.dialect)(article_aliases).on_conflict_do_nothing(),
+                        {"url": pending.url, "article_id": original, "first_seen": now},
+                    )
+                    conn.execute(sa.update(a).where(a.c.id == pending.id).values(page_fetched=now))
+                    return PageResult(alerts_queued=0, matched=(), repost_of=canonical)
             conn.execute(
                 sa.update(a)
                 .where(a.c.id == pending.id)
