@@ -256,3 +256,38 @@ def test_a_syndicated_copy_whose_page_names_the_original_as_canonical_is_not_ale
     assert "0 alert(s) queued" in run.out
     time.sleep(0.3)
     assert len(webhook_server.received) == 1
+
+
+async def test_a_redirect_that_leaves_the_listings_origin_is_never_followed(make_site) -> None:
+    """An article URL on the listing's origin that redirects to another origin: the redirect is
+    refused before the other host is asked (every hop is checked, not only the last)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from worker.config import HttpConfig
+    from worker.fetch import Fetcher, RedirectRefused
+
+    elsewhere = make_site(sample=True)
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"{elsewhere.base_url}/some-story/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{server.server_address[1]}"
+        rules = HostRules(f"{origin}/?s=x", ArticleConfig())
+        async with Fetcher(HttpConfig(min_delay=0, retries=0)) as fetcher:
+            with pytest.raises(RedirectRefused, match="refused"):
+                await fetcher.get_html(f"{origin}/story/", follow=rules.allows)
+        assert elsewhere.requests == []
+    finally:
+        server.shutdown()
+        server.server_close()

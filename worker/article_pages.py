@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from worker.config import ArticleConfig, SourceConfig
 from worker.crawl import Clock, Plan
-from worker.fetch import Fetcher, FetchError
+from worker.fetch import Fetcher, FetchError, RedirectRefused
 from worker.parse import ParseError
 from worker.parse.article import parse_article
 from worker.store import PendingPage, Store
@@ -154,8 +154,8 @@ async def read_article_pages(
                 await asyncio.to_thread(store.skip_article_page, article.id)
                 return
             try:
-                page = await fetcher.get_html(article.url)
-                if not await rules.allows(page.url):
+                page = await fetcher.get_html(article.url, follow=rules.allows)
+                if not await rules.allows(page.url):  # (every hop was checked: a safeguard)
                     report.refused += 1
                     log.info(
                         "source=%s article page %s redirected to %s: not read",
@@ -169,6 +169,11 @@ async def read_article_pages(
                     parsed = await asyncio.to_thread(
                         parse_article, page.text, page.url, config, date_order=source.date_order
                     )
+            except RedirectRefused as exc:
+                report.refused += 1
+                log.info("source=%s article page not read: %s", source.name, exc)
+                await asyncio.to_thread(store.skip_article_page, article.id)
+                return
             except (FetchError, ParseError) as exc:
                 report.failed += 1
                 async with writing:

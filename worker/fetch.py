@@ -78,6 +78,10 @@ class NotFound(FetchError):
     """The server answered 404 or 410 (never retried)."""
 
 
+class RedirectRefused(FetchError):
+    """A redirect the caller's `follow` check refused (never followed, never retried)."""
+
+
 class _Retryable(FetchError):
     """A failure worth another attempt; `retry_after` is the server's wish, in seconds."""
 
@@ -202,11 +206,18 @@ class Fetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get_html(self, url: str, *, types: frozenset[str] = HTML_TYPES) -> Page:
+    async def get_html(
+        self,
+        url: str,
+        *,
+        types: frozenset[str] = HTML_TYPES,
+        follow: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Page:
         """GET `url` (following up to 5 http(s) redirects) and return the decoded HTML page.
 
         `types`: the media types accepted (and asked for in Accept), e.g. FEED_TYPES or
         JSON_TYPES; the same caps, deadlines, delays and retries apply to every type.
+        `follow(target)`: asked before each redirect is followed; False raises RedirectRefused.
         Raises NotFound for 404/410 and FetchError for anything else that goes wrong, after
         the retries the config allows for transient failures.
         """
@@ -220,7 +231,7 @@ class Fetcher:
             reraise=True,
         )
         try:
-            page: Page = await retrying(self._attempt, url, types)
+            page: Page = await retrying(self._attempt, url, types, follow)
         except _Retryable as exc:
             reason = (
                 exc.reason if attempts == 1 else f"{exc.reason} (gave up after {attempts} attempts)"
@@ -230,7 +241,12 @@ class Fetcher:
 
     # --- one attempt: the request and its redirects ------------------------------------------
 
-    async def _attempt(self, url: str, types: frozenset[str] = HTML_TYPES) -> Page:
+    async def _attempt(
+        self,
+        url: str,
+        types: frozenset[str] = HTML_TYPES,
+        follow: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Page:
         try:
             target = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -241,6 +257,9 @@ class Fetcher:
             result = await self._request(url, target, types)
             if isinstance(result, Page):
                 return result
+            if follow is not None and not await follow(str(result)):
+                shown = redact_url(str(result))[:200]
+                raise RedirectRefused(url, f"redirect to {shown} refused")
             target = result
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
