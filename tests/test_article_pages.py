@@ -291,3 +291,37 @@ async def test_a_redirect_that_leaves_the_listings_origin_is_never_followed(make
     finally:
         server.shutdown()
         server.server_close()
+
+
+META = '<meta property="article:published_time" content="2025-07-01T10:00:00+00:00">'
+LD = '<script type="application/ld+json">{"@graph": [{"@type": "NewsArticle", "datePublished": "2025-07-02T10:00:00Z"}]}</script>'
+TIME = '<time datetime="2025-07-03T10:00:00Z">3 July</time>'
+SPAN = '<span class="posted">04.07.2025</span>'
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "published", "expected"),
+    [
+        (META + LD, TIME, None, "2025-07-01T10:00:00+00:00"),  # meta first
+        (LD, TIME, None, "2025-07-02T10:00:00+00:00"),  # then JSON-LD
+        ("", TIME, None, "2025-07-03T10:00:00+00:00"),  # then <time datetime>
+        (
+            '<script type="application/ld+json">{broken</script>',
+            TIME,
+            None,
+            "2025-07-03T10:00:00+00:00",
+        ),
+        (META, SPAN, "span.posted", "2025-07-04T00:00:00+00:00"),  # the selector, day-first
+        (META, TIME, {"css": "time", "attr": "datetime"}, "2025-07-03T10:00:00+00:00"),
+        ("", "<p>no date</p>", None, None),
+    ],
+)
+def test_an_article_pages_date_comes_from_the_selector_or_meta_json_ld_and_time_in_order(
+    head, body, published, expected
+) -> None:
+    from worker.parse.article import parse_article
+
+    html = f"<html><head>{head}</head><body><article>{body}<p>Text.</p></article></body></html>"
+    config = ArticleConfig.model_validate({"published": published, "body": "article"})
+    page = parse_article(html, "https://ex.org/a/", config)
+    assert page.published == (datetime.fromisoformat(expected) if expected else None)
