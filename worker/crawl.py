@@ -140,7 +140,7 @@ class _Pages:
     def url_of(self, number: int) -> str:
         if self.source.type == "wordpress":
             return wordpress_api_url(self.source, number)
-        if number == 1 and self.source.page_url is None:
+        if number == 1:  # a listing's first page is its `url` (a template may differ there)
             return self.source.url
         assert self.source.page_url is not None
         return self.source.page_url.format(page=number)
