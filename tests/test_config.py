@@ -370,7 +370,7 @@ def test_check_command_on_a_missing_file(tmp_path, capsys):
 @pytest.mark.parametrize("path", ["config/worker.toml"])
 def test_shipped_config_passes_check(path, capsys):
     assert main(["--config", str(ROOT / path), "check"]) == 0
-    assert "OK (2 source(s), 3 watchlist(s), 1 channel(s))" in capsys.readouterr().out
+    assert "OK (3 source(s), 3 watchlist(s), 1 channel(s))" in capsys.readouterr().out
 
 
 def test_config_path_from_the_environment(tmp_path, monkeypatch, capsys):

@@ -318,7 +318,7 @@ def test_the_block_appends_to_the_shipped_config_as_it_is(
     checked = cli(capsys, config, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     sources = tomllib.loads(config.read_text("utf-8"))["sources"]
-    assert [s["name"] for s in sources][-1] == "new" and len(sources) == 3
+    assert [s["name"] for s in sources][-1] == "new" and len(sources) == 4  # 3 shipped
     assert sources[-1]["select"]["item"] and sources[0]["select"]["item"] == "#main article"
 
 

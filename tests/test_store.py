@@ -22,7 +22,15 @@ from worker.store import AlertRow, ArticleRow, Store, StoreError
 from worker.store.tables import metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-TABLES = {"articles", "article_sources", "matches", "deliveries", "sources", "alembic_version"}
+TABLES = {
+    "articles",
+    "article_sources",
+    "article_aliases",
+    "matches",
+    "deliveries",
+    "sources",
+    "alembic_version",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -649,6 +657,7 @@ def test_list_articles_newest_first_with_filters(store: Store) -> None:
         "url": url("mid"),
         "title": "Title mid",
         "summary": "Summary of mid",
+        "body": None,
         "published": "2025-03-01T12:00:00+00:00",
         "source": "beta",
         "first_seen": "2025-03-02T12:00:00+00:00",

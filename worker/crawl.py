@@ -36,11 +36,13 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from worker.config import SourceConfig
-from worker.fetch import Fetcher, FetchError, NotFound, Page
+from worker.fetch import FEED_TYPES, HTML_TYPES, JSON_TYPES, Fetcher, FetchError, NotFound, Page
 from worker.models import AlertPlan, Item, ListingPage, PageStored
 from worker.parse import HostilePage, ParseError, parse_listing_async
+from worker.parse.feeds import WP_PER_PAGE, parse_feed, parse_wordpress
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,29 @@ class CrawlReport:
         return max(0, self.min_total - self.walk_seen)
 
 
+def wordpress_api_url(source: SourceConfig, number: int) -> str:
+    """Page `number` of the site's /wp-json/wp/v2/posts, newest first, 100 a page, with the
+    source's `search`, `categories` and `tags`."""
+    params: list[tuple[str, str | int]] = []
+    if source.search is not None:
+        params.append(("search", source.search))
+    if source.categories is not None:
+        params.append(("categories", ",".join(str(c) for c in source.categories)))
+    if source.tags is not None:
+        params.append(("tags", ",".join(str(t) for t in source.tags)))
+    params += [
+        ("orderby", "date"),
+        ("order", "desc"),
+        ("per_page", WP_PER_PAGE),
+        ("page", number),
+    ]
+    root = source.url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return f"{root}/wp-json/wp/v2/posts?{urlencode(params)}"
+
+
+_TYPES = {"listing": HTML_TYPES, "feed": FEED_TYPES, "wordpress": JSON_TYPES}
+
+
 class _Pages:
     """Yields listing pages in order, fetching ahead when the page count is known."""
 
@@ -109,22 +134,42 @@ class _Pages:
         self.window = window
         self.prefetch_to = 0  # last page number that may be fetched ahead
         self._ahead: dict[int, asyncio.Task[Page | None]] = {}
+        # pages reached by number (a `page_url` template, the REST API), not by a next link
+        self.numbered = source.page_url is not None or source.type == "wordpress"
 
     def url_of(self, number: int) -> str:
+        if self.source.type == "wordpress":
+            return wordpress_api_url(self.source, number)
+        if number == 1:  # a listing's first page is its `url` (a template may differ there)
+            return self.source.url
         assert self.source.page_url is not None
         return self.source.page_url.format(page=number)
 
     async def fetch(self, url: str, number: int) -> Page | None:
         try:
-            return await self.fetcher.get_html(url)
+            return await self.fetcher.get_html(url, types=_TYPES[self.source.type])
         except NotFound:
             if number == 1:
+                if self.source.type == "wordpress":
+                    raise FetchError(
+                        url, "no WordPress REST API here (HTTP 404): is it switched off?"
+                    ) from None
                 raise
             return None
+        except FetchError as exc:
+            if self.source.type != "wordpress":
+                raise
+            if exc.status == 400 and number > 1:
+                return None  # rest_post_invalid_page_number: past the last page
+            if exc.reason.startswith("not JSON"):
+                raise FetchError(
+                    url, f"no WordPress REST API here: it answered {exc.reason[4:]}, not JSON"
+                ) from None
+            raise
 
     def allow_prefetch(self, last: int) -> None:
         """Pages up to `last` exist and will all be read: fetch them `window` at a time."""
-        if self.source.page_url is not None:
+        if self.numbered:
             self.prefetch_to = last
 
     async def get(self, number: int, url: str) -> Page | None:
@@ -145,8 +190,21 @@ class _Pages:
         self._ahead.clear()
 
 
-async def _parse(page: Page, source: SourceConfig) -> ListingPage:
-    return await parse_listing_async(page.text, page.url, source.select)
+async def _parse(page: Page, source: SourceConfig, number: int) -> ListingPage:
+    # relative dates ("2 hours ago") are read against now: the page was fetched just before
+    now = datetime.now(UTC)
+    if source.type == "wordpress":
+        return await asyncio.to_thread(
+            parse_wordpress, page.text, page.url, page.headers, number=number
+        )
+    if source.type == "feed":
+        return await asyncio.to_thread(
+            parse_feed, page.text, page.url, date_order=source.date_order, now=now
+        )
+    assert source.select is not None  # the config requires it of a listing
+    return await parse_listing_async(
+        page.text, page.url, source.select, date_order=source.date_order, now=now
+    )
 
 
 def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:
@@ -177,7 +235,7 @@ async def _pages(
     visited: set[str] = set()
     urls: dict[int, str] = {}
     forward_total: int | None = None  # the counter on the last page read going forward
-    number, url = 1, source.url
+    number, url = 1, pages.url_of(1)
     try:
         while True:
             if number > source.max_pages:
@@ -208,7 +266,7 @@ async def _pages(
                 report.stop = f"page {number} not found (past the end)"
                 return
             try:
-                listing = await _parse(page, source)
+                listing = await _parse(page, source, number)
             except ParseError as exc:
                 if number == 1 or isinstance(exc, HostilePage):
                     raise
@@ -260,7 +318,7 @@ async def _pages(
                             again = await pages.fetch(urls[back], back)
                             if again is not None:
                                 report.rereads += 1
-                                yield back, await _parse(again, source), True
+                                yield back, await _parse(again, source, back), True
                 elif forward_total is not None and total > forward_total:
                     log.info(
                         "source=%s counter grew from %d to %d between pages %d and %d: items "
@@ -276,7 +334,7 @@ async def _pages(
             if report.last_page is not None and number >= report.last_page:
                 report.stop = f"last page ({number} of {report.last_page})"
                 return
-            if source.page_url is not None:
+            if pages.numbered:
                 url = pages.url_of(number + 1)
             elif listing.next_url is not None:
                 url = listing.next_url

@@ -23,7 +23,7 @@ import http.cookiejar
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -47,6 +47,19 @@ log = logging.getLogger(__name__)
 
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# `get_html(url, types=...)`: what a feed (RSS, Atom, JSON Feed) or a JSON API may be served as
+FEED_TYPES = frozenset(
+    {
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/xml",
+        "text/xml",
+        "application/feed+json",
+        "application/json",
+    }
+)
+JSON_TYPES = frozenset({"application/json"})
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BACKOFF_INITIAL = 1.0  # seconds before the first retry (then doubling, plus up to 1s of jitter)
@@ -97,17 +110,22 @@ _CURRENT_PASS: contextvars.ContextVar[_Pass | None] = contextvars.ContextVar(
 class FetchError(Exception):
     """A page could not be fetched. `url` has no credentials; `reason` is short text."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
         self.url = redact_url(url)
         self.reason = reason
+        self.status = status  # the HTTP status of an error answer (400, 403...), when it was one
         super().__init__(f"{self.url}: {reason}")
 
-    def __reduce__(self) -> tuple[type[FetchError], tuple[str, str]]:
-        return (type(self), (self.url, self.reason))
+    def __reduce__(self) -> tuple[type[FetchError], tuple[str, str, int | None]]:
+        return (type(self), (self.url, self.reason, self.status))
 
 
 class NotFound(FetchError):
     """The server answered 404 or 410 (never retried)."""
+
+
+class RedirectRefused(FetchError):
+    """A redirect the caller's `follow` check refused (never followed, never retried)."""
 
 
 class _Retryable(FetchError):
@@ -122,7 +140,9 @@ class _Retryable(FetchError):
 class Page:
     url: str  # final URL after redirects (without user:password@)
     status: int
-    text: str  # decoded HTML
+    text: str  # decoded HTML (or the feed's / JSON's text, see `get_html(types=...)`)
+    # the answer's headers, names lower-case (not compared: the page is its URL, status, text)
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def redact_url(url: str) -> str:
@@ -242,9 +262,18 @@ class Fetcher:
         finally:
             _CURRENT_PASS.reset(token)
 
-    async def get_html(self, url: str) -> Page:
+    async def get_html(
+        self,
+        url: str,
+        *,
+        types: frozenset[str] = HTML_TYPES,
+        follow: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Page:
         """GET `url` (following up to 5 http(s) redirects) and return the decoded HTML page.
 
+        `types`: the media types accepted (and asked for in Accept), e.g. FEED_TYPES or
+        JSON_TYPES; the same caps, deadlines, delays and retries apply to every type.
+        `follow(target)`: asked before each redirect is followed; False raises RedirectRefused.
         Raises NotFound for 404/410 and FetchError for anything else that goes wrong, after
         the retries the config allows for transient failures.
         """
@@ -258,7 +287,7 @@ class Fetcher:
             reraise=True,
         )
         try:
-            page: Page = await retrying(self._attempt, url)
+            page: Page = await retrying(self._attempt, url, types, follow)
         except _Retryable as exc:
             reason = (
                 exc.reason if attempts == 1 else f"{exc.reason} (gave up after {attempts} attempts)"
@@ -268,7 +297,12 @@ class Fetcher:
 
     # --- one attempt: the request and its redirects ------------------------------------------
 
-    async def _attempt(self, url: str) -> Page:
+    async def _attempt(
+        self,
+        url: str,
+        types: frozenset[str] = HTML_TYPES,
+        follow: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Page:
         try:
             target = httpx.URL(url)
             host = target.host  # decodes an xn-- label: idna.IDNAError (a ValueError) when bad
@@ -277,13 +311,18 @@ class Fetcher:
         if target.scheme not in ("http", "https") or not host:
             raise FetchError(url, "not an http(s) URL")
         for _ in range(MAX_REDIRECTS + 1):
-            result = await self._request(url, target)
+            result = await self._request(url, target, types)
             if isinstance(result, Page):
                 return result
+            if follow is not None and not await follow(str(result)):
+                shown = redact_url(str(result))[:200]
+                raise RedirectRefused(url, f"redirect to {shown} refused")
             target = result
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
-    async def _request(self, url: str, target: httpx.URL) -> Page | httpx.URL:
+    async def _request(
+        self, url: str, target: httpx.URL, types: frozenset[str] = HTML_TYPES
+    ) -> Page | httpx.URL:
         """One HTTP request under the total deadline: a Page, or the URL a redirect points to."""
         current = _CURRENT_PASS.get() or self._shared
         # the slots are per host and port: two servers on one address are two hosts
@@ -305,14 +344,15 @@ class Fetcher:
             self.requests += 1
             self.requests_by_host[target.host] += 1
             async with asyncio.timeout(timeout):
-                request = self._client.build_request("GET", target)
+                headers = None if types is HTML_TYPES else {"Accept": _accept(types)}
+                request = self._client.build_request("GET", target, headers=headers)
                 if self._http.cookies:
                     current.cookies.set_cookie_header(request)
                 response = await self._client.send(request, stream=True)
                 try:
                     if self._http.cookies:
                         self._keep_cookies(current, response)
-                    return await self._read(url, response)
+                    return await self._read(url, response, types)
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
@@ -346,7 +386,9 @@ class Fetcher:
             )
             jar.clear()
 
-    async def _read(self, url: str, response: httpx.Response) -> Page | httpx.URL:
+    async def _read(
+        self, url: str, response: httpx.Response, types: frozenset[str] = HTML_TYPES
+    ) -> Page | httpx.URL:
         status = response.status_code
         if status in REDIRECT_STATUSES:
             return _redirect_target(url, response)
@@ -364,12 +406,13 @@ class Fetcher:
                     )
             raise _Retryable(url, f"HTTP {status}", retry_after)
         if not 200 <= status < 300:
-            raise FetchError(url, f"HTTP {status}")
+            raise FetchError(url, f"HTTP {status}", status)
 
         content_type = response.headers.get("Content-Type", "").strip()
         media_type = content_type.partition(";")[0].strip().lower()
-        if media_type and media_type not in HTML_TYPES:
-            raise FetchError(url, f"not HTML (content-type {media_type})")
+        if media_type and media_type not in types:
+            wanted = "HTML" if types is HTML_TYPES else "JSON" if types is JSON_TYPES else "a feed"
+            raise FetchError(url, f"not {wanted} (content-type {media_type})")
         cap = self._http.max_bytes
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > cap:
@@ -403,7 +446,12 @@ class Fetcher:
                 url, f"cannot decode the body as {exc.encoding} (byte offset {exc.start})"
             ) from None
         # No credentials in Page.url: links resolved against it end up stored and in alerts.
-        return Page(url=redact_url(str(response.url)), status=status, text=text)
+        return Page(
+            url=redact_url(str(response.url)),
+            status=status,
+            text=text,
+            headers={k.lower(): v for k, v in response.headers.items()},
+        )
 
     # --- retry policy ------------------------------------------------------------------------
 
@@ -445,6 +493,10 @@ def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:
         shown = redact_url(str(target))[:200]
         raise FetchError(url, f"redirect to a non-http(s) URL {shown}")
     return target
+
+
+def _accept(types: frozenset[str]) -> str:
+    return ", ".join(sorted(types)) + ", */*;q=0.5"
 
 
 def _describe(exc: BaseException) -> str:

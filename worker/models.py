@@ -17,6 +17,7 @@ class Item:
     title: str  # entity-decoded, whitespace-collapsed
     summary: str = ""  # entity-decoded, whitespace-collapsed, shortcodes removed
     published: datetime | None = None  # timezone-aware (UTC when the page gave no zone)
+    body: str | None = None  # the article's full text, when the source gives it (feed, API)
 
 
 @dataclass(frozen=True, slots=True)

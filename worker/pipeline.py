@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from worker.article_pages import describe as describe_article_pages
+from worker.article_pages import read_article_pages
 from worker.config import Config, SourceConfig, check_channel_urls
 from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
@@ -27,6 +29,13 @@ from worker.progress import PassProgress
 from worker.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def _text_of(item: Item) -> str:
+    """What the watchlists read besides the title: the summary, and the body when a source gave
+    it (one text: a phrase may in principle run from the summary's end into the body's start;
+    the matcher's own `body` field, when it has one, is the better place)."""
+    return f"{item.summary}\n{item.body}" if item.body else item.summary
 
 
 def owner_id() -> str:
@@ -131,7 +140,7 @@ class Runtime:
         def plan(item: Item) -> list[AlertPlan]:
             return [
                 AlertPlan(watchlist=name, keywords=keywords, channels=routes[name])
-                for name, keywords in matcher.match(item.title, item.summary).items()
+                for name, keywords in matcher.match(item.title, _text_of(item)).items()
                 if name in routes
             ]
 
@@ -150,6 +159,18 @@ class Runtime:
                     window=self.config.http.concurrency * 2,
                     on_page=progress,
                 )
+                if source.article is not None:  # the listing is stored: now the articles' pages
+                    pages = await read_article_pages(
+                        source,
+                        self.fetcher,
+                        self.store,
+                        self.plan_for(source.name),
+                        clock=lambda: datetime.now(UTC),
+                    )
+                    crawl.alerts += pages.alerts
+                    note = describe_article_pages(pages)
+                    if note:
+                        crawl.notes.append(note)
             report = PassReport(source=source.name, ok=True, crawl=crawl)
         except CrawlError as exc:
             report = PassReport(source=source.name, ok=False, crawl=exc.report, error=str(exc))

@@ -21,6 +21,7 @@ from worker.config.load import (
 from worker.config.models import (
     NAME_RE,
     AlertsConfig,
+    ArticleConfig,
     Config,
     Duration,
     FieldSelector,
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "NAME_RE",
     "AlertsConfig",
+    "ArticleConfig",
     "Config",
     "ConfigError",
     "ConfigLocation",

@@ -125,11 +125,33 @@ class SelectConfig(Frozen):
         return value
 
 
+class ArticleConfig(Frozen):
+    """`[sources.article]`: read each new article's own page for its text and date."""
+
+    body: Selector | None = None  # the article text; None: main-text extraction (trafilatura)
+    published: Selector | None = None  # None: meta article:published_time, JSON-LD, <time>
+    # hosts besides the listing's own origin that article pages may be read from; ["*"]: any
+    # public host (an aggregator's listing)
+    hosts: list[str] = Field(default_factory=list)
+    max_per_pass: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if host != "*" and not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host):
+                raise ValueError(f"{host!r} is not a host name (e.g. 'cdn.example.org'), or '*'")
+        return [h.lower() for h in value]
+
+
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class SourceConfig(Frozen):
     name: str = Field(pattern=NAME_RE, max_length=100)
+    # "listing": HTML pages read with `select`; "feed": `url` is an RSS/Atom/JSON Feed;
+    # "wordpress": `url` is a WordPress site's root, read through /wp-json/wp/v2/posts
+    type: Literal["listing", "feed", "wordpress"] = "listing"
     url: str
     every: Duration | None = None
     cron: str | None = None
@@ -139,7 +161,14 @@ class SourceConfig(Frozen):
     overlap_pages: int = Field(default=1, ge=1, le=20)
     # at most this long after the last complete walk, a pass walks the whole listing (None: off)
     reconcile: OptionalDuration = 86400.0
-    select: SelectConfig
+    # how the source writes slashed numeric dates (03/07/2025); a dotted one is always day-first
+    date_order: Literal["DMY", "MDY"] | None = None
+    select: SelectConfig | None = None  # required by (and only for) type = "listing"
+    article: ArticleConfig | None = None  # read each new article's own page
+    # type = "wordpress": the REST API's `search`, `categories` and `tags` parameters
+    search: str | None = Field(default=None, min_length=1, max_length=200)
+    categories: list[int] | None = Field(default=None, min_length=1)
+    tags: list[int] | None = Field(default=None, min_length=1)
 
     @field_validator("url")
     @classmethod
@@ -188,6 +217,20 @@ class SourceConfig(Frozen):
     def _one_schedule(self) -> SourceConfig:
         if self.every is not None and self.cron is not None:
             raise ValueError("give either `every` or `cron`, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_of_type(self) -> SourceConfig:
+        if self.type == "listing" and self.select is None:
+            raise ValueError("a listing source needs a [sources.select] table (or set `type`)")
+        if self.type != "listing":
+            for key in ("select", "page_url"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`{key}` is for listing sources, not type = {self.type!r}")
+        if self.type != "wordpress":
+            for key in ("search", "categories", "tags"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f'`{key}` is for type = "wordpress" sources only')
         return self
 
     @property

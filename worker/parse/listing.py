@@ -8,18 +8,19 @@ URLs leave this module.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from worker.config import FieldSelector, SelectConfig
 from worker.models import Item, ListingPage
-from worker.parse.dates import MAX_DATE_TEXT, parse_date
+from worker.parse.dates import MAX_DATE_TEXT, DateOrder, parse_date
 from worker.parse.document import ParseError, html_document
 from worker.parse.results import parse_results
 from worker.parse.text import RAW_CAP, clean_text, recap_text, strip_shortcodes
 from worker.urls import canonicalize, redact_url
 
-__all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "parse_listing"]
+__all__ = ["MAX_ITEMS", "MAX_SUMMARY", "MAX_TITLE", "node_text", "parse_listing"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ _BLOCK = frozenset(
 _NO_TEXT = frozenset("script style template noscript head title iframe object svg math".split())
 
 
+def node_text(node: LexborNode, limit: int, *, nodes: int | None = None) -> str:
+    """`_node_text` with a node budget of its own (`nodes`): an article's whole text."""
+    parts: list[str] = []
+    _collect_text(node, limit, parts, nodes)
+    return clean_text("".join(parts))[:limit]
+
+
 def _node_text(node: LexborNode, limit: int) -> str:
     """The visible text under `node`, with a space between block elements (so paragraphs do
     not run together), without script/style, whitespace collapsed, at most `limit` characters.
@@ -48,10 +56,10 @@ def _node_text(node: LexborNode, limit: int) -> str:
     return clean_text("".join(parts))[:limit]
 
 
-def _collect_text(node: LexborNode, limit: int, parts: list[str]) -> None:
+def _collect_text(node: LexborNode, limit: int, parts: list[str], nodes: int | None = None) -> None:
     """The walk of `_node_text`: appends the text pieces (and block separators) to `parts`."""
     size = 0
-    budget = min(400, max(50, limit // 8))
+    budget = min(400, max(50, limit // 8)) if nodes is None else nodes
     append = parts.append
     # (children of an element, whether it is a block: a space follows its text)
     stack = [(node.iter(include_text=True), False)]
@@ -131,8 +139,18 @@ def _base_url(tree: LexborHTMLParser, page_url: str) -> str:
     return page_url
 
 
-def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage:
+def parse_listing(
+    html: str,
+    page_url: str,
+    select: SelectConfig,
+    *,
+    date_order: DateOrder | None = None,
+    now: datetime | None = None,
+) -> ListingPage:
     """Read one listing page. Raises ParseError when `select.item` matches nothing.
+
+    Dates are read as `parse_date` reads them, with the source's `date_order` and `now` (the
+    fetch time) for relative dates ("2 hours ago").
 
     An element without a title or without an http(s) link is skipped (counted in `skipped`);
     items are deduplicated by canonical URL (the first wins) and keep the page's order.
@@ -173,7 +191,7 @@ def parse_listing(html: str, page_url: str, select: SelectConfig) -> ListingPage
         seen.add(url)
         summary = _summary(node, select.summary)
         published_raw = _read(node, select.published, MAX_DATE_TEXT * RAW_CAP)
-        published = parse_date(published_raw) if published_raw else None
+        published = parse_date(published_raw, order=date_order, now=now) if published_raw else None
         items.append(Item(url=url, title=title, summary=summary, published=published))
 
     results = None

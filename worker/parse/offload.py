@@ -10,10 +10,13 @@ seconds, the tag scan checks its own budget).
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from worker.config import SelectConfig
 from worker.models import ListingPage
+from worker.parse.dates import DateOrder
 from worker.parse.document import HostilePage
 from worker.parse.listing import parse_listing
 from worker.urls import redact_url
@@ -26,11 +29,18 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="worker-parse")
 
 
 async def parse_listing_async(
-    html: str, page_url: str, select: SelectConfig, *, budget: float = PARSE_BUDGET
+    html: str,
+    page_url: str,
+    select: SelectConfig,
+    *,
+    budget: float = PARSE_BUDGET,
+    date_order: DateOrder | None = None,
+    now: datetime | None = None,
 ) -> ListingPage:
     """`parse_listing` in a worker thread; ParseError when it takes longer than `budget`."""
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_EXECUTOR, parse_listing, html, page_url, select)
+    work = functools.partial(parse_listing, html, page_url, select, date_order=date_order, now=now)
+    future = loop.run_in_executor(_EXECUTOR, work)
     try:
         return await asyncio.wait_for(future, budget)
     except TimeoutError:

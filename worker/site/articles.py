@@ -61,10 +61,26 @@ class SiteArticle:
     summary: str
     published: datetime  # timezone-aware
     categories: tuple[str, ...] = ("news",)
+    body: str = ""  # the article's full text (paragraphs split by blank lines); "" : the summary
+    canonical_slug: str = ""  # a syndicated copy: its page's rel=canonical names this article
+
+    @property
+    def paragraphs(self) -> list[str]:
+        """The article's text, paragraph by paragraph (the summary when it has no body)."""
+        text = self.body or self.expected_summary
+        return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+    def content_html(self) -> str:
+        """The article's text as WordPress renders `the_content` (entities, <p>s)."""
+        return "\n".join(f"<p>{wp_text(p)}</p>" for p in self.paragraphs)
 
     def canonical_url(self, base: str) -> str:
         """The URL a crawler must end up with: `http://127.0.0.1:PORT/slug/`."""
         return f"{base.rstrip('/')}/{self.slug}/"
+
+    def page_canonical(self, base: str) -> str:
+        """The `<link rel="canonical">` of its page: its own URL, or the original's."""
+        return f"{base.rstrip('/')}/{self.canonical_slug or self.slug}/"
 
     def href(self, base: str) -> str:
         """The link as the listing writes it (decoded): absolute or relative, maybe tracked."""

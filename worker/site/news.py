@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
+from worker.site.api import feed_response, rest_posts_response
 from worker.site.articles import SiteArticle, aware, slugify
 from worker.site.render import Listing, article_page, listing_page, not_found, route
 from worker.site.samples import sample_articles, synthetic_articles
@@ -52,6 +53,9 @@ class NewsSite(SiteServer):
         self._listings: dict[tuple[str, str], tuple[SiteArticle, ...]] = {}
         self._teasers: dict[int, str] = {}
         self._shorts: list[_Short] = []
+        # the REST API at /wp-json/wp/v2/posts: "on", "404" (switched off) or "html" (a plugin
+        # that answers the home page instead)
+        self.rest_api = "on"
 
     # --- construction ---------------------------------------------------------------------
 
@@ -92,6 +96,10 @@ class NewsSite(SiteServer):
     # --- URLs ---------------------------------------------------------------------------------
 
     @property
+    def feed_url(self) -> str:
+        return f"{self.base_url}/feed/"
+
+    @property
     def search_url(self) -> str:
         return f"{self.base_url}/?s={quote_plus(self.search_term)}"
 
@@ -117,6 +125,8 @@ class NewsSite(SiteServer):
         published: datetime | None = None,
         categories: Sequence[str] = ("news",),
         slug: str | None = None,
+        body: str = "",
+        canonical_of: SiteArticle | None = None,
     ) -> SiteArticle:
         """Add an article. Without `published` it is the newest (now, or after the newest).
 
@@ -139,6 +149,8 @@ class NewsSite(SiteServer):
                 summary=summary,
                 published=aware(published),
                 categories=tuple(categories),
+                body=body,
+                canonical_slug=canonical_of.slug if canonical_of is not None else "",
             )
             self._add(article)
             self._listings.clear()
@@ -244,6 +256,8 @@ class NewsSite(SiteServer):
                 article.summary,
                 aware(article.published),
                 article.categories,
+                article.body,
+                article.canonical_slug,
             )
         self._articles[article.id] = article
         self._by_slug[article.slug] = article
@@ -292,6 +306,16 @@ class NewsSite(SiteServer):
                 f"Sitemap: {base}/wp-sitemap.xml\n"
             )
             return Response(200, text.encode(), "text/plain; charset=UTF-8")
+        if path == "/feed/":
+            return feed_response(self._listing("home", ""), base)
+        if path.startswith("/wp-json/"):
+            if self.rest_api == "404":
+                return not_found(base)
+            if self.rest_api == "html":
+                return self._render_listing(Listing("home", "", 1), base, target)
+            with self._lock:
+                every = tuple(self._articles.values())
+            return rest_posts_response(path, target, every, base, self.search_term)
         slug = path.strip("/")
         with self._lock:
             article = self._by_slug.get(slug)

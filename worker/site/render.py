@@ -8,12 +8,13 @@ Listing URLs: `/?s=TERM` and `/page/N/?s=TERM` (search), `/category/SLUG/` and
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
-from worker.site.articles import SiteArticle, wp_text
+from worker.site.articles import SITE_TZ, SiteArticle, wp_text
 from worker.site.server import Response
 
 __all__ = [
@@ -211,16 +212,58 @@ def not_found(base: str) -> Response:
     return Response(404, page.encode())
 
 
+# What surrounds an article's text on its page, as themes and plugins add it: a crawler's main
+# text must not take it in (its words are chosen to be ones tests look for).
+RELATED = (
+    '<section class="jp-relatedposts"><h3>Related</h3><ul>'
+    '<li><a href="/related-one/">Hydropower and the Kambarata dam: the related story</a></li>'
+    '<li><a href="/related-two/">Why the Middle Corridor railway matters</a></li></ul></section>'
+)
+COMMENTS = (
+    '<div id="comments" class="comments-area"><h2 class="comments-title">2 comments</h2>'
+    '<ol class="comment-list"><li class="comment"><div class="comment-content">'
+    "<p>A reader writes: what about the Taliban and the Trans-Afghan line?</p></div></li>"
+    "</ol></div>"
+)
+
+
 def article_page(article: SiteArticle, base: str) -> str:
+    """An article's page: the date in `<meta property="article:published_time">` (not on
+    every article), JSON-LD `datePublished` (not on every article) and `<time>`; navigation,
+    share links, related posts, comments and footer around the text (`entry-content`)."""
     title = article._title_html()
+    local = article.published.astimezone(SITE_TZ).isoformat()
+    extra = f'<link rel="canonical" href="{article.page_canonical(base)}">'
+    if article.id % 3 == 0:
+        extra += f'<meta property="article:published_time" content="{local}">'
+    if article.id % 3 in (0, 1):
+        graph = {
+            "@context": "https://schema.org",
+            "@graph": [
+                {"@type": "WebPage", "@id": article.canonical_url(base)},
+                {
+                    "@type": "NewsArticle",
+                    "headline": article.title,
+                    "datePublished": local,
+                    "author": {"@type": "Person", "name": "Staff"},
+                },
+            ],
+        }
+        extra += f'<script type="application/ld+json">{json.dumps(graph)}</script>'
     return (
         head(f"{title} - {SITE_NAME}", f"single single-post postid-{article.id}", base).replace(
-            "</head>", f'<link rel="canonical" href="{article.canonical_url(base)}"></head>'
+            "</head>", f"{extra}</head>"
         )
         + f'<main id="main" class="site-main"><article id="post-{article.id}" '
         f'class="post-{article.id} post type-post status-publish hentry">\n'
         f'<header class="entry-header"><h1 class="entry-title">{title}</h1>'
-        f'<div class="entry-meta">{article._time_html()}</div></header>\n'
-        f'<div class="entry-content"><p>{article._summary_html()}</p></div></article>'
+        f'<div class="entry-meta">{article._time_html()} by <a href="/author/staff/">Staff</a>'
+        "</div></header>\n"
+        f'<div class="entry-content">{article.content_html()}'
+        '<div class="sharedaddy"><a href="#share-x">Share on X</a> '
+        '<a href="#share-fb">Share on Facebook</a></div></div>\n'
+        f"{RELATED}</article>{COMMENTS}"
+        '<nav class="post-navigation"><a href="/previous-post/" rel="prev">Previous: Railway '
+        "strike ends</a></nav>"
         "</main>\n" + foot(base)
     )

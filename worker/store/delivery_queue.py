@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker.models import Delivery
+from worker.parse.snippet import body_snippet
 from worker.store.engine import StoreBase, StoreError
 from worker.store.helpers import _aware, _cut
 from worker.store.tables import UTCDateTime, article_sources, articles, deliveries, matches
@@ -27,6 +28,18 @@ def _text_for(row: Any, listings: Sequence[Any]) -> Any:
     if queued is None or queued.title is None:
         return row
     return queued
+
+
+def _with_snippet(summary: str, title: str, body: str | None, keywords: object) -> str:
+    """The summary, followed by a snippet of the body around the keyword when the match is in
+    the body only (the alert then shows why it was sent)."""
+    words = tuple(str(k) for k in keywords) if isinstance(keywords, list | tuple) else ()
+    snippet = body_snippet(body, words, f"{title} {summary}")
+    if snippet is None:
+        return summary
+    if len(summary) > 340:  # an alert shows ~600 characters of it: room for the snippet
+        summary = summary[:340].rsplit(" ", 1)[0] + " …"
+    return f"{summary} {snippet}" if summary else snippet
 
 
 class QueueMixin(StoreBase):
@@ -97,6 +110,7 @@ class QueueMixin(StoreBase):
                     a.c.id.label("article_id"),
                     d.c.source.label("queued_by"),
                     m.c.keywords,
+                    a.c.body,
                 )
                 .join(a, a.c.id == d.c.article_id)
                 .outerjoin(
@@ -127,7 +141,7 @@ class QueueMixin(StoreBase):
                     attempts=row.attempts,
                     article_url=row.url,
                     title=text.title,
-                    summary=text.summary,
+                    summary=_with_snippet(text.summary, text.title, row.body, row.keywords),
                     published=text.published,
                     source=text.source,
                     keywords=tuple(row.keywords or ()),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from worker.models import AlertPlan, Item, PageStored
 from worker.store.engine import StoreBase, StoreError, dialect_insert
 from worker.store.helpers import _aware, _chunks, _utcnow
-from worker.store.tables import article_sources, articles, deliveries, matches
+from worker.store.tables import article_aliases, article_sources, articles, deliveries, matches
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,22 @@ def _own_host(listing_url: str | None) -> str | None:
 
 
 MAX_URL_CHARS = 2048  # longer URLs are not stored (a PostgreSQL btree entry must stay < 2.7 kB)
+MAX_BODY_CHARS = 100_000  # an article's stored text (the parse stage cuts it there already)
+REPOST_WINDOW = timedelta(days=7)  # a story seen again on the same site within this is a repost
+MIN_FINGERPRINT_TEXT = 40  # shorter title + text ("Weather", "Photo of the day"): no fingerprint
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def fingerprint(item: Item) -> str | None:
+    """The site (host, without "www.") and the story's normalised title and summary (or the
+    body's start), hashed: the same story under another URL of the site has the same one."""
+    text = item.summary or (item.body or "")[:1000]
+    words = _NOT_WORD.sub(" ", f"{item.title} {text}".casefold()).split()
+    normal = " ".join(words)
+    if len(normal) < MIN_FINGERPRINT_TEXT:
+        return None
+    host = (urlsplit(item.url).hostname or "").removeprefix("www.")
+    return hashlib.sha256(f"{host}\n{normal}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +131,13 @@ class _PageStatements:
 
     insert_articles: _Insert  # RETURNING (url, id) of the rows inserted
     select_ids: sa.Select[str, int]  # (url, id) for :urls (an expanding IN list)
+    # (url, id, body missing, date missing) for :urls: what another source may fill in
+    select_gaps: sa.Select[str, int, bool, bool]
+    fill_gaps: sa.Update  # body and published kept from whichever source gives them first
+    select_aliases: sa.Select[str, int]  # (alias url, article id) for :urls
+    select_fingerprints: sa.Select[str, int, str]  # (fingerprint, id, url) for :fps since :since
+    select_urls: sa.Select[str]  # the urls of :urls that are articles
+    insert_aliases: sa.Insert
     insert_listings: _Insert  # RETURNING article_id of the rows inserted
     own_text: sa.Update  # an article's text replaced by its own site's (see store_page)
     insert_matches: _Insert
@@ -125,13 +150,41 @@ def _page_statements(dialect: str) -> _PageStatements:
         insert_articles=_insert(
             dialect,
             articles,
-            ("url", "title", "summary", "published"),
+            ("url", "title", "summary", "published", "body", "fingerprint"),
             ("first_seen", "source"),
             key=("url",),
             returning=("url", "id"),
         ),
         select_ids=sa.select(articles.c.url, articles.c.id).where(
             articles.c.url.in_(sa.bindparam("urls", expanding=True))
+        ),
+        select_aliases=sa.select(article_aliases.c.url, article_aliases.c.article_id).where(
+            article_aliases.c.url.in_(sa.bindparam("urls", expanding=True))
+        ),
+        select_fingerprints=sa.select(articles.c.fingerprint, articles.c.id, articles.c.url)
+        .where(
+            articles.c.fingerprint.in_(sa.bindparam("fps", expanding=True)),
+            articles.c.first_seen >= sa.bindparam("since", type_=articles.c.first_seen.type),
+        )
+        .order_by(articles.c.id),
+        select_urls=sa.select(articles.c.url).where(
+            articles.c.url.in_(sa.bindparam("urls", expanding=True))
+        ),
+        insert_aliases=dialect_insert(dialect)(article_aliases).on_conflict_do_nothing(),
+        select_gaps=sa.select(
+            articles.c.url,
+            articles.c.id,
+            articles.c.body.is_(None),
+            articles.c.published.is_(None),
+        ).where(articles.c.url.in_(sa.bindparam("urls", expanding=True))),
+        fill_gaps=sa.update(articles)
+        .where(articles.c.id == sa.bindparam("article_id"))
+        .values(
+            body=sa.func.coalesce(articles.c.body, sa.bindparam("new_body", type_=sa.Text)),
+            published=sa.func.coalesce(
+                articles.c.published,
+                sa.bindparam("new_published", type_=articles.c.published.type),
+            ),
         ),
         insert_listings=_insert(
             dialect,
@@ -183,6 +236,50 @@ def _page_statements(dialect: str) -> _PageStatements:
 class PagesMixin(StoreBase):
     """`Store.store_page`: the crawl side's one write per listing page."""
 
+    @staticmethod
+    def _reposts(
+        conn: sa.Connection,
+        stmts: _PageStatements,
+        urls: list[str],
+        prints: dict[str, str | None],
+        now: datetime,
+    ) -> dict[str, int]:
+        """url -> the article it is a second URL of (see store_page, step 0)."""
+        aliased: dict[str, int] = {}
+        for chunk in _chunks(urls):
+            aliased.update(iter(conn.execute(stmts.select_aliases, {"urls": chunk})))
+        wanted = sorted({fp for url, fp in prints.items() if fp and url not in aliased})
+        if not wanted:
+            return aliased
+        first: dict[str, tuple[int, str]] = {}  # fingerprint -> the oldest article with it
+        for chunk in _chunks(wanted):
+            params = {"fps": chunk, "since": now - REPOST_WINDOW}
+            for fp, article_id, url in conn.execute(stmts.select_fingerprints, params):
+                first.setdefault(fp, (article_id, url))
+        candidates: dict[str, int] = {}  # url -> the article it looks like
+        for url in urls:
+            print_ = prints[url]
+            if url not in aliased and print_ is not None and print_ in first:
+                article_id, article_url = first[print_]
+                if article_url != url:
+                    candidates[url] = article_id
+        if not candidates:
+            return aliased
+        stored: set[str] = set()  # an article of its own already: not a repost
+        for chunk in _chunks(sorted(candidates)):
+            stored.update(conn.scalars(stmts.select_urls, {"urls": chunk}))
+        reposts = {url: article_id for url, article_id in candidates.items() if url not in stored}
+        if reposts:
+            conn.execute(
+                stmts.insert_aliases,
+                [
+                    {"url": url, "article_id": article_id, "first_seen": now}
+                    for url, article_id in sorted(reposts.items())
+                ],
+            )
+            log.info("stored %d repost(s) as aliases: %s", len(reposts), ", ".join(reposts)[:500])
+        return aliased | reposts
+
     def store_page(
         self,
         source: str,
@@ -221,8 +318,14 @@ class PagesMixin(StoreBase):
             return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
         urls = sorted(page)
         stmts = _page_statements(self.dialect)
+        prints = {url: fingerprint(item) for url, item in page.items()}
 
         with self._tx(f"storing a page of {source}") as conn:
+            # (0) reposts: a url known as an alias is its article; a url no article has, whose
+            # fingerprint an article of the same site had within REPOST_WINDOW, becomes one
+            aliased = self._reposts(conn, stmts, urls, prints, now)
+            if aliased:
+                urls = [url for url in urls if url not in aliased]
             # (1) the articles nobody stored yet, with their new ids
             insert = stmts.insert_articles
             rows: list[dict[str, Any]] = [
@@ -231,41 +334,72 @@ class PagesMixin(StoreBase):
                     "title": (item := page[url]).title,
                     "summary": item.summary,
                     "published": item.published,
+                    "body": item.body[:MAX_BODY_CHARS] if item.body else None,
+                    "fingerprint": prints[url],
                 }
                 for url in urls
             ]
             params = insert.params(rows, first_seen=now, source=source)
             # (iter(): a Result has keys(), which dict() would take for a mapping's)
-            ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params)))
+            ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params))) if rows else {}
             new_articles = len(ids)
             inserted = set(ids.values())
             # (2) the ids of those stored before
             if new_articles < len(urls):
                 stored = [url for url in urls if url not in ids]
+                # stored before: a body or a date this source gives and the row lacks is kept
+                # (one SELECT either way; an UPDATE only when a gap is filled)
+                fills: list[dict[str, Any]] = []
                 for chunk in _chunks(stored):
-                    ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+                    if any(page[url].body or page[url].published for url in chunk):
+                        for url, article_id, no_body, no_date in conn.execute(
+                            stmts.select_gaps, {"urls": chunk}
+                        ):
+                            ids[url] = article_id
+                            item = page[url]
+                            if (no_body and item.body) or (no_date and item.published):
+                                fills.append(
+                                    {
+                                        "article_id": article_id,
+                                        "new_body": item.body[:MAX_BODY_CHARS]
+                                        if item.body
+                                        else None,
+                                        "new_published": item.published,
+                                    }
+                                )
+                    else:
+                        ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+                if fills:
+                    fills.sort(key=lambda row: row["article_id"])  # key order: no deadlock
+                    conn.execute(stmts.fill_gaps, fills)
                 if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
                     raise StoreError(
                         f"store_page({source}): {len(urls) - len(ids)} articles vanished"
                     )
+            ids.update(aliased)
             # (3) which of them this source lists for the first time
             insert = stmts.insert_listings
+            firsts: dict[int, str] = {}  # one url per article (a story and its repost)
+            for url in page:
+                firsts.setdefault(ids[url], url)
             own = _own_host(listing_url)
             listed = [
                 {
-                    "article_id": ids[url],
+                    "article_id": article_id,
                     "title": (item := page[url]).title,
                     "summary": item.summary,
                     "published": item.published,
                     "own": own is not None and _host(url) == own,
                 }
-                for url in sorted(page, key=ids.__getitem__)
+                for article_id, url in sorted(firsts.items())
             ]
             params = insert.params(
                 listed, source=source, first_seen=now, page=listing_page, pass_started=pass_started
             )
             new_ids = set(conn.execute(insert.stmt, params).scalars())
-            new_for_source = tuple(url for url in page if ids[url] in new_ids)
+            new_for_source = tuple(
+                url for url in page if ids[url] in new_ids and firsts[ids[url]] == url
+            )
             # an article stored from another host's listing gets its own site's text
             retext = [
                 {

@@ -30,7 +30,14 @@ class ReadingMixin(StoreBase):
         _check_limit(limit)
         a = articles
         stmt = sa.select(
-            a.c.id, a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen
+            a.c.id,
+            a.c.url,
+            a.c.title,
+            a.c.summary,
+            a.c.published,
+            a.c.source,
+            a.c.first_seen,
+            a.c.body,
         ).order_by(a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc())
         if source is not None:
             stmt = stmt.where(
@@ -63,6 +70,7 @@ class ReadingMixin(StoreBase):
                 source=row.source,
                 first_seen=row.first_seen,
                 watchlists=tuple(names[row.id]),
+                body=row.body,
             )
             for row in rows
         ]

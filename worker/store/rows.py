@@ -20,12 +20,14 @@ class ArticleRow:
     source: str  # the first source that listed it
     first_seen: datetime
     watchlists: tuple[str, ...]  # names of the watchlists it matched, sorted
+    body: str | None = None  # the article's text, None when no source gave it
 
     def to_json(self) -> dict[str, Any]:
         return {
             "url": self.url,
             "title": self.title,
             "summary": self.summary,
+            "body": self.body,
             "published": _iso(self.published),
             "source": self.source,
             "first_seen": _iso(self.first_seen),

@@ -9,6 +9,7 @@ serialises writers, and the claim is one conditional `UPDATE .. RETURNING`).
 
 from __future__ import annotations
 
+from worker.store.article_pages import ArticlePagesMixin, PendingPage
 from worker.store.delivery_queue import QueueMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
 from worker.store.lookup import LookupMixin
@@ -21,11 +22,12 @@ __all__ = [
     "MIGRATIONS_DIR",
     "AlertRow",
     "ArticleRow",
+    "PendingPage",
     "SourceStatus",
     "Store",
     "StoreError",
 ]
 
 
-class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin, LookupMixin):
+class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin, LookupMixin, ArticlePagesMixin):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""

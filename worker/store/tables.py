@@ -101,10 +101,32 @@ articles = sa.Table(
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("published", UTCDateTime, nullable=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("body", sa.Text, nullable=True),  # the article's text, when a source gave it
+    # its own page ([sources.article]): when it was read, and the failed tries before that
+    sa.Column("page_fetched", UTCDateTime, nullable=True),
+    sa.Column("page_tries", sa.Integer, nullable=False, server_default="0"),
+    # the site's host and its normalised title + summary, hashed (reposts: see worker.store.pages)
+    sa.Column("fingerprint", sa.Text, nullable=True),
     sa.Column("source", sa.Text, nullable=False),  # the first source that listed it
     sa.UniqueConstraint("url"),
     # list_articles: newest first
     sa.Index(None, "published", "first_seen"),
+    sa.Index(None, "fingerprint", "first_seen"),
+)
+
+# A second URL of a stored story (a repost under an edited slug, a copy in another category):
+# listed again, it is that article.
+article_aliases = sa.Table(
+    "article_aliases",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column(
+        "article_id",
+        sa.Integer,
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
 )
 
 # "New for a source" = no row here yet.
