@@ -22,7 +22,7 @@ from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.models import AlertPlan, Item
-from worker.notify import DeliveryReport, Notifier, deliver_due
+from worker.notify import DeliveryReport, Notifier, Rendering, deliver_due
 from worker.progress import PassProgress
 from worker.store import Store
 
@@ -96,6 +96,7 @@ class Runtime:
         self.owner = owner or owner_id()
         self.config = config
         self.matcher = Matcher(config.watchlists)
+        self.rendering = Rendering.from_config(config)
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
@@ -122,6 +123,7 @@ class Runtime:
         matcher = Matcher(config.watchlists)
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
         self.config, self.matcher, self._notifier = config, matcher, notifier
+        self.rendering = Rendering.from_config(config)
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
@@ -218,7 +220,12 @@ class Runtime:
             if due is None or due > datetime.now(UTC):
                 return DeliveryReport()
         return await deliver_due(
-            self.store, self.notifier, self.config.alerts, owner=self.owner, in_flight=self.sending
+            self.store,
+            self.notifier,
+            self.config.alerts,
+            owner=self.owner,
+            in_flight=self.sending,
+            rendering=self.rendering,
         )
 
     async def release_claims(self) -> int:

@@ -88,6 +88,7 @@ class DeliveryMixin(DaemonCore):
                     runtime.config.alerts,
                     owner=runtime.owner,
                     in_flight=runtime.sending,
+                    rendering=runtime.rendering,
                 )
             )
             self._rounds[round_] = notifier

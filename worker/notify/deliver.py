@@ -26,7 +26,7 @@ from typing import Protocol
 from worker.config import AlertsConfig
 from worker.models import Delivery
 from worker.notify.channels import Notifier, SendResult
-from worker.notify.render import alert_test_message, render
+from worker.notify.render import Rendering, alert_test_message
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ async def deliver_due(
     now: datetime | None = None,
     limit: int = 500,
     in_flight: set[int] | None = None,
+    rendering: Rendering | None = None,
 ) -> DeliveryReport:
     """Send the deliveries that are due on the notifier's channels; at most `limit` tries per
     channel this round. A queue (store) error is raised once every channel has finished.
@@ -105,13 +106,16 @@ async def deliver_due(
     in its thread, so at a stop that claim must be kept, while the other claims this round took
     and did not try can be given back (`release_claims(owner, keep=in_flight)`)."""
     report = DeliveryReport()
+    rendering = rendering or Rendering()
 
     def clock() -> datetime:
         return now if now is not None else datetime.now(UTC)
 
     results = await asyncio.gather(
         *(
-            _channel_round(queue, notifier, alerts, channel, owner, clock, limit, report, in_flight)
+            _channel_round(
+                queue, notifier, alerts, channel, owner, clock, limit, report, in_flight, rendering
+            )
             for channel in notifier.channels
         ),
         return_exceptions=True,
@@ -132,6 +136,7 @@ async def _channel_round(
     limit: int,
     report: DeliveryReport,
     in_flight: set[int] | None,
+    rendering: Rendering,
 ) -> None:
     send_time = _send_time(alerts, notifier)
     lease = send_time * 2 + LEASE_MARGIN
@@ -152,7 +157,7 @@ async def _channel_round(
                 return
             if in_flight is not None:
                 in_flight.add(delivery.id)
-            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report)
+            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report, rendering)
             if in_flight is not None:  # (not reached when cancelled: the id stays)
                 in_flight.discard(delivery.id)
             tried += 1
@@ -190,9 +195,15 @@ async def _deliver_one(
     delivery: Delivery,
     clock: Callable[[], datetime],
     report: DeliveryReport,
+    rendering: Rendering,
 ) -> bool:
     attempt = delivery.attempts + 1
-    result = await notifier.send(delivery.channel, render(delivery), skip=delivery.done_targets)
+    try:
+        message = rendering.message(delivery)
+    except Exception as exc:  # a template failing on this article (checked on a sample one)
+        log.warning("template failed for delivery %d: %s; built-in layout used", delivery.id, exc)
+        message = Rendering(tz=rendering.tz).message(delivery)
+    result = await notifier.send(delivery.channel, message, skip=delivery.done_targets)
     at = clock()
     if result.ok:
         await asyncio.to_thread(queue.mark_sent, delivery.id, at=at)
