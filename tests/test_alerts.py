@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,3 +141,169 @@ def test_a_title_template_is_rendered_in_the_mail_subject_with_markup_escaped_in
     assert mail["subject"] == "Rail news: Railway <b>Crossing</b> Opens (2026-03-02)"
     html = mail.get_body(("html",)).get_content()
     assert "<p>Railway &lt;b&gt;Crossing&lt;/b&gt; Opens</p>" in html
+
+
+# --- digests, quiet hours, rate limits (`worker once` runs: each one a restart) ----------------
+
+
+def _paced_config(
+    path: Path,
+    db_url: str,
+    site,
+    hook_url: str,
+    *,
+    channel: str = "",
+    watchlist: str = "",
+    top: str = "",
+) -> Path:
+    path.write_text(
+        f'{top}\ndatabase = "{db_url}"\n[http]\nmin_delay = 0\ntimeout = 10\nretries = 1\n'
+        '[alerts]\nretry_base = "1s"\nretry_max = "1s"\nmax_attempts = 5\n'
+        f'[channels.hook]\nurl = "{hook_url}"\n{channel}\n'
+        + source_toml(site)
+        + f'\n[[watchlists]]\nname = "rail"\nkeywords = ["rail*"]\nchannels = ["hook"]\n'
+        f"{watchlist}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _titles(post: dict) -> list[str]:
+    """The article titles a digest message lists (one `- TITLE: URL (...)` line each)."""
+    return [
+        line[2:].rsplit(": http", 1)[0]
+        for line in str(post["message"]).splitlines()
+        if line.startswith("- ")
+    ]
+
+
+def _once(capsys, config: Path) -> None:
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+
+
+def test_a_digest_holds_exactly_the_articles_since_the_previous_one(
+    tmp_path, capsys, db_url, news_site, webhook_server
+):
+    config = _paced_config(
+        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), watchlist='digest = "3s"'
+    )
+    _once(capsys, config)  # the baseline
+    news_site.publish("Rail Line One Opens")
+    news_site.publish("Rail Line Two Opens")
+    _once(capsys, config)
+    _once(capsys, config)  # a restart before the digest is due sends nothing yet
+    assert webhook_server.received == []
+    time.sleep(3.5)
+    _once(capsys, config)
+    assert webhook_server.wait_for(1)
+    first = webhook_server.received[0]
+    assert first["title"] == "[rail] 2 new articles"
+    assert sorted(_titles(first)) == ["Rail Line One Opens", "Rail Line Two Opens"]
+
+    news_site.publish("Rail Line Three Opens")
+    _once(capsys, config)
+    time.sleep(3.5)
+    _once(capsys, config)
+    _once(capsys, config)
+    assert webhook_server.wait_for(2)
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 2
+    assert _titles(webhook_server.received[1]) == ["Rail Line Three Opens"]
+    assert webhook_server.received[1]["title"] == "[rail] 1 new article"
+
+
+def test_a_failed_digest_is_retried_whole(tmp_path, capsys, db_url, news_site, webhook_server):
+    config = _paced_config(
+        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), watchlist='digest = "1s"'
+    )
+    _once(capsys, config)
+    news_site.publish("Rail Line One Opens")
+    news_site.publish("Rail Line Two Opens")
+    _once(capsys, config)
+    time.sleep(1.5)
+    webhook_server.fail_with(500)
+    assert run_worker(capsys, config, "once").code == 1  # an alert not sent: exit 1
+    assert webhook_server.received == [] and webhook_server.requests
+    webhook_server.recover()
+    news_site.publish("Rail Line Three Opens")  # a later match waits for the next digest
+    time.sleep(1.5)
+    _once(capsys, config)
+    assert webhook_server.wait_for(1)
+    assert sorted(_titles(webhook_server.received[0])) == [
+        "Rail Line One Opens",
+        "Rail Line Two Opens",
+    ]
+    time.sleep(1.5)
+    _once(capsys, config)
+    assert webhook_server.wait_for(2)
+    assert _titles(webhook_server.received[1]) == ["Rail Line Three Opens"]
+    alerts = run_worker(capsys, config, "alerts", "--json").json()
+    assert len(alerts) == 3 and {a["status"] for a in alerts} == {"sent"}
+
+
+def test_a_rate_limited_channel_gets_its_limit_then_one_folded_message(
+    tmp_path, capsys, db_url, news_site, webhook_server
+):
+    config = _paced_config(
+        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), channel='rate_limit = "2/4s"'
+    )
+    _once(capsys, config)
+    titles = [f"Rail Story Number {n}" for n in range(1, 6)]
+    for title in titles:
+        news_site.publish(title)
+    _once(capsys, config)
+    assert webhook_server.wait_for(2)
+    _once(capsys, config)  # a restart within the window sends nothing more
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 2
+    time.sleep(4.5)
+    _once(capsys, config)
+    _once(capsys, config)
+    assert webhook_server.wait_for(3)
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 3
+    singles = [str(p["title"]).removeprefix("[rail] ") for p in webhook_server.received[:2]]
+    folded = _titles(webhook_server.received[2])
+    assert webhook_server.received[2]["title"] == "[rail] 3 new articles"
+    assert sorted(singles + folded) == sorted(titles)  # every article once
+
+
+def _minute(now: datetime, offset: int) -> str:
+    minute = (now.hour * 60 + now.minute + offset) % 1440
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def test_quiet_hours_wrapping_midnight_in_a_local_time_zone_hold_alerts_then_send_one(
+    tmp_path, capsys, db_url, news_site, webhook_server
+):
+    from zoneinfo import ZoneInfo
+
+    zone = "America/New_York"
+    now = datetime.now(ZoneInfo(zone))
+    # quiet from a minute ago until two minutes ago: all day but one minute, across midnight
+    start, end = (-1, -2) if (now.hour * 60 + now.minute) % 1440 >= 2 else (-3, -4)
+    quiet = f'quiet_hours = "{_minute(now, start)}-{_minute(now, end)}"'
+    assert _minute(now, start) > _minute(now, end)  # it wraps midnight
+    path = tmp_path / "w.toml"
+    top = f'timezone = "{zone}"'
+    config = _paced_config(path, db_url, news_site, webhook_server.url(), channel=quiet, top=top)
+    _once(capsys, config)
+    news_site.publish("Rail Line One Opens")
+    news_site.publish("Rail Line Two Opens")
+    _once(capsys, config)
+    _once(capsys, config)  # restarts within the quiet hours
+    time.sleep(0.3)
+    assert webhook_server.received == []
+
+    awake = f'quiet_hours = "{_minute(now, 120)}-{_minute(now, 180)}"'  # the quiet hours end
+    config = _paced_config(path, db_url, news_site, webhook_server.url(), channel=awake, top=top)
+    _once(capsys, config)
+    _once(capsys, config)
+    assert webhook_server.wait_for(1)
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 1
+    assert sorted(_titles(webhook_server.received[0])) == [
+        "Rail Line One Opens",
+        "Rail Line Two Opens",
+    ]

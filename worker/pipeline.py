@@ -22,7 +22,7 @@ from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.models import AlertPlan, Item
-from worker.notify import DeliveryReport, Notifier, Rendering, deliver_due
+from worker.notify import DeliveryReport, Notifier, Pacing, Rendering, deliver_due
 from worker.progress import PassProgress
 from worker.store import Store
 
@@ -97,6 +97,7 @@ class Runtime:
         self.config = config
         self.matcher = Matcher(config.watchlists)
         self.rendering = Rendering.from_config(config)
+        self.pacing = Pacing.from_config(config)
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
@@ -124,6 +125,7 @@ class Runtime:
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
         self.config, self.matcher, self._notifier = config, matcher, notifier
         self.rendering = Rendering.from_config(config)
+        self.pacing = Pacing.from_config(config)
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
@@ -215,7 +217,7 @@ class Runtime:
 
         Until a Notifier exists, the queue is asked first: with nothing due, apprise is not
         loaded at all."""
-        if self._notifier is None:
+        if self._notifier is None and not self.pacing.active:
             due = await asyncio.to_thread(self.store.next_due_at)
             if due is None or due > datetime.now(UTC):
                 return DeliveryReport()
@@ -226,6 +228,7 @@ class Runtime:
             owner=self.owner,
             in_flight=self.sending,
             rendering=self.rendering,
+            pacing=self.pacing,
         )
 
     async def release_claims(self) -> int:

@@ -291,8 +291,8 @@ def parse_digest(value: Any) -> str:
         raise ValueError(
             f'{value[:64]!r} is neither a cron expression ("0 8 * * *") nor an interval ("1h")'
         ) from None
-    if seconds < 60:
-        raise ValueError("a digest interval is at least 1m")
+    if seconds < 1:
+        raise ValueError("a digest interval is at least 1s")
     return value
 
 

@@ -12,6 +12,7 @@ from worker.notify.deliver import (
     deliver_due,
     test_alert,
 )
+from worker.notify.pacing import Pacing
 from worker.notify.render import (
     Message,
     Rendering,
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryReport",
     "Message",
     "Notifier",
+    "Pacing",
     "Rendering",
     "SendResult",
     "Templates",

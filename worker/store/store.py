@@ -10,6 +10,7 @@ serialises writers, and the claim is one conditional `UPDATE .. RETURNING`).
 from __future__ import annotations
 
 from worker.store.delivery_queue import QueueMixin
+from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
 from worker.store.lookup import LookupMixin
 from worker.store.pages import PagesMixin
@@ -21,11 +22,12 @@ __all__ = [
     "MIGRATIONS_DIR",
     "AlertRow",
     "ArticleRow",
+    "DigestClaim",
     "SourceStatus",
     "Store",
     "StoreError",
 ]
 
 
-class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin, LookupMixin):
+class Store(PagesMixin, SourcesMixin, QueueMixin, DigestMixin, ReadingMixin, LookupMixin):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""
