@@ -155,6 +155,7 @@ def _paced_config(
     channel: str = "",
     watchlist: str = "",
     top: str = "",
+    tail: str = "",
 ) -> Path:
     path.write_text(
         f'{top}\ndatabase = "{db_url}"\n[http]\nmin_delay = 0\ntimeout = 10\nretries = 1\n'
@@ -162,7 +163,7 @@ def _paced_config(
         f'[channels.hook]\nurl = "{hook_url}"\n{channel}\n'
         + source_toml(site)
         + f'\n[[watchlists]]\nname = "rail"\nkeywords = ["rail*"]\nchannels = ["hook"]\n'
-        f"{watchlist}\n",
+        f"{watchlist}\n{tail}\n",
         encoding="utf-8",
     )
     return path
@@ -307,3 +308,105 @@ def test_quiet_hours_wrapping_midnight_in_a_local_time_zone_hold_alerts_then_sen
         "Rail Line One Opens",
         "Rail Line Two Opens",
     ]
+
+
+# --- the daemon as a subprocess: a feed of matches, a template in the mail subject ------------
+
+
+@pytest.fixture
+def workers(tmp_path):
+    from tests.test_daemon import Worker
+
+    started = []
+
+    def start(config, *args):
+        started.append(Worker(tmp_path, config, *args))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
+    tmp_path, db_url, news_site, smtp_server, workers
+):
+    import json
+    import urllib.request
+
+    import feedparser
+
+    from tests.test_daemon import ALERT, STARTUP, free_port
+
+    port = free_port()
+    config = _paced_config(
+        tmp_path / "w.toml",
+        db_url,
+        news_site,
+        smtp_server.url(to="desk@example.org"),
+        tail=f'[http_status]\nport = {port}\n[templates]\ntitle = "RAIL: {{{{ article.title }}}}"',
+    )
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('every = "1m"', 'every = "1s"'),
+        encoding="utf-8",
+    )
+    worker = workers(config, "run")
+    worker.expect(lambda: worker.passes("local") >= 1, STARTUP, "the first pass")
+    news_site.publish("Rail Line One Opens", "The <b>first</b> line.")
+    news_site.publish("Rail Line Two Opens")
+    news_site.publish("Glaciers Retreat")  # matches nothing
+    worker.expect(lambda: len(smtp_server.messages) >= 2, ALERT, "two mails")
+    assert sorted(m["subject"] for m in smtp_server.messages) == [
+        "RAIL: Rail Line One Opens",
+        "RAIL: Rail Line Two Opens",
+    ]
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.atom", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/atom+xml")
+        atom = feedparser.parse(r.read())
+    assert not atom.bozo, atom.bozo_exception
+    assert atom.version == "atom10"
+    # newest match first (the baseline's matches come after: matched, never alerted)
+    titles = [e.title for e in atom.entries]
+    assert titles[:2] == ["Rail Line Two Opens", "Rail Line One Opens"]
+    assert "Glaciers Retreat" not in titles
+    assert atom.entries[1].summary == "The <b>first</b> line."  # text, escaped in the XML
+    assert all(e.link.startswith(news_site.base_url) for e in atom.entries)
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.json", timeout=10) as r:
+        body = r.read()
+    # (feedparser 6.0 reads no JSON Feed: the spec's required members are checked here)
+    parsed = json.loads(body)
+    assert parsed["version"] == "https://jsonfeed.org/version/1.1" and parsed["title"]
+    assert [item["title"] for item in parsed["items"]] == titles
+    assert all(item["id"] and item["url"].startswith("http") for item in parsed["items"])
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/nope.atom", timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+    else:
+        pytest.fail("an unknown watchlist's feed answered")
+    assert worker.stop()[0] == 0
+
+
+def test_worker_feed_prints_the_feed_of_a_watchlist(
+    tmp_path, capsys, sqlite_url, news_site, webhook_server
+):
+    import json
+
+    import feedparser
+
+    config = _paced_config(tmp_path / "w.toml", sqlite_url, news_site, webhook_server.url())
+    _once(capsys, config)
+    news_site.publish("Rail Line One Opens")
+    _once(capsys, config)
+    run = run_worker(capsys, config, "feed", "rail")  # Atom by default
+    assert run.code == 0, run
+    parsed = feedparser.parse(run.out)
+    assert parsed.version == "atom10" and not parsed.bozo
+    assert parsed.entries[0].title == "Rail Line One Opens"
+    run = run_worker(capsys, config, "feed", "rail", "--format", "json")
+    assert run.code == 0, run
+    assert json.loads(run.out)["items"][0]["title"] == "Rail Line One Opens"
+    run = run_worker(capsys, config, "feed", "nope")
+    assert run.code == 2 and "unknown watchlist 'nope' (watchlists: rail)" in run.err

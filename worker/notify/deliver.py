@@ -338,6 +338,8 @@ async def _channel_round(
     while tried < limit:
         want = min(batch_size, limit - tried)
         claimed_at = time.monotonic()
+        # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
+        extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
         batch = await asyncio.to_thread(
             queue.claim_due,
             owner=owner,
@@ -345,7 +347,7 @@ async def _channel_round(
             lease=lease,
             limit=want,
             channels=[channel],
-            hold_watchlists=hold_watchlists,
+            **extra,
         )
         if not batch:
             return

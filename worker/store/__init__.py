@@ -1,5 +1,21 @@
 """The store: SQLAlchemy Core tables, Alembic migrations, the article store and delivery queue."""
 
-from worker.store.store import AlertRow, ArticleRow, DigestClaim, SourceStatus, Store, StoreError
+from worker.store.store import (
+    AlertRow,
+    ArticleRow,
+    DigestClaim,
+    MatchRow,
+    SourceStatus,
+    Store,
+    StoreError,
+)
 
-__all__ = ["AlertRow", "ArticleRow", "DigestClaim", "SourceStatus", "Store", "StoreError"]
+__all__ = [
+    "AlertRow",
+    "ArticleRow",
+    "DigestClaim",
+    "MatchRow",
+    "SourceStatus",
+    "Store",
+    "StoreError",
+]

@@ -13,6 +13,7 @@ from worker.store.delivery_queue import QueueMixin
 from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
 from worker.store.lookup import LookupMixin
+from worker.store.matched import MatchedMixin, MatchRow
 from worker.store.pages import PagesMixin
 from worker.store.reading import ReadingMixin
 from worker.store.rows import AlertRow, ArticleRow, SourceStatus
@@ -23,11 +24,14 @@ __all__ = [
     "AlertRow",
     "ArticleRow",
     "DigestClaim",
+    "MatchRow",
     "SourceStatus",
     "Store",
     "StoreError",
 ]
 
 
-class Store(PagesMixin, SourcesMixin, QueueMixin, DigestMixin, ReadingMixin, LookupMixin):
+class Store(
+    PagesMixin, SourcesMixin, QueueMixin, DigestMixin, ReadingMixin, LookupMixin, MatchedMixin
+):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""
