@@ -23,7 +23,7 @@ from worker.store.tables import metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TABLES = {"articles", "article_sources", "matches", "deliveries", "sources", "alembic_version"}
-TABLES |= {"digests"}  # issue #11
+TABLES |= {"digests", "incidents"}  # issue #11
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -211,6 +211,30 @@ class Runtime:
             )
         except Exception:
             log.exception("source=%s could not record the pass", report.source)
+        await self.watch_pass(report)
+
+    async def watch_pass(self, report: PassReport) -> None:
+        """The watchdog's look at a pass, and the messages it owes (issue #11)."""
+        if self.config.watchdog is None:
+            return
+        from worker import watchdog
+
+        try:
+            await watchdog.after_pass(self.store, self.config, report)
+            await watchdog.send_notices(self.store, self.notifier, self.config)
+        except Exception:  # the watchdog must never stop a pass
+            log.exception("watchdog: source=%s not recorded", report.source)
+
+    async def watch_delivery(self, report: DeliveryReport) -> None:
+        if self.config.watchdog is None:
+            return
+        from worker import watchdog
+
+        try:
+            await watchdog.after_delivery(self.store, self.config, report)
+            await watchdog.send_notices(self.store, self.notifier, self.config)
+        except Exception:
+            log.exception("watchdog: delivery round not recorded")
 
     async def deliver(self) -> DeliveryReport:
         """Send every delivery that is due now (one round).
@@ -221,7 +245,7 @@ class Runtime:
             due = await asyncio.to_thread(self.store.next_due_at)
             if due is None or due > datetime.now(UTC):
                 return DeliveryReport()
-        return await deliver_due(
+        report = await deliver_due(
             self.store,
             self.notifier,
             self.config.alerts,
@@ -230,6 +254,8 @@ class Runtime:
             rendering=self.rendering,
             pacing=self.pacing,
         )
+        await self.watch_delivery(report)
+        return report
 
     async def release_claims(self) -> int:
         """At a stop: give back the claims not tried, keeping those whose send may still run."""

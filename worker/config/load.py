@@ -189,6 +189,13 @@ def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
                 problems.append(
                     f"watchlists[{i}].sources[{j}]: unknown source {name!r} (sources: {known})"
                 )
+    if config.watchdog is not None:
+        for j, channel in enumerate(config.watchdog.channels):
+            if channel not in config.channels:
+                known = ", ".join(sorted(config.channels)) or "none defined"
+                problems.append(
+                    f"watchdog.channels[{j}]: unknown channel {channel!r} (channels: {known})"
+                )
     if check_channels:
         problems.extend(check_channel_urls(config.channels))
     return problems

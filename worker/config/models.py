@@ -438,6 +438,14 @@ class ChannelConfig(Frozen):
         return self
 
 
+class WatchdogConfig(Frozen):
+    """Messages about the worker itself: a source failing or gone quiet, a channel failing."""
+
+    channels: list[str] = Field(min_length=1)
+    failing_passes: int = Field(default=3, ge=1, le=1000)
+    stale_after: Duration | None = Field(default=None, ge=60)
+
+
 class HttpStatusConfig(Frozen):
     port: int = Field(default=0, ge=0, le=65535)  # 0 = off
     host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
@@ -482,6 +490,7 @@ class Config(Frozen):
     # the channels written as tables ([channels.NAME]), by name; their URLs are in `channels`
     channel_settings: dict[str, ChannelConfig] = Field(default_factory=dict)
     templates: TemplatesConfig = TemplatesConfig()
+    watchdog: WatchdogConfig | None = None
     sources: list[SourceConfig] = Field(default_factory=list)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
 

@@ -96,6 +96,7 @@ class DeliveryMixin(DaemonCore):
             try:
                 report = await round_
                 self.metrics.observe_delivery(report)
+                await runtime.watch_delivery(report)
                 next_due = await asyncio.to_thread(runtime.store.next_due_at)
                 if runtime.pacing.active:  # digests, and alerts held by quiet hours/rate limit
                     held = await asyncio.to_thread(runtime.store.next_digest_due_at)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from worker.store.delivery_queue import QueueMixin
 from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
+from worker.store.incidents import IncidentsMixin, Notice
 from worker.store.lookup import LookupMixin
 from worker.store.matched import MatchedMixin, MatchRow
 from worker.store.pages import PagesMixin
@@ -25,6 +26,7 @@ __all__ = [
     "ArticleRow",
     "DigestClaim",
     "MatchRow",
+    "Notice",
     "SourceStatus",
     "Store",
     "StoreError",
@@ -32,6 +34,13 @@ __all__ = [
 
 
 class Store(
-    PagesMixin, SourcesMixin, QueueMixin, DigestMixin, ReadingMixin, LookupMixin, MatchedMixin
+    PagesMixin,
+    SourcesMixin,
+    QueueMixin,
+    DigestMixin,
+    ReadingMixin,
+    LookupMixin,
+    MatchedMixin,
+    IncidentsMixin,
 ):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""

@@ -240,3 +240,25 @@ sources = sa.Table(
     sa.Column("walk_seen", sa.Integer, nullable=True),
     sa.Column("walk_total", sa.Integer, nullable=True),
 )
+
+# The watchdog's incidents (migration 0006): a source failing pass after pass ("failing"),
+# bringing nothing new for too long ("stale"), a channel whose deliveries fail for good
+# ("channel"). "suspect": failures counted (`streak`), not yet an incident. One message when an
+# incident opens (open_sent_at) and one when it closes (close_sent_at), recorded here, so a
+# restart neither repeats nor forgets one.
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("streak", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("opened_at", UTCDateTime, nullable=True),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("open_sent_at", UTCDateTime, nullable=True),
+    sa.Column("close_sent_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('suspect', 'open', 'closed')", name="status"),
+    sa.Index(None, "kind", "subject", "status"),
+)

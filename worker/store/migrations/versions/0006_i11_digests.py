@@ -1,5 +1,5 @@
 """Digests: one message for several deliveries (a watchlist's digest, alerts held by a
-channel's quiet hours or rate limit), sent and retried as a whole.
+channel's quiet hours or rate limit), sent and retried as a whole; watchdog incidents.
 
 Revision ID: 0006_i11
 Revises: 0005_i9
@@ -46,6 +46,25 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_digests_channel_watchlist_created"), "digests", ["channel", "watchlist", "created"]
     )
+    op.create_table(
+        "incidents",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("streak", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("detail", sa.Text, nullable=True),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("open_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("close_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('suspect', 'open', 'closed')", name=op.f("ck_incidents_status")
+        ),
+    )
+    op.create_index(
+        op.f("ix_incidents_kind_subject_status"), "incidents", ["kind", "subject", "status"]
+    )
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("hold", sa.Text, nullable=True))
         batch.add_column(sa.Column("digest_id", sa.Integer, nullable=True))
@@ -57,6 +76,8 @@ def downgrade() -> None:
         batch.drop_index(batch.f("ix_deliveries_digest_id"))
         batch.drop_column("digest_id")
         batch.drop_column("hold")
+    op.drop_index(op.f("ix_incidents_kind_subject_status"), "incidents")
+    op.drop_table("incidents")
     op.drop_index(op.f("ix_digests_channel_watchlist_created"), "digests")
     op.drop_index(op.f("ix_digests_status_next_attempt_at"), "digests")
     op.drop_table("digests")
