@@ -488,3 +488,25 @@ def test_healthz_lists_the_open_incidents(tmp_path, db_url, news_site, webhook_s
     worker.expect(lambda: worker.passes("local") >= 3, STARTUP, "more failed passes")
     assert len(webhook_server.received) == 1  # one message per incident, not one per pass
     assert worker.stop()[0] == 0
+
+
+def test_a_429_from_the_service_holds_the_channel_and_folds_what_waits(
+    tmp_path, capsys, db_url, news_site, webhook_server
+):
+    config = _paced_config(
+        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), channel='rate_limit = "5/1h"'
+    )
+    _once(capsys, config)
+    titles = ["Rail Story One", "Rail Story Two", "Rail Story Three"]
+    for title in titles:
+        news_site.publish(title)
+    webhook_server.fail_with(429)
+    assert run_worker(capsys, config, "once").code == 1
+    assert webhook_server.received == [] and len(webhook_server.requests) == 1
+    webhook_server.recover()
+    _once(capsys, config)
+    _once(capsys, config)
+    assert webhook_server.wait_for(1)
+    time.sleep(0.3)
+    assert len(webhook_server.received) == 1
+    assert sorted(_titles(webhook_server.received[0])) == sorted(titles)

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from worker.config import AlertsConfig
 from worker.models import Delivery
 from worker.notify.channels import Notifier, SendResult
 from worker.notify.pacing import Pacing
-from worker.notify.render import Rendering, alert_test_message
+from worker.notify.render import Message, Rendering, alert_test_message
 
 if TYPE_CHECKING:
     from worker.store import DigestClaim
@@ -228,6 +229,8 @@ async def _paced_round(
             return
     if await asyncio.to_thread(queue.first_waiting_at, channel, None) is not None:
         await asyncio.to_thread(queue.cut_digest, channel, watchlist=None, at=now)
+    if rate is not None:
+        notifier = cast(Notifier, _ThrottleWatch(notifier))
     sent_digests, ok = await _send_digests(
         queue, notifier, alerts, channel, owner, clock, budget, report, rendering
     )
@@ -251,10 +254,35 @@ async def _paced_round(
         sent = await asyncio.to_thread(
             queue.sent_since, channel, clock() - timedelta(seconds=window)
         )
-        if sent >= count:
+        throttled = isinstance(notifier, _ThrottleWatch) and notifier.throttled
+        if throttled:  # the service said 429: what waits (the refused one too) is folded
+            log.info("channel %s: the service answered 429: alerts held", channel)
+        if sent >= count or throttled:
             await asyncio.to_thread(
                 queue.hold_channel, channel, "rate", exclude_watchlists=digest_watchlists
             )
+
+
+class _ThrottleWatch:
+    """A Notifier that notes whether the service answered 429 (Too Many Requests)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+        self.channels = notifier.channels
+        self.timeout = notifier.timeout
+        self.throttled = False
+
+    async def send(
+        self, channel: str, message: Message, *, skip: Collection[int] = ()
+    ) -> SendResult:
+        result = await self._notifier.send(channel, message, skip=skip)
+        if not result.ok and _THROTTLED_RE.search(result.error or ""):
+            self.throttled = True
+        return result
+
+
+# how apprise reports a 429: "...: Too Many Requests., error=429."
+_THROTTLED_RE = re.compile(r"error=429\b|too many requests", re.IGNORECASE)
 
 
 async def _send_digests(
