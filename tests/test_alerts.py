@@ -547,3 +547,40 @@ def test_the_daemon_keeps_a_rate_limit_across_a_kill_and_restart(
     assert len(webhook_server.received) == 3
     singles = [str(p["title"]).removeprefix("[rail] ") for p in webhook_server.received[:2]]
     assert sorted(singles + _titles(webhook_server.received[2])) == sorted(titles)
+
+
+def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recovery(
+    tmp_path, capsys, db_url, news_site, webhook_server
+):
+    config = _paced_config(
+        tmp_path / "w.toml",
+        db_url,
+        news_site,
+        webhook_server.url("/hook"),
+        channel=f'[channels.ops]\nurl = "{webhook_server.url("/dog")}"',
+        tail='[watchdog]\nchannels = ["ops"]',
+    )
+    text = config.read_text(encoding="utf-8").replace("max_attempts = 5", "max_attempts = 1")
+    config.write_text(text, encoding="utf-8")
+    _once(capsys, config)
+    webhook_server.fail_with(500, "/hook")
+    news_site.publish("Rail Story One")
+    assert run_worker(capsys, config, "once").code == 1
+    news_site.publish("Rail Story Two")
+    assert run_worker(capsys, config, "once").code == 1
+    assert webhook_server.wait_for(1)
+    time.sleep(0.3)
+    assert webhook_server.received_paths == ["/dog"]
+    assert webhook_server.received[0]["title"] == "[worker] channel hook cannot deliver"
+    webhook_server.recover()
+    news_site.publish("Rail Story Three")
+    _once(capsys, config)
+    assert webhook_server.wait_for(3)
+    time.sleep(0.3)
+    assert sorted(webhook_server.received_paths) == ["/dog", "/dog", "/hook"]
+    dog = [
+        post["title"]
+        for post, where in zip(webhook_server.received, webhook_server.received_paths, strict=True)
+        if where == "/dog"
+    ]
+    assert dog == ["[worker] channel hook cannot deliver", "[worker] channel hook recovered"]
