@@ -584,3 +584,27 @@ def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recov
         if where == "/dog"
     ]
     assert dog == ["[worker] channel hook cannot deliver", "[worker] channel hook recovered"]
+
+
+def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_restarts(db_url):
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    for _ in range(2):
+        store.observe("stale", "news", bad=True, detail="nothing new since x", at=t0)
+    [notice] = store.pending_notices()
+    assert (notice.kind, notice.subject, notice.event) == ("stale", "news", "open")
+    store.mark_notice_sent(notice.id, "open", at=t0)
+    store.close()
+
+    store = Store(db_url)  # a restart: nothing owed, the incident still open
+    assert store.pending_notices() == []
+    assert [i["subject"] for i in store.open_incidents()] == ["news"]
+    store.observe("stale", "news", bad=False, detail=None, at=t0)
+    [notice] = store.pending_notices()
+    assert notice.event == "close"
+    store.mark_notice_sent(notice.id, "close", at=t0)
+    assert store.pending_notices() == [] and store.open_incidents() == []
+    store.close()
