@@ -31,6 +31,7 @@ TABLES = {
     "sources",
     "alembic_version",
 }
+TABLES |= {"digests", "incidents"}  # issue #11
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -239,6 +239,19 @@ def _why(args: argparse.Namespace, ctx: Context) -> int:
     return commands.why(ctx.cfg, args.url, as_json=args.json)
 
 
+def _feed_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("watchlist", metavar="WATCHLIST", help="a watchlist of the config")
+    parser.add_argument(
+        "--format", choices=("atom", "json"), default="atom", help="Atom 1.0 or JSON Feed 1.1"
+    )
+
+
+def _feed(args: argparse.Namespace, ctx: Context) -> int:
+    from worker import commands
+
+    return commands.feed(ctx.cfg, args.watchlist, fmt=args.format)
+
+
 def _probe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", help="the first page of the listing")
     parser.add_argument("--name", metavar="NAME", help="the source's name (default: from the URL)")
@@ -312,6 +325,13 @@ COMMANDS: list[Command] = [
         "worker why 'https://example.org/news/a/?utm_source=x'",
         _why,
         _why_options,
+    ),
+    Command(
+        "feed",
+        "print a watchlist's last 100 matches as a feed (Atom or JSON Feed)",
+        "worker feed rail --format json",
+        _feed,
+        _feed_options,
     ),
     Command(
         "probe",

@@ -184,6 +184,23 @@ def why(config: Config, url: str, *, as_json: bool) -> int:
     return EXIT_OK if answer.seen else EXIT_FAILED
 
 
+def feed(config: Config, watchlist: str, *, fmt: str) -> int:
+    """`worker feed WATCHLIST`: the watchlist's last 100 matches as Atom or JSON Feed."""
+    from worker.feeds import FEED_SIZE
+    from worker.feeds import feed as build
+
+    names = [w.name for w in config.watchlists]
+    if watchlist not in names:
+        known = ", ".join(names) or "none defined"
+        print(f"unknown watchlist {watchlist!r} (watchlists: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    with open_store(config) as store:
+        rows = store.list_matches(watchlist, limit=FEED_SIZE)
+    sys.stdout.buffer.write(build(watchlist, rows, fmt))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int:
     """`worker probe URL`: the TOML block (or JSON) on standard output; exit 0 when a listing
     was found, 1 when none (the reason on standard error), 2 for a bad URL or name. Fetches with

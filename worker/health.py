@@ -253,7 +253,26 @@ class HealthServer:
             metrics = self.daemon.metrics
             metrics.observe_queue(await asyncio.to_thread(self._counts))
             return 200, CONTENT_TYPE_LATEST, metrics.render()
+        if path.startswith("/feeds/"):
+            return await self._feed(path.removeprefix("/feeds/"))
         return 404, "text/plain", b"not found\n"
+
+    async def _feed(self, name: str) -> tuple[int, str, bytes]:
+        """`/feeds/WATCHLIST.atom` and `/feeds/WATCHLIST.json`: the watchlist's last matches."""
+        from urllib.parse import unquote
+
+        from worker.feeds import FEED_SIZE, FORMATS, feed
+        from worker.store import StoreError
+
+        watchlist, _, fmt = unquote(name).rpartition(".")
+        runtime = self.daemon.runtime
+        if fmt not in FORMATS or watchlist not in {w.name for w in runtime.config.watchlists}:
+            return 404, "text/plain", b"no such feed\n"
+        try:
+            rows = await asyncio.to_thread(runtime.store.list_matches, watchlist, limit=FEED_SIZE)
+        except StoreError:
+            return 503, "text/plain", b"the database cannot be read\n"
+        return 200, FORMATS[fmt], feed(watchlist, rows, fmt)
 
 
 DEFAULT_PORT = 8797  # the documented port: outside the exporters' 9100-9999 range (see README)

@@ -24,7 +24,7 @@ from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.models import AlertPlan, Item
-from worker.notify import DeliveryReport, Notifier, deliver_due
+from worker.notify import DeliveryReport, Notifier, Pacing, Rendering, deliver_due
 from worker.progress import PassProgress
 from worker.store import Store
 
@@ -105,6 +105,8 @@ class Runtime:
         self.owner = owner or owner_id()
         self.config = config
         self.matcher = Matcher(config.watchlists)
+        self.rendering = Rendering.from_config(config)
+        self.pacing = Pacing.from_config(config)
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
@@ -131,6 +133,8 @@ class Runtime:
         matcher = Matcher(config.watchlists)
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
         self.config, self.matcher, self._notifier = config, matcher, notifier
+        self.rendering = Rendering.from_config(config)
+        self.pacing = Pacing.from_config(config)
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
@@ -229,19 +233,51 @@ class Runtime:
             )
         except Exception:
             log.exception("source=%s could not record the pass", report.source)
+        await self.watch_pass(report)
+
+    async def watch_pass(self, report: PassReport) -> None:
+        """The watchdog's look at a pass, and the messages it owes (issue #11)."""
+        if self.config.watchdog is None:
+            return
+        from worker import watchdog
+
+        try:
+            await watchdog.after_pass(self.store, self.config, report)
+            await watchdog.send_notices(self.store, self.notifier, self.config)
+        except Exception:  # the watchdog must never stop a pass
+            log.exception("watchdog: source=%s not recorded", report.source)
+
+    async def watch_delivery(self, report: DeliveryReport) -> None:
+        if self.config.watchdog is None:
+            return
+        from worker import watchdog
+
+        try:
+            await watchdog.after_delivery(self.store, self.config, report)
+            await watchdog.send_notices(self.store, self.notifier, self.config)
+        except Exception:
+            log.exception("watchdog: delivery round not recorded")
 
     async def deliver(self) -> DeliveryReport:
         """Send every delivery that is due now (one round).
 
         Until a Notifier exists, the queue is asked first: with nothing due, apprise is not
         loaded at all."""
-        if self._notifier is None:
+        if self._notifier is None and not self.pacing.active:
             due = await asyncio.to_thread(self.store.next_due_at)
             if due is None or due > datetime.now(UTC):
                 return DeliveryReport()
-        return await deliver_due(
-            self.store, self.notifier, self.config.alerts, owner=self.owner, in_flight=self.sending
+        report = await deliver_due(
+            self.store,
+            self.notifier,
+            self.config.alerts,
+            owner=self.owner,
+            in_flight=self.sending,
+            rendering=self.rendering,
+            pacing=self.pacing,
         )
+        await self.watch_delivery(report)
+        return report
 
     async def release_claims(self) -> int:
         """At a stop: give back the claims not tried, keeping those whose send may still run."""

@@ -140,9 +140,14 @@ def format_validation_error(error: ValidationError) -> list[str]:
     problems = []
     for err in error.errors():
         loc = _clean_loc(tuple(err["loc"]))
+        model_loc = loc
+        if loc[:1] == ("channel_settings",):  # [channels.NAME] tables are validated there
+            loc = ("channels", *loc[1:])
         if err["type"] == "extra_forbidden":
-            model = _model_at(loc)
-            valid = ", ".join(model.model_fields) if model else ""
+            model = _model_at(model_loc)
+            valid = (
+                ", ".join(k for k in model.model_fields if k != "channel_settings") if model else ""
+            )
             msg = f"{_loc(loc)}: unknown key" + (f"; valid keys: {valid}" if valid else "")
         elif err["type"] == "missing":
             msg = f"{_loc(loc)}: required key is missing"
@@ -183,6 +188,13 @@ def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
                 known = ", ".join(s.name for s in config.sources) or "none defined"
                 problems.append(
                     f"watchlists[{i}].sources[{j}]: unknown source {name!r} (sources: {known})"
+                )
+    if config.watchdog is not None:
+        for j, channel in enumerate(config.watchdog.channels):
+            if channel not in config.channels:
+                known = ", ".join(sorted(config.channels)) or "none defined"
+                problems.append(
+                    f"watchdog.channels[{j}]: unknown channel {channel!r} (channels: {known})"
                 )
     if check_channels:
         problems.extend(check_channel_urls(config.channels))
@@ -262,6 +274,9 @@ def parse_config(
         raw["database"] = _resolve_database(env["WORKER_DATABASE"], Path.cwd())
     elif isinstance(raw.get("database"), str):
         raw["database"] = _resolve_database(raw["database"], Path(path).resolve().parent)
+    problems = _read_template_files(raw, Path(path).resolve().parent)
+    if problems:
+        raise ConfigError(path, [mask_problem(p, expanded) for p in problems])
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -275,6 +290,40 @@ def parse_config(
     if problems:
         raise ConfigError(path, [mask_problem(p, expanded) for p in problems])
     return config
+
+
+TEMPLATE_FILE_MAX = 100_000  # bytes of one template file
+
+
+def _read_template_files(raw: dict[str, Any], base: Path) -> list[str]:
+    """Replace each template value `@FILE` by the file's text (FILE relative to the config)."""
+    places: list[tuple[dict[str, Any], str, str]] = []
+    templates = raw.get("templates")
+    if isinstance(templates, dict):
+        for key in ("title", "body", "digest_title", "digest_body"):
+            places.append((templates, key, f"templates.{key}"))
+    watchlists = raw.get("watchlists")
+    if isinstance(watchlists, list):
+        for i, watchlist in enumerate(watchlists):
+            if isinstance(watchlist, dict):
+                for key in ("title_template", "body_template"):
+                    places.append((watchlist, key, f"watchlists[{i}].{key}"))
+    problems = []
+    for table, key, where in places:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.startswith("@"):
+            continue
+        file = base / value[1:].strip()
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(TEMPLATE_FILE_MAX + 1)
+            if len(data) > TEMPLATE_FILE_MAX:
+                raise ValueError(f"larger than {TEMPLATE_FILE_MAX:,} bytes")
+            table[key] = data.decode("utf-8")
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(f"{where}: cannot read template file {str(file)!r}: {reason}")
+    return problems
 
 
 def config_search_path(env: Mapping[str, str] | None = None) -> list[str]:

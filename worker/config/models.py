@@ -311,6 +311,34 @@ def _shown(url: str) -> str:
     return repr(url if len(url) <= 200 else url[:199] + "…")
 
 
+def check_cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return value
+
+
+def parse_digest(value: Any) -> str:
+    """A digest schedule: a 5-field cron expression (in `timezone`) or an interval ("1h")."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected a cron expression ("0 8 * * *") or an interval ("1h")')
+    value = " ".join(value.split())
+    if len(value.split()) == 5:
+        return check_cron(value)
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f'{value[:64]!r} is neither a cron expression ("0 8 * * *") nor an interval ("1h")'
+        ) from None
+    if seconds < 1:
+        raise ValueError("a digest interval is at least 1s")
+    return value
+
+
 class WatchlistConfig(Frozen):
     name: str = Field(pattern=NAME_RE, max_length=100)
     keywords: list[str] | None = Field(default=None, min_length=1)
@@ -319,6 +347,18 @@ class WatchlistConfig(Frozen):
     exclude: list[str] = Field(default_factory=list)
     channels: list[str] = Field(min_length=1)
     sources: list[str] | None = None
+    title_template: str | None = None  # Jinja2, overrides [templates] title
+    body_template: str | None = None  # Jinja2, overrides [templates] body
+    digest: Annotated[str, BeforeValidator(parse_digest)] | None = None  # "0 8 * * *" or "1h"
+
+    @field_validator("title_template", "body_template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            from worker.templates import check_template
+
+            check_template(value, digest=False)
+        return value
 
     @field_validator("query")
     @classmethod
@@ -385,6 +425,95 @@ class AlertsConfig(Frozen):
     send_timeout: Duration = Field(default=60.0, ge=1, le=3600)
 
 
+class TemplatesConfig(Frozen):
+    """Jinja2 templates of the messages (None: the built-in layout, today's messages)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    title: str | None = None
+    body: str | None = None
+    digest_title: str | None = None
+    digest_body: str | None = None
+
+    @field_validator("title", "body")
+    @classmethod
+    def _valid_single(cls, value: str | None) -> str | None:
+        if value is not None:
+            from worker.templates import check_template
+
+            check_template(value, digest=False)
+        return value
+
+    @field_validator("digest_title", "digest_body")
+    @classmethod
+    def _valid_digest(cls, value: str | None) -> str | None:
+        if value is not None:
+            from worker.templates import check_template
+
+            check_template(value, digest=True)
+        return value
+
+
+_QUIET_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_quiet_hours(value: Any) -> tuple[int, int]:
+    """ "22:00-07:00" -> (start, end) in minutes of the day (local time); may wrap midnight."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return (int(value[0]), int(value[1]))
+    match = _QUIET_RE.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError('expected "HH:MM-HH:MM" in 24-hour time, e.g. "22:00-07:00"')
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ValueError("quiet hours must not start and end at the same time")
+    return (start, end)
+
+
+def parse_rate_limit(value: Any) -> tuple[int, float]:
+    """ "10/1h" -> (10 messages, 3600 seconds)."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return (int(value[0]), float(value[1]))
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ValueError('expected "MESSAGES/WINDOW", e.g. "10/1h"')
+    count, _, window = value.partition("/")
+    if not count.strip().isdigit() or not 1 <= int(count) <= 100_000:
+        raise ValueError(f"{count.strip()[:20]!r} is not a number of messages (1 to 100000)")
+    try:
+        seconds = parse_duration(window)
+    except ValueError as exc:
+        raise ValueError(f"window: {exc}") from None
+    if seconds < 1:
+        raise ValueError("the window is at least 1s")
+    return (int(count), seconds)
+
+
+class ChannelConfig(Frozen):
+    """A channel written as a table: its URLs and when and how often it may be sent to."""
+
+    url: str | None = None
+    urls: list[str] | None = None
+    quiet_hours: Annotated[tuple[int, int], BeforeValidator(parse_quiet_hours)] | None = None
+    rate_limit: Annotated[tuple[int, float], BeforeValidator(parse_rate_limit)] | None = None
+
+    @model_validator(mode="after")
+    def _one_url_key(self) -> ChannelConfig:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("give either `url` or `urls` (a list)")
+        if self.urls is not None and not self.urls:
+            raise ValueError("`urls` must list at least one URL")
+        return self
+
+
+class WatchdogConfig(Frozen):
+    """Messages about the worker itself: a source failing or gone quiet, a channel failing."""
+
+    channels: list[str] = Field(min_length=1)
+    failing_passes: int = Field(default=3, ge=1, le=1000)
+    stale_after: Duration | None = Field(default=None, ge=60)
+
+
 class HttpStatusConfig(Frozen):
     port: int = Field(default=0, ge=0, le=65535)  # 0 = off
     host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
@@ -402,13 +531,34 @@ def _url_list(value: Any) -> Any:
 ChannelUrls = Annotated[list[str], BeforeValidator(_url_list), Field(min_length=1)]
 
 
+def check_timezone(value: str) -> str:
+    """An IANA time zone name that zoneinfo knows (e.g. "Europe/Berlin")."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not value or len(value) > 64 or value.startswith(("/", ".")) or ".." in value:
+        raise ValueError(f"{value[:64]!r} is not an IANA time zone name (e.g. 'Europe/Berlin')")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return value
+
+
 class Config(Frozen):
     database: str = "sqlite:///worker.db"
     http: HttpConfig = HttpConfig()
     alerts: AlertsConfig = AlertsConfig()
     http_status: HttpStatusConfig = HttpStatusConfig()
     logging: LoggingConfig = LoggingConfig()
+    # IANA name: cron schedules, digests, quiet hours and the dates shown in messages use it
+    timezone: str = "UTC"
     channels: dict[str, ChannelUrls] = Field(default_factory=dict)
+    # the channels written as tables ([channels.NAME]), by name; their URLs are in `channels`
+    channel_settings: dict[str, ChannelConfig] = Field(default_factory=dict)
+    templates: TemplatesConfig = TemplatesConfig()
+    watchdog: WatchdogConfig | None = None
     sources: list[SourceConfig] = Field(default_factory=list)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
 
@@ -419,6 +569,37 @@ class Config(Frozen):
             if not re.match(NAME_RE, name):
                 raise ValueError(f"channel name {name!r} must be letters, digits, '-', '_' or '.'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_tables(cls, data: Any) -> Any:
+        """`[channels.NAME]` tables: the URLs go to `channels`, the table to `channel_settings`
+        (so that everything that reads `channels` sees a list of URLs either way)."""
+        if not isinstance(data, dict) or not isinstance(data.get("channels"), dict):
+            return data
+        if "channel_settings" in data:
+            raise ValueError("channel_settings: unknown key (write [channels.NAME] tables)")
+        channels, settings = {}, {}
+        for name, value in data["channels"].items():
+            if isinstance(value, dict):
+                settings[name] = value
+                urls = value.get("urls", value.get("url"))
+                channels[name] = urls if urls is not None else []
+            else:
+                channels[name] = value
+        return {**data, "channels": channels, "channel_settings": settings}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @property
+    def tz(self) -> Any:
+        """The config's time zone as a ZoneInfo."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:

@@ -26,7 +26,10 @@ class _Generator(GenerateJsonSchema):
 
     def function_before_schema(self, schema: Any) -> JsonSchemaValue:
         inner = self.generate_inner(schema["schema"])
-        if schema["function"].get("function") is parse_duration:
+        function = schema["function"].get("function")
+        if getattr(function, "__name__", "") == "_channel_tables":  # the model's own: a table
+            return inner
+        if function is parse_duration:
             text = {"type": "string", "pattern": DURATION_PATTERN}
             number = {"minimum": 0} | {k: v for k, v in inner.items() if k != "type"}
             number["type"] = "number"
@@ -37,6 +40,13 @@ class _Generator(GenerateJsonSchema):
 
     def generate(self, schema: Any, mode: Any = "validation") -> JsonSchemaValue:
         out = super().generate(schema, mode=mode)
+        # `[channels.NAME]` tables are validated as channel_settings (not a key of the file)
+        props = out.get("properties", {})
+        settings = props.pop("channel_settings", None)
+        if settings is not None and "channels" in props:
+            urls = props["channels"].get("additionalProperties", {})
+            tables = settings.get("additionalProperties", {})
+            props["channels"]["additionalProperties"] = {"anyOf": [urls, tables]}
         return {
             "$schema": self.schema_dialect,
             "$id": SCHEMA_ID,

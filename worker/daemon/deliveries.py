@@ -88,13 +88,19 @@ class DeliveryMixin(DaemonCore):
                     runtime.config.alerts,
                     owner=runtime.owner,
                     in_flight=runtime.sending,
+                    rendering=runtime.rendering,
+                    pacing=runtime.pacing,
                 )
             )
             self._rounds[round_] = notifier
             try:
                 report = await round_
                 self.metrics.observe_delivery(report)
+                await runtime.watch_delivery(report)
                 next_due = await asyncio.to_thread(runtime.store.next_due_at)
+                if runtime.pacing.active:  # digests, and alerts held by quiet hours/rate limit
+                    held = await asyncio.to_thread(runtime.store.next_digest_due_at)
+                    next_due = min((t for t in (next_due, held) if t is not None), default=None)
             except StoreError as exc:
                 log.error("channel %s: delivery round failed: %s", channel, exc)
                 next_due = None

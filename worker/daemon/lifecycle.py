@@ -125,6 +125,12 @@ class Daemon(ReloadMixin):
                 return False, []
 
         db_ok, rows = await asyncio.to_thread(read_db)
+        open_incidents: list[dict[str, Any]] = []
+        if db_ok:
+            try:
+                open_incidents = await asyncio.to_thread(store.open_incidents)
+            except StoreError:
+                pass
         known = {row.name: row for row in rows}
         running = self.scheduler.running and not self.stopping.is_set()
         sources: dict[str, dict[str, Any]] = {}
@@ -156,6 +162,7 @@ class Daemon(ReloadMixin):
             "database": "ok" if db_ok else "unreachable",
             "failing_sources": sorted(n for n, s in sources.items() if s["ok"] is False),
             "sources": sources,
+            "incidents": open_incidents,  # the watchdog's open incidents (issue #11)
             # the last reload: {"reload": null | "applied" | "refused", "at", "problems"}
             "config": {"file": str(self.config_path), **self.metrics.last_reload},
         }

@@ -155,8 +155,8 @@ class ReloadMixin(ScheduleMixin):
             if before is None:
                 self._add_job(source)
                 log.info("config: source %s added", name)
-            elif _schedule_key(before) != _schedule_key(source):
-                self.scheduler.reschedule_job(name, trigger=trigger_for(source))
+            elif _schedule_key(before) != _schedule_key(source) or new.timezone != old.timezone:
+                self.scheduler.reschedule_job(name, trigger=trigger_for(source, new.tz))
                 log.info("config: source %s rescheduled", name)
             elif before != source:
                 log.info("config: source %s changed (from its next pass on)", name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -53,8 +53,9 @@ def crontab_day_of_week(field: str) -> str:
     return ",".join(_DOW_NAMES[d] for d in days)
 
 
-def trigger_for(source: SourceConfig) -> BaseTrigger:
-    """The APScheduler trigger of a source: cron (UTC) or interval, each with a little jitter."""
+def trigger_for(source: SourceConfig, tz: tzinfo = UTC) -> BaseTrigger:
+    """The APScheduler trigger of a source: cron (in the config's `timezone`) or interval, each
+    with a little jitter."""
     if source.cron is not None:
         minute, hour, day, month, dow = source.cron.split()
         return CronTrigger(
@@ -63,7 +64,7 @@ def trigger_for(source: SourceConfig) -> BaseTrigger:
             day=day,
             month=month,
             day_of_week=crontab_day_of_week(dow),
-            timezone=UTC,
+            timezone=tz,
             jitter=CRON_JITTER,
         )
     every = source.interval
@@ -82,7 +83,7 @@ class ScheduleMixin(DeliveryMixin):
     def _add_job(self, source: SourceConfig) -> None:
         self.scheduler.add_job(
             self._start_pass,
-            trigger_for(source),
+            trigger_for(source, self.runtime.config.tz),
             args=[source.name],
             id=source.name,
             name=f"pass:{source.name}",

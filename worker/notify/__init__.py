@@ -12,19 +12,31 @@ from worker.notify.deliver import (
     deliver_due,
     test_alert,
 )
-from worker.notify.render import Message, alert_test_message, render
+from worker.notify.pacing import Pacing
+from worker.notify.render import (
+    Message,
+    Rendering,
+    Templates,
+    alert_test_message,
+    render,
+    render_digest,
+)
 
 __all__ = [
     "DeliveryQueue",
     "DeliveryReport",
     "Message",
     "Notifier",
+    "Pacing",
+    "Rendering",
     "SendResult",
+    "Templates",
     "alert_test_message",
     "backoff",
     "check_url",
     "deliver_due",
     "redact",
     "render",
+    "render_digest",
     "test_alert",
 ]

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from worker.config import AlertsConfig
 from worker.models import Delivery
 from worker.notify.channels import Notifier, SendResult
-from worker.notify.render import alert_test_message, render
+from worker.notify.pacing import Pacing
+from worker.notify.render import Message, Rendering, alert_test_message
+
+if TYPE_CHECKING:
+    from worker.store import DigestClaim
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class DeliveryQueue(Protocol):
         lease: float,
         limit: int,
         channels: Collection[str] | None = None,
+        hold_watchlists: Collection[str] = (),
     ) -> list[Delivery]: ...
 
     def mark_sent(self, delivery_id: int, *, at: datetime) -> None: ...
@@ -52,6 +58,39 @@ class DeliveryQueue(Protocol):
     def mark_attempt_failed(
         self,
         delivery_id: int,
+        *,
+        error: str,
+        done_targets: Sequence[int],
+        next_attempt_at: datetime | None,
+        at: datetime,
+    ) -> None: ...
+
+
+@runtime_checkable
+class DigestQueue(DeliveryQueue, Protocol):
+    """The queue's digest side (worker.store.Store): digests, held alerts, sent counts."""
+
+    def last_digest_at(self, channel: str, watchlist: str) -> datetime | None: ...
+
+    def first_waiting_at(self, channel: str, watchlist: str | None) -> datetime | None: ...
+
+    def cut_digest(self, channel: str, *, watchlist: str | None, at: datetime) -> int | None: ...
+
+    def hold_channel(
+        self, channel: str, reason: str, *, exclude_watchlists: Sequence[str] = ()
+    ) -> int: ...
+
+    def sent_since(self, channel: str, since: datetime) -> int: ...
+
+    def claim_digests(
+        self, *, owner: str, channel: str, now: datetime, lease: float, limit: int
+    ) -> list[DigestClaim]: ...
+
+    def mark_digest_sent(self, digest_id: int, *, at: datetime) -> None: ...
+
+    def mark_digest_failed(
+        self,
+        digest_id: int,
         *,
         error: str,
         done_targets: Sequence[int],
@@ -96,6 +135,8 @@ async def deliver_due(
     now: datetime | None = None,
     limit: int = 500,
     in_flight: set[int] | None = None,
+    rendering: Rendering | None = None,
+    pacing: Pacing | None = None,
 ) -> DeliveryReport:
     """Send the deliveries that are due on the notifier's channels; at most `limit` tries per
     channel this round. A queue (store) error is raised once every channel has finished.
@@ -105,13 +146,27 @@ async def deliver_due(
     in its thread, so at a stop that claim must be kept, while the other claims this round took
     and did not try can be given back (`release_claims(owner, keep=in_flight)`)."""
     report = DeliveryReport()
+    rendering = rendering or Rendering()
+    pacing = pacing or Pacing()
 
     def clock() -> datetime:
         return now if now is not None else datetime.now(UTC)
 
     results = await asyncio.gather(
         *(
-            _channel_round(queue, notifier, alerts, channel, owner, clock, limit, report, in_flight)
+            _paced_round(
+                queue,
+                notifier,
+                alerts,
+                channel,
+                owner,
+                clock,
+                limit,
+                report,
+                in_flight,
+                rendering,
+                pacing,
+            )
             for channel in notifier.channels
         ),
         return_exceptions=True,
@@ -120,6 +175,174 @@ async def deliver_due(
         if isinstance(result, BaseException):
             raise result
     return report
+
+
+async def _paced_round(
+    queue: DeliveryQueue,
+    notifier: Notifier,
+    alerts: AlertsConfig,
+    channel: str,
+    owner: str,
+    clock: Callable[[], datetime],
+    limit: int,
+    report: DeliveryReport,
+    in_flight: set[int] | None,
+    rendering: Rendering,
+    pacing: Pacing,
+) -> None:
+    """One channel's round under its pacing: cut the watchlist digests that are due; in quiet
+    hours hold everything; beyond the rate limit hold everything; else send what was held as
+    one message, then the digests, then single alerts, each message counted against the limit."""
+    digest_watchlists = pacing.digest_watchlists(channel)
+    if not pacing.active or not isinstance(queue, DigestQueue):
+        await _channel_round(
+            queue, notifier, alerts, channel, owner, clock, limit, report, in_flight, rendering
+        )
+        return
+    now = clock()
+    for watchlist in digest_watchlists:
+        last = await asyncio.to_thread(queue.last_digest_at, channel, watchlist)
+        since = last or await asyncio.to_thread(queue.first_waiting_at, channel, watchlist)
+        if since is not None and pacing.digest_due(watchlist, since, now):
+            cut = await asyncio.to_thread(queue.cut_digest, channel, watchlist=watchlist, at=now)
+            if cut is not None:
+                log.info("channel %s: digest %d of watchlist %s cut", channel, cut, watchlist)
+    if pacing.quiet(channel, now):
+        held = await asyncio.to_thread(
+            queue.hold_channel, channel, "quiet", exclude_watchlists=digest_watchlists
+        )
+        if held:
+            log.info("channel %s: quiet hours: %d alert(s) held", channel, held)
+        return
+    budget = limit
+    rate = pacing.rate_limit(channel)
+    if rate is not None:
+        count, window = rate
+        sent = await asyncio.to_thread(queue.sent_since, channel, now - timedelta(seconds=window))
+        budget = min(limit, count - sent)
+        if budget <= 0:
+            held = await asyncio.to_thread(
+                queue.hold_channel, channel, "rate", exclude_watchlists=digest_watchlists
+            )
+            if held:
+                log.info("channel %s: rate limit reached: %d alert(s) held", channel, held)
+            return
+    if await asyncio.to_thread(queue.first_waiting_at, channel, None) is not None:
+        await asyncio.to_thread(queue.cut_digest, channel, watchlist=None, at=now)
+    if rate is not None:
+        notifier = cast(Notifier, _ThrottleWatch(notifier))
+    sent_digests, ok = await _send_digests(
+        queue, notifier, alerts, channel, owner, clock, budget, report, rendering
+    )
+    budget -= sent_digests
+    if ok and budget > 0:
+        await _channel_round(
+            queue,
+            notifier,
+            alerts,
+            channel,
+            owner,
+            clock,
+            budget,
+            report,
+            in_flight,
+            rendering,
+            hold_watchlists=digest_watchlists,
+        )
+    if rate is not None:  # the limit reached: what is left waits for one folded message
+        count, window = rate
+        sent = await asyncio.to_thread(
+            queue.sent_since, channel, clock() - timedelta(seconds=window)
+        )
+        throttled = isinstance(notifier, _ThrottleWatch) and notifier.throttled
+        if throttled:  # the service said 429: what waits (the refused one too) is folded
+            log.info("channel %s: the service answered 429: alerts held", channel)
+        if sent >= count or throttled:
+            await asyncio.to_thread(
+                queue.hold_channel, channel, "rate", exclude_watchlists=digest_watchlists
+            )
+
+
+class _ThrottleWatch:
+    """A Notifier that notes whether the service answered 429 (Too Many Requests)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+        self.channels = notifier.channels
+        self.timeout = notifier.timeout
+        self.throttled = False
+
+    async def send(
+        self, channel: str, message: Message, *, skip: Collection[int] = ()
+    ) -> SendResult:
+        result = await self._notifier.send(channel, message, skip=skip)
+        if not result.ok and _THROTTLED_RE.search(result.error or ""):
+            self.throttled = True
+        return result
+
+
+# how apprise reports a 429: "...: Too Many Requests., error=429."
+_THROTTLED_RE = re.compile(r"error=429\b|too many requests", re.IGNORECASE)
+
+
+async def _send_digests(
+    queue: DigestQueue,
+    notifier: Notifier,
+    alerts: AlertsConfig,
+    channel: str,
+    owner: str,
+    clock: Callable[[], datetime],
+    budget: int,
+    report: DeliveryReport,
+    rendering: Rendering,
+) -> tuple[int, bool]:
+    """Send the channel's due digests, at most `budget`; (how many went out, no failure)."""
+    lease = _send_time(alerts, notifier) * 2 + LEASE_MARGIN
+    sent = 0
+    while sent < budget:
+        claims = await asyncio.to_thread(
+            queue.claim_digests, owner=owner, channel=channel, now=clock(), lease=lease, limit=1
+        )
+        if not claims:
+            return sent, True
+        claim = claims[0]
+        message = rendering.digest(f"digest {claim.id} {channel}", claim.items)
+        result = await notifier.send(channel, message, skip=claim.done_targets)
+        at = clock()
+        attempt = claim.attempts + 1
+        if result.ok:
+            await asyncio.to_thread(queue.mark_digest_sent, claim.id, at=at)
+            sent += 1
+            report._count(channel, "sent", len(claim.items))
+            log.info(
+                "digest sent: channel=%s digest=%d alerts=%d attempt=%d",
+                channel,
+                claim.id,
+                len(claim.items),
+                attempt,
+            )
+            continue
+        final = attempt >= alerts.max_attempts
+        next_at = None if final else at + timedelta(seconds=backoff(attempt, alerts))
+        await asyncio.to_thread(
+            queue.mark_digest_failed,
+            claim.id,
+            error=result.error or "send failed",
+            done_targets=result.done,
+            next_attempt_at=next_at,
+            at=at,
+        )
+        report._count(channel, "failed" if final else "retrying", len(claim.items))
+        log.warning(
+            "digest not sent: channel=%s digest=%d attempt=%d/%d error=%s",
+            channel,
+            claim.id,
+            attempt,
+            alerts.max_attempts,
+            result.error,
+        )
+        return sent, False
+    return sent, True
 
 
 async def _channel_round(
@@ -132,6 +355,9 @@ async def _channel_round(
     limit: int,
     report: DeliveryReport,
     in_flight: set[int] | None,
+    rendering: Rendering,
+    *,
+    hold_watchlists: Collection[str] = (),
 ) -> None:
     send_time = _send_time(alerts, notifier)
     lease = send_time * 2 + LEASE_MARGIN
@@ -140,8 +366,16 @@ async def _channel_round(
     while tried < limit:
         want = min(batch_size, limit - tried)
         claimed_at = time.monotonic()
+        # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
+        extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
         batch = await asyncio.to_thread(
-            queue.claim_due, owner=owner, now=clock(), lease=lease, limit=want, channels=[channel]
+            queue.claim_due,
+            owner=owner,
+            now=clock(),
+            lease=lease,
+            limit=want,
+            channels=[channel],
+            **extra,
         )
         if not batch:
             return
@@ -152,7 +386,7 @@ async def _channel_round(
                 return
             if in_flight is not None:
                 in_flight.add(delivery.id)
-            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report)
+            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report, rendering)
             if in_flight is not None:  # (not reached when cancelled: the id stays)
                 in_flight.discard(delivery.id)
             tried += 1
@@ -190,9 +424,15 @@ async def _deliver_one(
     delivery: Delivery,
     clock: Callable[[], datetime],
     report: DeliveryReport,
+    rendering: Rendering,
 ) -> bool:
     attempt = delivery.attempts + 1
-    result = await notifier.send(delivery.channel, render(delivery), skip=delivery.done_targets)
+    try:
+        message = rendering.message(delivery)
+    except Exception as exc:  # a template failing on this article (checked on a sample one)
+        log.warning("template failed for delivery %d: %s; built-in layout used", delivery.id, exc)
+        message = Rendering(tz=rendering.tz).message(delivery)
+    result = await notifier.send(delivery.channel, message, skip=delivery.done_targets)
     at = clock()
     if result.ok:
         await asyncio.to_thread(queue.mark_sent, delivery.id, at=at)

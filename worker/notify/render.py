@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, tzinfo
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from worker.match import snippet
 from worker.models import Delivery
+
+if TYPE_CHECKING:
+    from worker.config import Config
 
 TITLE_MAX = 250  # characters of the article title kept (email subjects, chat titles)
 SUMMARY_MAX = 600  # characters of the summary kept
@@ -100,18 +106,187 @@ def safe_link(url: str) -> str | None:
     return quote(url, safe=_URL_SAFE)
 
 
-def _published(delivery: Delivery) -> str:
-    return delivery.published.date().isoformat() if delivery.published else "unknown"
+def _published(delivery: Delivery, tz: tzinfo = UTC) -> str:
+    """The article's date in the config's time zone."""
+    if delivery.published is None:
+        return "unknown"
+    return delivery.published.astimezone(tz).date().isoformat()
 
 
-def render(delivery: Delivery) -> Message:
-    """Build the alert for one delivery; every scraped field is escaped for its format."""
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """The user's Jinja2 templates for one watchlist (None: the built-in layout)."""
+
+    title: str | None = None
+    body: str | None = None
+    digest_title: str | None = None
+    digest_body: str | None = None
+
+
+DEFAULT_DIGEST_TITLE = "[{{ watchlist }}] {{ count }} new article{{ '' if count == 1 else 's' }}"
+DEFAULT_DIGEST_BODY = (
+    "{% for a in articles %}"
+    "- {{ a.title }}: {{ a.url }} ({{ a.source }}, {{ a.published }})\n"
+    "{% endfor %}"
+)
+SNIPPET_MAX = 200
+_FORMATS = ("text", "chat", "markdown", "html")
+
+
+def _escaper(fmt: str) -> Callable[[str], Any]:
+    """Scraped text -> the value a template sees for a format (escaped whatever it does)."""
+    if fmt == "text":
+        return lambda text: text
+    if fmt == "chat":
+        return inert
+    if fmt == "markdown":
+        return lambda text: escape_markdown(inert(text))
+    from markupsafe import escape
+
+    return escape  # a Markup string: autoescape leaves it as it is, escaped once
+
+
+def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]:
+    esc = _escaper(fmt)
+    link = safe_link(delivery.article_url)
+    raw = clean(delivery.article_url, URL_MAX)
+    if link is not None:
+        url = link if fmt in ("text", "chat", "markdown") else esc(link)
+    else:
+        url = esc(raw + " (not an http(s) link)")
+    summary = clean(delivery.summary, SUMMARY_MAX)
+    return {
+        "title": esc(clean(delivery.title, TITLE_MAX) or "(untitled)"),
+        "url": url,
+        "summary": esc(summary),
+        "published": esc(_published(delivery, tz)),
+        "source": esc(clean(delivery.source, FIELD_MAX)),
+        "snippet": esc(clean(summary, SNIPPET_MAX)),
+        "matched": [esc(clean(k, FIELD_MAX)) for k in delivery.keywords[:KEYWORDS_MAX]],
+    }
+
+
+def _render_formats(
+    title_source: str, body_source: str, contexts: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    from worker.templates import render_template
+
+    out = {}
+    for fmt in _FORMATS:
+        out[fmt] = render_template(body_source, contexts[fmt], autoescape=fmt == "html")
+    out["html"] = out["html"].strip().replace("\n", "<br>\n")
+    out["title"] = clean(render_template(title_source, contexts["text"]), TITLE_MAX + FIELD_MAX)
+    out["chat_title"] = inert(out["title"])  # (clean() would turn the zero-width spaces to spaces)
+    return out
+
+
+def render(delivery: Delivery, *, tz: tzinfo = UTC, templates: Templates | None = None) -> Message:
+    """Build the alert for one delivery; every scraped field is escaped for its format. With
+    templates, the user's title and/or body replace the built-in ones."""
+    base = _render_builtin(delivery, tz)
+    if templates is None or (templates.title is None and templates.body is None):
+        return base
+    contexts = {}
+    for fmt in _FORMATS:
+        article = _article_context(delivery, tz, fmt)
+        contexts[fmt] = {
+            "watchlist": _escaper(fmt)(clean(delivery.watchlist, FIELD_MAX)),
+            "article": article,
+            "matched": article["matched"],
+        }
+    out = _render_formats(templates.title or "{{ '' }}", templates.body or "{{ '' }}", contexts)
+    fields: dict[str, str] = {}
+    if templates.title is not None:
+        fields |= {"title": out["title"], "chat_title": out["chat_title"]}
+    if templates.body is not None:
+        fields |= {
+            "markdown": out["markdown"],
+            "html": out["html"],
+            "text": out["text"],
+            "chat_text": out["chat"],
+        }
+    return replace(base, **fields)
+
+
+def render_digest(
+    key: str,
+    items: Sequence[Delivery],
+    *,
+    tz: tzinfo = UTC,
+    templates: Templates | None = None,
+) -> Message:
+    """One message listing `items` (a digest, or alerts held by quiet hours or a rate limit);
+    `key` identifies it (its Message-ID is derived from it, the same on a resend)."""
+    import hashlib
+
+    templates = templates or Templates()
+    names = sorted({d.watchlist for d in items})
+    contexts = {}
+    for fmt in _FORMATS:
+        esc = _escaper(fmt)
+        articles = [_article_context(d, tz, fmt) for d in items]
+        contexts[fmt] = {
+            "watchlist": esc(", ".join(clean(n, FIELD_MAX) for n in names)),
+            "articles": articles,
+            "count": len(articles),
+            "matched": sorted({k for a in articles for k in a["matched"]}),
+        }
+    out = _render_formats(
+        templates.digest_title or DEFAULT_DIGEST_TITLE,
+        templates.digest_body or DEFAULT_DIGEST_BODY,
+        contexts,
+    )
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return Message(
+        title=out["title"],
+        markdown=out["markdown"],
+        html=out["html"],
+        text=out["text"],
+        chat_title=out["chat_title"],
+        chat_text=out["chat"],
+        message_id=f"<worker.digest.{digest}@alerts.invalid>",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """How the config wants messages: its time zone and each watchlist's templates."""
+
+    tz: tzinfo = UTC
+    default: Templates | None = None
+    by_watchlist: Mapping[str, Templates] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Rendering:
+        t = config.templates
+        default = Templates(t.title, t.body, t.digest_title, t.digest_body)
+        by_watchlist = {
+            w.name: replace(
+                default,
+                title=w.title_template or default.title,
+                body=w.body_template or default.body,
+            )
+            for w in config.watchlists
+        }
+        return cls(config.tz, default, by_watchlist)
+
+    def message(self, delivery: Delivery) -> Message:
+        templates = self.by_watchlist.get(delivery.watchlist, self.default)
+        return render(delivery, tz=self.tz, templates=templates)
+
+    def digest(self, key: str, items: Sequence[Delivery]) -> Message:
+        names = {d.watchlist for d in items}
+        templates = self.by_watchlist.get(names.pop()) if len(names) == 1 else None
+        return render_digest(key, items, tz=self.tz, templates=templates or self.default)
+
+
+def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
     title = clean(delivery.title, TITLE_MAX) or "(untitled)"
     summary = clean(delivery.summary, SUMMARY_MAX)
     source = clean(delivery.source, FIELD_MAX)
     keywords = [clean(k, FIELD_MAX) for k in delivery.keywords[:KEYWORDS_MAX]]
     watchlist = clean(delivery.watchlist, FIELD_MAX)
-    published = _published(delivery)
+    published = _published(delivery, tz)
     link = safe_link(delivery.article_url)
     raw_link = clean(delivery.article_url, URL_MAX)
     # a match in the article's text (not shown otherwise): quote the words around it

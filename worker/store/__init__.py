@@ -1,5 +1,25 @@
 """The store: SQLAlchemy Core tables, Alembic migrations, the article store and delivery queue."""
 
-from worker.store.store import AlertRow, ArticleRow, PendingPage, SourceStatus, Store, StoreError
+from worker.store.store import (
+    AlertRow,
+    ArticleRow,
+    DigestClaim,
+    MatchRow,
+    Notice,
+    PendingPage,
+    SourceStatus,
+    Store,
+    StoreError,
+)
 
-__all__ = ["AlertRow", "ArticleRow", "PendingPage", "SourceStatus", "Store", "StoreError"]
+__all__ = [
+    "AlertRow",
+    "ArticleRow",
+    "DigestClaim",
+    "MatchRow",
+    "Notice",
+    "PendingPage",
+    "SourceStatus",
+    "Store",
+    "StoreError",
+]

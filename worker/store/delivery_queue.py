@@ -13,7 +13,14 @@ from worker.models import Delivery
 from worker.parse.snippet import body_snippet
 from worker.store.engine import StoreBase, StoreError
 from worker.store.helpers import _aware, _cut
-from worker.store.tables import UTCDateTime, article_sources, articles, deliveries, matches
+from worker.store.tables import (
+    UTCDateTime,
+    article_sources,
+    articles,
+    deliveries,
+    digests,
+    matches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,62 @@ def _with_snippet(summary: str, title: str, body: str | None, keywords: object) 
     return f"{summary} {snippet}" if summary else snippet
 
 
+def load_deliveries(conn: sa.Connection, ids: Sequence[int]) -> list[Delivery]:
+    """The deliveries `ids` with their article's text, in id order."""
+    d = deliveries
+    m, a = matches, articles
+    query = (
+        sa.select(
+            d.c.id,
+            d.c.watchlist,
+            d.c.channel,
+            d.c.attempts,
+            d.c.done_targets,
+            a.c.url,
+            a.c.title,
+            a.c.summary,
+            a.c.published,
+            a.c.source,
+            a.c.id.label("article_id"),
+            d.c.source.label("queued_by"),
+            m.c.keywords,
+            a.c.body,
+        )
+        .join(a, a.c.id == d.c.article_id)
+        .outerjoin(m, sa.and_(m.c.article_id == d.c.article_id, m.c.watchlist == d.c.watchlist))
+        .where(d.c.id.in_(ids))
+        .order_by(d.c.id)
+    )
+    rows = conn.execute(query).all()
+    s = article_sources
+    listings: dict[int, list[Any]] = {}
+    for listing in conn.execute(
+        sa.select(s.c.article_id, s.c.source, s.c.title, s.c.summary, s.c.published, s.c.own)
+        .where(s.c.article_id.in_(sorted({row.article_id for row in rows})))
+        .order_by(s.c.article_id, s.c.first_seen, s.c.source)
+    ):
+        listings.setdefault(listing.article_id, []).append(listing)
+    deliveries_out = []
+    for row in rows:
+        text = _text_for(row, listings.get(row.article_id, []))
+        deliveries_out.append(
+            Delivery(
+                id=row.id,
+                watchlist=row.watchlist,
+                channel=row.channel,
+                attempts=row.attempts,
+                article_url=row.url,
+                title=text.title,
+                summary=_with_snippet(text.summary, text.title, row.body, row.keywords),
+                published=text.published,
+                source=text.source,
+                keywords=tuple(row.keywords or ()),
+                done_targets=tuple(int(i) for i in row.done_targets or ()),
+            )
+        )
+    return deliveries_out
+
+
 class QueueMixin(StoreBase):
     """The `Store` methods that drain the `deliveries` table."""
 
@@ -53,6 +116,7 @@ class QueueMixin(StoreBase):
         lease: float,
         limit: int,
         channels: Collection[str] | None = None,
+        hold_watchlists: Collection[str] = (),
     ) -> list[Delivery]:
         """Lease up to `limit` due pending deliveries to `owner` for `lease` seconds, oldest first.
 
@@ -70,7 +134,12 @@ class QueueMixin(StoreBase):
             d.c.status == "pending",
             sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now),
             sa.or_(d.c.claimed_until.is_(None), d.c.claimed_until < now),
+            # held by its channel, or carried by a digest message: not sent on its own
+            d.c.hold.is_(None),
+            d.c.digest_id.is_(None),
         )
+        if hold_watchlists:  # the watchlists whose matches go out in digests
+            due = sa.and_(due, d.c.watchlist.not_in(sorted(hold_watchlists)))
         if wanted is not None:
             due = sa.and_(due, d.c.channel.in_(wanted))
         # A MATERIALIZED CTE runs once: a plain `id IN (SELECT .. LIMIT n FOR UPDATE SKIP LOCKED)`
@@ -94,61 +163,7 @@ class QueueMixin(StoreBase):
             ids = sorted(conn.execute(claim).scalars())
             if not ids:
                 return []
-            m, a = matches, articles
-            query = (
-                sa.select(
-                    d.c.id,
-                    d.c.watchlist,
-                    d.c.channel,
-                    d.c.attempts,
-                    d.c.done_targets,
-                    a.c.url,
-                    a.c.title,
-                    a.c.summary,
-                    a.c.published,
-                    a.c.source,
-                    a.c.id.label("article_id"),
-                    d.c.source.label("queued_by"),
-                    m.c.keywords,
-                    a.c.body,
-                )
-                .join(a, a.c.id == d.c.article_id)
-                .outerjoin(
-                    m, sa.and_(m.c.article_id == d.c.article_id, m.c.watchlist == d.c.watchlist)
-                )
-                .where(d.c.id.in_(ids))
-                .order_by(d.c.id)
-            )
-            rows = conn.execute(query).all()
-            s = article_sources
-            listings: dict[int, list[Any]] = {}
-            for listing in conn.execute(
-                sa.select(
-                    s.c.article_id, s.c.source, s.c.title, s.c.summary, s.c.published, s.c.own
-                )
-                .where(s.c.article_id.in_(sorted({row.article_id for row in rows})))
-                .order_by(s.c.article_id, s.c.first_seen, s.c.source)
-            ):
-                listings.setdefault(listing.article_id, []).append(listing)
-        deliveries_out = []
-        for row in rows:
-            text = _text_for(row, listings.get(row.article_id, []))
-            deliveries_out.append(
-                Delivery(
-                    id=row.id,
-                    watchlist=row.watchlist,
-                    channel=row.channel,
-                    attempts=row.attempts,
-                    article_url=row.url,
-                    title=text.title,
-                    summary=_with_snippet(text.summary, text.title, row.body, row.keywords),
-                    published=text.published,
-                    source=text.source,
-                    keywords=tuple(row.keywords or ()),
-                    done_targets=tuple(int(i) for i in row.done_targets or ()),
-                )
-            )
-        return deliveries_out
+            return load_deliveries(conn, ids)
 
     def mark_sent(self, delivery_id: int, *, at: datetime) -> None:
         """The delivery went out: it is never claimed again. A second call changes nothing."""
@@ -244,7 +259,15 @@ class QueueMixin(StoreBase):
             )
         )
         with self._tx("requeuing failed alerts") as conn:
-            return int(conn.execute(stmt).rowcount)
+            count = int(conn.execute(stmt).rowcount)
+            # a failed digest is retried whole, with the deliveries it carries
+            g = digests
+            conn.execute(
+                sa.update(g)
+                .where(g.c.status == "failed")
+                .values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None)
+            )
+            return count
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery is due (a past time = now); None when none pends.

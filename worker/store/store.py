@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from worker.store.article_pages import ArticlePagesMixin, PendingPage
 from worker.store.delivery_queue import QueueMixin
+from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
+from worker.store.incidents import IncidentsMixin, Notice
 from worker.store.lookup import LookupMixin
+from worker.store.matched import MatchedMixin, MatchRow
 from worker.store.pages import PagesMixin
 from worker.store.reading import ReadingMixin
 from worker.store.rows import AlertRow, ArticleRow, SourceStatus
@@ -22,6 +25,9 @@ __all__ = [
     "MIGRATIONS_DIR",
     "AlertRow",
     "ArticleRow",
+    "DigestClaim",
+    "MatchRow",
+    "Notice",
     "PendingPage",
     "SourceStatus",
     "Store",
@@ -29,5 +35,15 @@ __all__ = [
 ]
 
 
-class Store(PagesMixin, SourcesMixin, QueueMixin, ReadingMixin, LookupMixin, ArticlePagesMixin):
+class Store(
+    PagesMixin,
+    SourcesMixin,
+    QueueMixin,
+    DigestMixin,
+    ReadingMixin,
+    LookupMixin,
+    MatchedMixin,
+    IncidentsMixin,
+    ArticlePagesMixin,
+):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""

@@ -195,6 +195,10 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime, nullable=True),
     # the source whose listing queued it: the alert shows the text that source showed
     sa.Column("source", sa.Text, nullable=True),
+    # held by the channel ("quiet": its quiet hours, "rate": its rate limit) until folded into a
+    # digest; digest_id: the digest message that carries it (then it is sent with that message)
+    sa.Column("hold", sa.Text, nullable=True),
+    sa.Column("digest_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("article_id", "watchlist", "channel"),
     # named as migration 0001 created it (the naming convention prefixed its name a second
     # time), so that a database created from this module and a migrated one are the same
@@ -203,6 +207,32 @@ deliveries = sa.Table(
     ),
     # claim_due / next_due_at / list_alerts(status=...) / counts
     sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "digest_id"),
+)
+
+# One message for several deliveries, sent and retried as a whole (migration 0006): a
+# watchlist's digest ("digest") or the alerts a channel held in its quiet hours or beyond its
+# rate limit ("held"). Its deliveries point to it (deliveries.digest_id), so each is in one only.
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("watchlist", sa.Text, nullable=True),  # a "digest" digest's watchlist
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("done_targets", sa.JSON, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    sa.CheckConstraint("kind IN ('digest', 'held')", name="kind"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "channel", "watchlist", "created"),
 )
 
 sources = sa.Table(
@@ -231,4 +261,26 @@ sources = sa.Table(
     sa.Column("walked_at", UTCDateTime, nullable=True),
     sa.Column("walk_seen", sa.Integer, nullable=True),
     sa.Column("walk_total", sa.Integer, nullable=True),
+)
+
+# The watchdog's incidents (migration 0006): a source failing pass after pass ("failing"),
+# bringing nothing new for too long ("stale"), a channel whose deliveries fail for good
+# ("channel"). "suspect": failures counted (`streak`), not yet an incident. One message when an
+# incident opens (open_sent_at) and one when it closes (close_sent_at), recorded here, so a
+# restart neither repeats nor forgets one.
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("streak", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("opened_at", UTCDateTime, nullable=True),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("open_sent_at", UTCDateTime, nullable=True),
+    sa.Column("close_sent_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('suspect', 'open', 'closed')", name="status"),
+    sa.Index(None, "kind", "subject", "status"),
 )
