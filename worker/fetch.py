@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -46,6 +47,7 @@ BACKOFF_MAX = 30.0
 RETRY_AFTER_MAX = 60.0  # a longer Retry-After gives up at once instead of sleeping
 SNIFF_BYTES = 2048  # where a <meta charset> is looked for
 UTF8_BOM = codecs.BOM_UTF8
+CRAWL_DELAY_MAX = 60.0  # seconds: a longer Crawl-delay is honoured as one minute per request
 
 
 class FetchError(Exception):
@@ -76,7 +78,16 @@ class _Retryable(FetchError):
 class Page:
     url: str  # final URL after redirects (without user:password@)
     status: int
-    text: str  # decoded HTML
+    text: str  # decoded HTML ("" for a 304 Not Modified)
+    etag: str | None = None  # the validators of the answer, for a conditional GET next time
+    last_modified: str | None = None
+
+
+class RequestGate(Protocol):
+    """Asked before each request (worker.robots.Robots): raises a FetchError when `url` may not
+    be fetched, else returns the least delay between requests to its host (seconds)."""
+
+    async def admit(self, url: httpx.URL) -> float: ...
 
 
 def redact_url(url: str) -> str:
@@ -155,8 +166,10 @@ class Fetcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        gate: RequestGate | None = None,
     ) -> None:
         self._http = http
+        self.gate = gate  # robots.txt: consulted before every request, redirects included
         self._sleep = sleep  # retry waits only; the per-host delay always waits for real
         limits = httpx.Limits(
             max_connections=http.concurrency, max_keepalive_connections=http.concurrency
@@ -186,9 +199,13 @@ class Fetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def get_html(self, url: str) -> Page:
+    async def get_html(
+        self, url: str, *, validators: tuple[str | None, str | None] | None = None
+    ) -> Page:
         """GET `url` (following up to 5 http(s) redirects) and return the decoded HTML page.
 
+        With `validators` (ETag, Last-Modified of an earlier answer) the request is conditional:
+        a 304 Not Modified comes back as a Page with status 304 and no text.
         Raises NotFound for 404/410 and FetchError for anything else that goes wrong, after
         the retries the config allows for transient failures.
         """
@@ -202,7 +219,7 @@ class Fetcher:
             reraise=True,
         )
         try:
-            page: Page = await retrying(self._attempt, url)
+            page: Page = await retrying(self._attempt, url, _conditional(validators))
         except _Retryable as exc:
             reason = (
                 exc.reason if attempts == 1 else f"{exc.reason} (gave up after {attempts} attempts)"
@@ -212,7 +229,7 @@ class Fetcher:
 
     # --- one attempt: the request and its redirects ------------------------------------------
 
-    async def _attempt(self, url: str) -> Page:
+    async def _attempt(self, url: str, headers: dict[str, str]) -> Page:
         try:
             target = httpx.URL(url)
             host = target.host  # decodes an xn-- label: idna.IDNAError (a ValueError) when bad
@@ -221,21 +238,24 @@ class Fetcher:
         if target.scheme not in ("http", "https") or not host:
             raise FetchError(url, "not an http(s) URL")
         for _ in range(MAX_REDIRECTS + 1):
-            result = await self._request(url, target)
+            result = await self._request(url, target, headers)
             if isinstance(result, Page):
                 return result
             target = result
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
-    async def _request(self, url: str, target: httpx.URL) -> Page | httpx.URL:
+    async def _request(
+        self, url: str, target: httpx.URL, headers: dict[str, str]
+    ) -> Page | httpx.URL:
         """One HTTP request under the total deadline: a Page, or the URL a redirect points to."""
         host = target.host
-        await self._take_turn(host)
+        asked = await self.gate.admit(target) if self.gate is not None else 0.0
+        await self._take_turn(host, asked)
         try:
             self.requests += 1
             self.requests_by_host[host] += 1
             async with asyncio.timeout(self._http.timeout):
-                async with self._client.stream("GET", target) as response:
+                async with self._client.stream("GET", target, headers=headers) as response:
                     return await self._read(url, response)
         except (TimeoutError, httpx.TimeoutException):
             raise _Retryable(url, f"timed out after {self._http.timeout:g}s") from None
@@ -250,9 +270,10 @@ class Fetcher:
         finally:
             self._slots.release()
 
-    async def _take_turn(self, host: str) -> None:
-        """Wait for this host's next slot (min_delay) and a concurrency slot; hold the latter."""
-        delay = self._http.min_delay
+    async def _take_turn(self, host: str, asked: float = 0.0) -> None:
+        """Wait for this host's next slot (min_delay, or the longer delay the host `asked` for
+        in its robots.txt) and a concurrency slot; hold the latter."""
+        delay = max(self._http.min_delay, min(asked, CRAWL_DELAY_MAX))
         if delay <= 0:
             await self._slots.acquire()
             return
@@ -270,6 +291,8 @@ class Fetcher:
         status = response.status_code
         if status in REDIRECT_STATUSES:
             return _redirect_target(url, response)
+        if status == 304:  # only a conditional request gets one
+            return Page(url=redact_url(str(response.url)), status=status, text="")
         if status in (404, 410):
             raise NotFound(url, f"HTTP {status}")
         if status == 429 or status >= 500:
@@ -312,7 +335,13 @@ class Fetcher:
                 url, f"cannot decode the body as {exc.encoding} (byte offset {exc.start})"
             ) from None
         # No credentials in Page.url: links resolved against it end up stored and in alerts.
-        return Page(url=redact_url(str(response.url)), status=status, text=text)
+        return Page(
+            url=redact_url(str(response.url)),
+            status=status,
+            text=text,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+        )
 
     # --- retry policy ------------------------------------------------------------------------
 
@@ -339,6 +368,19 @@ class Fetcher:
 
 
 _EXPONENTIAL = wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX, jitter=1)
+
+
+def _conditional(validators: tuple[str | None, str | None] | None) -> dict[str, str]:
+    """If-None-Match / If-Modified-Since headers from an earlier answer's validators."""
+    headers: dict[str, str] = {}
+    if validators is not None:
+        etag, modified = validators
+        # what a server sent back is only echoed when it is a valid header value
+        if etag and etag.isascii() and etag.isprintable():
+            headers["If-None-Match"] = etag
+        if modified and modified.isascii() and modified.isprintable():
+            headers["If-Modified-Since"] = modified
+    return headers
 
 
 def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:
