@@ -22,7 +22,15 @@ from worker.store import AlertRow, ArticleRow, Store, StoreError
 from worker.store.tables import metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-TABLES = {"articles", "article_sources", "matches", "deliveries", "sources", "alembic_version"}
+TABLES = {
+    "articles",
+    "article_sources",
+    "matches",
+    "deliveries",
+    "sources",
+    "robots_txt",
+    "alembic_version",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
