@@ -4,6 +4,7 @@ where the schedule is what is tested; requests are counted at the site."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -362,3 +363,15 @@ def test_a_bad_timezone_window_or_breaker_key_is_refused_with_the_key_named(top,
     with pytest.raises(ConfigError) as info:
         parse_config(text, env={})
     assert any(re.search(problem, p) for p in info.value.problems), info.value.problems
+
+
+def test_probe_obeys_robots_txt_too(make_site):
+    from worker.config import HttpConfig
+    from worker.probe import probe
+
+    site = make_site(sample=True)
+    site.set_robots("User-agent: *\nDisallow: /\n")
+    result = asyncio.run(probe(site.search_url, HttpConfig(min_delay=0, retries=0)))
+    assert not result.found
+    assert result.reason == "could not fetch the page: disallowed by robots.txt"
+    assert site.requests == [] and site.robots_requests == ["/robots.txt"]

@@ -9,13 +9,14 @@ robots.txt is fetched once per origin (scheme, host and port) and kept up to `TT
 RFC 9309 allows) in the database (`RobotsCache`: the Store), so every process on it shares one
 copy, and in memory. A 4xx answer (no robots.txt) allows everything; a 5xx answer or no answer
 (timeout, refused connection) means "try later": the request is refused with `RobotsUnavailable`
-and nothing is cached, so the next pass asks again.
+and nothing is stored; this process asks again after `RETRY_LATER`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 TTL = timedelta(hours=24)
 MAX_BYTES = 500 * 1024  # RFC 9309: at least 500 KiB must be parsed; the rest is ignored
 MAX_REDIRECTS = 5  # RFC 9309: follow at least five
+# after a 5xx or no answer, requests to that origin are refused for this long without asking
+# again: many sources on one host, or a 1 s schedule, do not hammer a robots.txt that is down
+RETRY_LATER = 60.0  # seconds
 
 
 class Disallowed(FetchError):
@@ -87,6 +91,7 @@ class Robots:
         self._transport = transport
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._later: dict[str, tuple[float, RobotsUnavailable]] = {}  # origin -> (until, why)
         self.fetches = 0  # robots.txt requests sent by this process
 
     async def admit(self, url: httpx.URL) -> float:
@@ -110,7 +115,15 @@ class Robots:
             entry = self._entries.get(origin)
             if entry is not None and self._clock() - entry.fetched_at < TTL:
                 return entry
-            entry = await self._load(origin)
+            later = self._later.get(origin)
+            if later is not None and time.monotonic() < later[0]:
+                raise RobotsUnavailable(later[1].url, later[1].reason)
+            try:
+                entry = await self._load(origin)
+            except RobotsUnavailable as exc:
+                self._later[origin] = (time.monotonic() + RETRY_LATER, exc)
+                raise
+            self._later.pop(origin, None)
             self._entries[origin] = entry
             return entry
 
