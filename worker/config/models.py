@@ -392,8 +392,6 @@ ChannelUrls = Annotated[list[str], BeforeValidator(_url_list), Field(min_length=
 
 class Config(Frozen):
     database: str = "sqlite:///worker.db"
-    # the IANA time zone of the sources' `active` windows
-    timezone: str = Field(default="UTC", min_length=1, max_length=64)
     http: HttpConfig = HttpConfig()
     alerts: AlertsConfig = AlertsConfig()
     http_status: HttpStatusConfig = HttpStatusConfig()
@@ -401,6 +399,8 @@ class Config(Frozen):
     channels: dict[str, ChannelUrls] = Field(default_factory=dict)
     sources: list[SourceConfig] = Field(default_factory=list)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
+    # the IANA time zone of the sources' `active` windows
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
     @field_validator("timezone")
     @classmethod

@@ -95,7 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, head: bool) -> None:
         try:
-            response = self.server.site._handle(self.path, self.headers)
+            site = self.server.site
+            response = site._handle(self.path)
+            if site.conditional and response.status == 200:
+                response = site._validated(self.path, response, self.headers)
         except Exception:  # a bug in the test site must not hang the client
             log.exception("test site failed to answer %s", self.path)
             response = Response(500, b"internal error", "text/plain; charset=UTF-8")
@@ -292,7 +295,7 @@ class SiteServer:
             else:
                 self._conns.discard(conn)
 
-    def _handle(self, target: str, headers: Any = None) -> Response:
+    def _handle(self, target: str) -> Response:
         if target.partition("?")[0] == "/robots.txt":
             return self._robots_answer(target)
         with self._lock:
@@ -309,10 +312,7 @@ class SiteServer:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
             body = f"<html><body><h1>Error {fault.status}</h1></body></html>".encode()
             return Response(fault.status, body, headers=headers)
-        response = self._respond(target)
-        if self.conditional and response.status == 200:
-            return self._validated(target, response, headers)
-        return response
+        return self._respond(target)
 
     def _robots_answer(self, target: str) -> Response:
         with self._lock:
