@@ -29,6 +29,7 @@ TABLES = {
     "matches",
     "deliveries",
     "sources",
+    "robots_txt",
     "alembic_version",
 }
 TABLES |= {"digests", "incidents"}  # issue #11

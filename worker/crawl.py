@@ -92,6 +92,9 @@ class CrawlReport:
     error: str | None = None
     complete: bool = False  # the pass reached an end (not an error)
     resumed: bool = False  # an earlier pass had been cut off; this one caught up with it
+    not_modified: bool = False  # the first page answered 304 Not Modified: nothing to read
+    # the validators (ETag, Last-Modified) of the first page's answer, for the next pass
+    validators: tuple[str | None, str | None] | None = None
     duration: float = 0.0
 
     @property
@@ -136,6 +139,15 @@ class _Pages:
         self._ahead: dict[int, asyncio.Task[Page | None]] = {}
         # pages reached by number (a `page_url` template, the REST API), not by a next link
         self.numbered = source.page_url is not None or source.type == "wordpress"
+        # the first request of the pass is conditional with these (None: fetched in full)
+        self.validators: tuple[str | None, str | None] | None = None
+
+    async def first(self, url: str) -> Page:
+        """The first page, conditionally when validators are known (a 304: status 304)."""
+        validators, self.validators = self.validators, None
+        page = await self.fetch(url, 1, validators)
+        assert page is not None  # page 1 is never "past the end": NotFound is raised
+        return page
 
     def url_of(self, number: int) -> str:
         if self.source.type == "wordpress":
@@ -145,9 +157,13 @@ class _Pages:
         assert self.source.page_url is not None
         return self.source.page_url.format(page=number)
 
-    async def fetch(self, url: str, number: int) -> Page | None:
+    async def fetch(
+        self, url: str, number: int, validators: tuple[str | None, str | None] | None = None
+    ) -> Page | None:
         try:
-            return await self.fetcher.get_html(url, types=_TYPES[self.source.type])
+            return await self.fetcher.get_html(
+                url, types=_TYPES[self.source.type], validators=validators
+            )
         except NotFound:
             if number == 1:
                 if self.source.type == "wordpress":
@@ -227,11 +243,19 @@ def _check_full(number: int, listing: ListingPage, report: CrawlReport) -> None:
 
 
 async def _pages(
-    source: SourceConfig, fetcher: Fetcher, report: CrawlReport, *, window: int, full: bool
+    source: SourceConfig,
+    fetcher: Fetcher,
+    report: CrawlReport,
+    *,
+    window: int,
+    full: bool,
+    validators: tuple[str | None, str | None] | None = None,
 ) -> AsyncGenerator[tuple[int, ListingPage, bool], None]:
     """(page number, listing, re-read?) in order; a page read again comes before the page whose
-    counter showed that items were pulled back across the boundary."""
+    counter showed that items were pulled back across the boundary. With `validators` the first
+    request is conditional: a 304 ends the listing before its first page."""
     pages = _Pages(source, fetcher, window=window)
+    pages.validators = validators
     visited: set[str] = set()
     urls: dict[int, str] = {}
     forward_total: int | None = None  # the counter on the last page read going forward
@@ -255,7 +279,16 @@ async def _pages(
                 return
             visited.add(url)
             urls[number] = url
-            page = await pages.get(number, url)
+            page: Page | None
+            if number == 1:
+                page = await pages.first(url)
+                if page.status == 304:
+                    report.not_modified = True
+                    report.stop = "not modified since the last pass (HTTP 304)"
+                    return
+                report.validators = (page.etag, page.last_modified)
+            else:
+                page = await pages.get(number, url)
             if page is None:
                 if report.last_page is not None and number <= report.last_page:
                     listed = f", {report.total} listed" if report.total is not None else ""
@@ -396,6 +429,19 @@ async def crawl_source(
             unfinished.isoformat(timespec="seconds"),
             len(met_this_pass),
         )
+    # Conditional GET of the first page: only where a 304 can mean "nothing new" — not for a walk
+    # (the baseline, a reconcile walk that is due), not while resuming a pass that was cut off,
+    # and not when the pass would read on past a quiet first page (overlap_pages > 1). The
+    # validators are kept only when an unchanged first page leaves nothing owed (see below).
+    validators: tuple[str | None, str | None] | None = None
+    if (
+        not report.walk
+        and unfinished is None
+        and source.overlap_pages == 1
+        and state.validated_url == source.url
+        and (state.etag or state.last_modified)
+    ):
+        validators = (state.etag, state.last_modified)
     quiet_run = 0
     pressed = False  # the counter kept this pass paging past the overlap stop
     # A walk reads every page whatever is stored: page N is stored (in a thread) while page N+1
@@ -464,7 +510,9 @@ async def crawl_source(
         return min(report.total, state.listed_total + report.new)
 
     try:
-        pages = _pages(source, fetcher, report, window=window, full=report.walk)
+        pages = _pages(
+            source, fetcher, report, window=window, full=report.walk, validators=validators
+        )
         async with aclosing(pages):
             try:
                 async for number, listing, reread in pages:
@@ -542,12 +590,25 @@ async def crawl_source(
     # after a walk, or a pass that reached the listing's end or max_pages, nothing more can be
     # found by paging: the next pass compares with this total
     caught_up = report.stop.startswith("caught up")
+    listed_total = owed_total() if caught_up and not report.walk else report.total
     await asyncio.to_thread(
         store.finish_pass,
         source.name,
         pass_id=pass_id,
-        listed_total=owed_total() if caught_up and not report.walk else report.total,
+        listed_total=listed_total,
         walk=walk,
         at=clock(),
     )
+    if not report.not_modified:
+        # The next pass may take a 304 for "nothing new" only if this pass owes nothing: with
+        # the same first page (so the same counter), its counter check would find no debt.
+        keep = report.validators
+        if report.first_total is not None and listed_total != report.first_total:
+            keep = None
+        etag, modified = keep if keep is not None else (None, None)
+        held = (state.etag, state.last_modified) if state.validated_url == source.url else None
+        if (etag, modified) != (held or (None, None)):
+            await asyncio.to_thread(
+                store.save_validators, source.name, source.url, etag=etag, last_modified=modified
+            )
     return report

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -105,6 +106,7 @@ class _Pass:
 _CURRENT_PASS: contextvars.ContextVar[_Pass | None] = contextvars.ContextVar(
     "worker_fetch_pass", default=None
 )
+CRAWL_DELAY_MAX = 60.0  # seconds: a longer Crawl-delay is honoured as one minute per request
 
 
 class FetchError(Exception):
@@ -140,9 +142,18 @@ class _Retryable(FetchError):
 class Page:
     url: str  # final URL after redirects (without user:password@)
     status: int
-    text: str  # decoded HTML (or the feed's / JSON's text, see `get_html(types=...)`)
+    text: str  # decoded HTML (or the feed's / JSON's text, see `get_html(types=...)`; "" for a 304)
     # the answer's headers, names lower-case (not compared: the page is its URL, status, text)
     headers: dict[str, str] = field(default_factory=dict, compare=False)
+    etag: str | None = None  # the validators of the answer, for a conditional GET next time
+    last_modified: str | None = None
+
+
+class RequestGate(Protocol):
+    """Asked before each request (worker.robots.Robots): raises a FetchError when `url` may not
+    be fetched, else returns the least delay between requests to its host (seconds)."""
+
+    async def admit(self, url: httpx.URL) -> float: ...
 
 
 def redact_url(url: str) -> str:
@@ -213,8 +224,10 @@ class Fetcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        gate: RequestGate | None = None,
     ) -> None:
         self._http = http
+        self.gate = gate  # robots.txt: consulted before every request, redirects included
         self._sleep = sleep  # retry waits only; the per-host delay always waits for real
         limits = httpx.Limits(
             max_connections=http.concurrency, max_keepalive_connections=http.concurrency
@@ -268,12 +281,16 @@ class Fetcher:
         *,
         types: frozenset[str] = HTML_TYPES,
         follow: Callable[[str], Awaitable[bool]] | None = None,
+        validators: tuple[str | None, str | None] | None = None,
     ) -> Page:
         """GET `url` (following up to 5 http(s) redirects) and return the decoded HTML page.
 
         `types`: the media types accepted (and asked for in Accept), e.g. FEED_TYPES or
         JSON_TYPES; the same caps, deadlines, delays and retries apply to every type.
         `follow(target)`: asked before each redirect is followed; False raises RedirectRefused.
+
+        With `validators` (ETag, Last-Modified of an earlier answer) the request is conditional:
+        a 304 Not Modified comes back as a Page with status 304 and no text.
         Raises NotFound for 404/410 and FetchError for anything else that goes wrong, after
         the retries the config allows for transient failures.
         """
@@ -287,7 +304,7 @@ class Fetcher:
             reraise=True,
         )
         try:
-            page: Page = await retrying(self._attempt, url, types, follow)
+            page: Page = await retrying(self._attempt, url, types, follow, _conditional(validators))
         except _Retryable as exc:
             reason = (
                 exc.reason if attempts == 1 else f"{exc.reason} (gave up after {attempts} attempts)"
@@ -302,6 +319,7 @@ class Fetcher:
         url: str,
         types: frozenset[str] = HTML_TYPES,
         follow: Callable[[str], Awaitable[bool]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Page:
         try:
             target = httpx.URL(url)
@@ -311,7 +329,7 @@ class Fetcher:
         if target.scheme not in ("http", "https") or not host:
             raise FetchError(url, "not an http(s) URL")
         for _ in range(MAX_REDIRECTS + 1):
-            result = await self._request(url, target, types)
+            result = await self._request(url, target, types, headers or {})
             if isinstance(result, Page):
                 return result
             if follow is not None and not await follow(str(result)):
@@ -321,12 +339,20 @@ class Fetcher:
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
     async def _request(
-        self, url: str, target: httpx.URL, types: frozenset[str] = HTML_TYPES
+        self,
+        url: str,
+        target: httpx.URL,
+        types: frozenset[str] = HTML_TYPES,
+        headers: dict[str, str] | None = None,
     ) -> Page | httpx.URL:
         """One HTTP request under the total deadline: a Page, or the URL a redirect points to."""
         current = _CURRENT_PASS.get() or self._shared
         # the slots are per host and port: two servers on one address are two hosts
         host = f"{target.host}:{target.port}" if target.port else target.host
+        # robots.txt (worker.robots): a FetchError when disallowed, else its Crawl-delay
+        asked = await self.gate.admit(target) if self.gate is not None else 0.0
+        if asked > 0:
+            self._slots.set_delay(host, min(asked, CRAWL_DELAY_MAX))
         ran_out = f"the pass ran out of time ({current.budget or 0:g}s)"
         # waiting for a slot counts against the pass, not against the request's own deadline
         wait = None if current.deadline is None else current.deadline - time.monotonic()
@@ -344,8 +370,10 @@ class Fetcher:
             self.requests += 1
             self.requests_by_host[target.host] += 1
             async with asyncio.timeout(timeout):
-                headers = None if types is HTML_TYPES else {"Accept": _accept(types)}
-                request = self._client.build_request("GET", target, headers=headers)
+                sent = dict(headers or {})  # the conditional GET's validators
+                if types is not HTML_TYPES:
+                    sent["Accept"] = _accept(types)
+                request = self._client.build_request("GET", target, headers=sent or None)
                 if self._http.cookies:
                     current.cookies.set_cookie_header(request)
                 response = await self._client.send(request, stream=True)
@@ -392,6 +420,8 @@ class Fetcher:
         status = response.status_code
         if status in REDIRECT_STATUSES:
             return _redirect_target(url, response)
+        if status == 304:  # only a conditional request gets one
+            return Page(url=redact_url(str(response.url)), status=status, text="")
         if status in (404, 410):
             raise NotFound(url, f"HTTP {status}")
         if status == 429 or status >= 500:
@@ -451,6 +481,8 @@ class Fetcher:
             status=status,
             text=text,
             headers={k.lower(): v for k, v in response.headers.items()},
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
         )
 
     # --- retry policy ------------------------------------------------------------------------
@@ -478,6 +510,19 @@ class Fetcher:
 
 
 _EXPONENTIAL = wait_exponential_jitter(initial=BACKOFF_INITIAL, max=BACKOFF_MAX, jitter=1)
+
+
+def _conditional(validators: tuple[str | None, str | None] | None) -> dict[str, str]:
+    """If-None-Match / If-Modified-Since headers from an earlier answer's validators."""
+    headers: dict[str, str] = {}
+    if validators is not None:
+        etag, modified = validators
+        # what a server sent back is only echoed when it is a valid header value
+        if etag and etag.isascii() and etag.isprintable():
+            headers["If-None-Match"] = etag
+        if modified and modified.isascii() and modified.isprintable():
+            headers["If-Modified-Since"] = modified
+    return headers
 
 
 def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:

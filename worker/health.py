@@ -96,6 +96,18 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.breaker_open = Gauge(
+            "worker_source_breaker_open",
+            "1 while a source's breaker is open (its passes spaced out after failures), else 0",
+            ["source"],
+            registry=r,
+        )
+        self.failures_in_row = Gauge(
+            "worker_source_failures_in_row",
+            "A source's failed passes in a row (0 after a success)",
+            ["source"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "worker_config_reloads", "Config reloads by outcome", ["outcome"], registry=r
         )
@@ -155,6 +167,8 @@ class Metrics:
         self.source_up.labels(source=report.source).set(1 if report.ok else 0)
         if report.ok:
             self.last_success.labels(source=report.source).set_to_current_time()
+        self.breaker_open.labels(source=report.source).set(report.held_until is not None)
+        self.failures_in_row.labels(source=report.source).set(report.failures)
         if c.walk_missing is not None:
             self.walk_missing.labels(source=report.source).set(c.walk_missing)
 

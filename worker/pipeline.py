@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from worker.article_pages import describe as describe_article_pages
 from worker.article_pages import read_article_pages
@@ -26,6 +26,7 @@ from worker.match import Matcher
 from worker.models import AlertPlan, Item
 from worker.notify import DeliveryReport, Notifier, Pacing, Rendering, deliver_due
 from worker.progress import PassProgress
+from worker.robots import Robots
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class PassReport:
     ok: bool
     crawl: CrawlReport
     error: str | None = None
+    failures: int = 0  # failed passes in a row, this one included (0: it succeeded)
+    held_until: datetime | None = None  # the breaker is open: no pass before then
 
     def line(self) -> str:
         c = self.crawl
@@ -67,6 +70,14 @@ class PassReport:
             would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
             text += f" [first pass: stored silently; would have alerted: {would}]"
         return text
+
+
+@dataclass
+class Breaker:
+    """A source's breaker: failed passes in a row and, while open, when the next may start."""
+
+    failures: int = 0
+    until: datetime | None = None
 
 
 class ChannelConfigError(Exception):
@@ -101,15 +112,41 @@ class Runtime:
 
     def __init__(self, config: Config, *, store: Store, fetcher: Fetcher, owner: str | None = None):
         self.store = store
+        self.config = config
         self.fetcher = fetcher
         self.owner = owner or owner_id()
-        self.config = config
+        self.breakers: dict[str, Breaker] = {}
         self.matcher = Matcher(config.watchlists)
         self.rendering = Rendering.from_config(config)
         self.pacing = Pacing.from_config(config)
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
+
+    @property
+    def fetcher(self) -> Fetcher:
+        return self._fetcher
+
+    @fetcher.setter
+    def fetcher(self, fetcher: Fetcher) -> None:
+        """Every Fetcher the runtime uses (a reload builds a new one) obeys robots.txt when
+        `[http] robots` is on, with the copies kept in the database."""
+        if self.config.http.robots and fetcher.gate is None:
+            fetcher.gate = Robots(self.config.http, self.store)
+        self._fetcher = fetcher
+
+    def held(self, source: SourceConfig, now: datetime | None = None) -> str | None:
+        """Why the scheduler must not start a pass of `source` now (None: it may)."""
+        now = now or datetime.now(UTC)
+        if not source.is_active(now, self.config.timezone):
+            return f"outside its active hours ({', '.join(source.active or ())})"
+        breaker = self.breakers.get(source.name)
+        if breaker is not None and breaker.until is not None and now < breaker.until:
+            return (
+                f"breaker open after {breaker.failures} failed passes in a row, until "
+                f"{breaker.until.isoformat(timespec='seconds')}"
+            )
+        return None
 
     @property
     def notifier(self) -> Notifier:
@@ -219,8 +256,10 @@ class Runtime:
                 "error": report.error,
             },
         )
+        at = datetime.now(UTC)
+        breaker = self.breakers.setdefault(report.source, Breaker())
         try:
-            await asyncio.to_thread(
+            report.failures = await asyncio.to_thread(
                 self.store.record_pass,
                 report.source,
                 ok=report.ok,
@@ -229,10 +268,12 @@ class Runtime:
                 new=c.new,
                 alerts=c.alerts,
                 duration=c.duration,
-                at=datetime.now(UTC),
+                at=at,
             )
         except Exception:
             log.exception("source=%s could not record the pass", report.source)
+            report.failures = 0 if report.ok else breaker.failures + 1
+        self._trip(report, breaker, at)
         await self.watch_pass(report)
 
     async def watch_pass(self, report: PassReport) -> None:
@@ -257,6 +298,34 @@ class Runtime:
             await watchdog.send_notices(self.store, self.notifier, self.config)
         except Exception:
             log.exception("watchdog: delivery round not recorded")
+
+    def _trip(self, report: PassReport, breaker: Breaker, at: datetime) -> None:
+        """The source's breaker after this pass: after `breaker_after` failed passes in a row the
+        next passes are spaced out, twice the interval and doubling with each further failure,
+        up to `breaker_max`; one success closes it."""
+        http = self.config.http
+        was_open = breaker.until is not None
+        breaker.failures = report.failures
+        if report.failures < http.breaker_after:
+            breaker.until = None
+            if was_open:
+                log.info("source=%s breaker closed: the pass succeeded", report.source)
+            return
+        try:
+            interval = self.config.source(report.source).interval
+        except KeyError:
+            interval = 900.0
+        doublings = min(report.failures - http.breaker_after + 1, 40)
+        spacing = min(http.breaker_max, interval * 2**doublings)
+        breaker.until = report.held_until = at + timedelta(seconds=spacing)
+        log.warning(
+            "source=%s breaker open: %d failed passes in a row; no pass before %s (%.0fs)",
+            report.source,
+            report.failures,
+            breaker.until.isoformat(timespec="seconds"),
+            spacing,
+            extra={"source": report.source, "failures": report.failures},
+        )
 
     async def deliver(self) -> DeliveryReport:
         """Send every delivery that is due now (one round).

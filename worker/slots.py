@@ -55,11 +55,17 @@ class Slots:
         self.total = total
         self.per_host = per_host
         self.min_delay = min_delay
+        self.delays: dict[str, float] = {}  # hosts that asked for more (robots.txt Crawl-delay)
         self.busy = 0
         self._hosts: dict[str, _Host] = {}
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+
+    def set_delay(self, host: str, delay: float) -> None:
+        """`host` asked for `delay` seconds between the starts of two requests (Crawl-delay):
+        the longer of that and `min_delay` applies to it."""
+        self.delays[host] = delay
 
     def in_flight(self, host: str) -> int:
         state = self._hosts.get(host)
@@ -131,8 +137,9 @@ class Slots:
             state = self._hosts[best.host]
             state.busy += 1
             self.busy += 1
-            if self.min_delay > 0:
-                state.next_start = now + self.min_delay
+            delay = max(self.min_delay, self.delays.get(best.host, 0.0))
+            if delay > 0:
+                state.next_start = now + delay
             best.owner.holding.append(now)
             best.future.set_result(now)
         if soonest is not None and self._waiting and self.busy < self.total:

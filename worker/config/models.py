@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -145,6 +147,43 @@ class ArticleConfig(Frozen):
 
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_WINDOW_RE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+
+
+def _check_window(value: Any) -> str:
+    """ "HH:MM-HH:MM" (24 h clock; 24:00 ends a day; start after end wraps midnight)."""
+    if not isinstance(value, str):
+        raise ValueError('expected a window such as "06:00-23:00"')
+    text = value.strip()
+    m = _WINDOW_RE.match(text)
+    if m is None:
+        raise ValueError(f'{text[:40]!r} is not a window: use "HH:MM-HH:MM", e.g. "06:00-23:00"')
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    for h, mi in ((h1, m1), (h2, m2)):
+        if mi > 59 or h > 24 or (h == 24 and mi):
+            raise ValueError(f"{text!r}: {h:02d}:{mi:02d} is not a time of day")
+    if (h1, m1) == (h2, m2):
+        raise ValueError(f"{text!r} is empty: start and end are the same time")
+    return f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"
+
+
+ActiveWindow = Annotated[str, BeforeValidator(_check_window)]
+
+
+def _one_or_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def in_windows(windows: Sequence[str], minute: int) -> bool:
+    """Whether `minute` of the day (0-1439) falls in one of the "HH:MM-HH:MM" windows (the start
+    included, the end not; a window whose start is after its end wraps midnight)."""
+    for window in windows:
+        start_text, end_text = window.split("-")
+        start = int(start_text[:2]) * 60 + int(start_text[3:])
+        end = int(end_text[:2]) * 60 + int(end_text[3:])
+        if (start <= minute < end) if start < end else (minute >= start or minute < end):
+            return True
+    return False
 
 
 class SourceConfig(Frozen):
@@ -169,6 +208,10 @@ class SourceConfig(Frozen):
     search: str | None = Field(default=None, min_length=1, max_length=200)
     categories: list[int] | None = Field(default=None, min_length=1)
     tags: list[int] | None = Field(default=None, min_length=1)
+    # passes only inside these windows ("06:00-23:00", may wrap midnight), in `timezone`
+    active: (
+        Annotated[list[ActiveWindow], BeforeValidator(_one_or_list), Field(min_length=1)] | None
+    ) = None
 
     @field_validator("url")
     @classmethod
@@ -232,6 +275,15 @@ class SourceConfig(Frozen):
                 if getattr(self, key) is not None:
                     raise ValueError(f'`{key}` is for type = "wordpress" sources only')
         return self
+
+    def is_active(self, when: datetime, zone: str) -> bool:
+        """Whether a pass may start at `when` (aware) by the `active` windows, read in `zone`."""
+        if self.active is None:
+            return True
+        from zoneinfo import ZoneInfo
+
+        local = when.astimezone(ZoneInfo(zone))
+        return in_windows(self.active, local.hour * 60 + local.minute)
 
     @property
     def interval(self) -> float:
@@ -403,6 +455,10 @@ class HttpConfig(Frozen):
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=1024**3)
     cookies: bool = False  # true: each source pass keeps its own capped jar
     pass_timeout: Duration = Field(default=1800.0, gt=0, le=86400)  # one source's pass
+    robots: bool = True  # obey robots.txt (RFC 9309) and its Crawl-delay
+    # after this many failed passes in a row a source's next passes are spaced out (doubling)
+    breaker_after: int = Field(default=5, ge=1, le=1000)
+    breaker_max: Duration = Field(default=3600.0, ge=1, le=7 * 86400)  # the longest spacing
 
     @field_validator("user_agent")
     @classmethod
@@ -552,8 +608,6 @@ class Config(Frozen):
     alerts: AlertsConfig = AlertsConfig()
     http_status: HttpStatusConfig = HttpStatusConfig()
     logging: LoggingConfig = LoggingConfig()
-    # IANA name: cron schedules, digests, quiet hours and the dates shown in messages use it
-    timezone: str = "UTC"
     channels: dict[str, ChannelUrls] = Field(default_factory=dict)
     # the channels written as tables ([channels.NAME]), by name; their URLs are in `channels`
     channel_settings: dict[str, ChannelConfig] = Field(default_factory=dict)
@@ -561,6 +615,9 @@ class Config(Frozen):
     watchdog: WatchdogConfig | None = None
     sources: list[SourceConfig] = Field(default_factory=list)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
+    # IANA name: cron schedules, digests, quiet hours, the sources' `active` windows and the
+    # dates shown in messages use it
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
     @field_validator("channels")
     @classmethod

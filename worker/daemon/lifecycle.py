@@ -140,6 +140,8 @@ class Daemon(ReloadMixin):
             task = self._passes.get(source.name)
             last_pass = row.last_pass_at if row else None
             error = row.last_error if row else None
+            breaker = self.runtime.breakers.get(source.name)
+            until = breaker.until if breaker is not None else None
             sources[source.name] = {
                 "ok": None if last_pass is None else error is None,
                 "last_pass": _iso(last_pass),
@@ -155,6 +157,11 @@ class Daemon(ReloadMixin):
                 "walk_incomplete": bool(row and row.walk_missing),
                 "running": task is not None and not task.done(),
                 "next_run": _iso(job.next_run_time) if job is not None else None,
+                "failures": row.failures if row else 0,  # failed passes in a row
+                # "open": passes spaced out until `breaker_until` (after `[http] breaker_after`)
+                "breaker": "open" if until is not None else "closed",
+                "breaker_until": _iso(until),
+                "active": source.is_active(datetime.now(UTC), self.runtime.config.timezone),
             }
         return {
             "status": "ok" if running and db_ok else "unhealthy",

@@ -106,6 +106,10 @@ class ScheduleMixin(DeliveryMixin):
             source = self.runtime.config.source(name)
         except KeyError:  # removed by a reload a moment ago
             return
+        held = self.runtime.held(source)  # active hours, the breaker
+        if held is not None:
+            log.debug("source=%s no pass now: %s", name, held)
+            return
         self._passes[name] = self._spawn(self._pass(source), name=f"pass:{name}")
 
     async def _pass(self, source: SourceConfig) -> PassReport:

@@ -37,6 +37,7 @@ from worker.parse.document import html_document
 from worker.probe.blocks import find_candidates
 from worker.probe.fields import Proposal, propose
 from worker.probe.seen import describe_page
+from worker.robots import Robots
 from worker.urls import redact_url
 
 __all__ = ["BadUrl", "ProbeResult", "probe", "source_name"]
@@ -99,7 +100,9 @@ async def probe(
     """Probe `url`; raises BadUrl for a URL that is not http(s)."""
     url = check_url(url)
     result = ProbeResult(url=url, name=name or source_name(url), found=False)
-    async with Fetcher(http, transport=transport) as fetcher:
+    # a person runs probe once: robots.txt is obeyed but kept in memory only
+    gate = Robots(http, transport=transport) if http.robots else None
+    async with Fetcher(http, transport=transport, gate=gate) as fetcher:
         try:
             page = await fetcher.get_html(url)
         except NotFound as exc:

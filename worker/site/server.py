@@ -2,14 +2,23 @@
 (`fail()`/`heal()`), hooks run when a request arrives (`on_request()`: change the site while a
 crawler is paging), a delay on every answer (`set_delay()`) and the log of request targets.
 
+As WordPress behind a cache does, every 200 page carries an `ETag` (the body's hash) and a
+`Last-Modified` (when that body was first served) and a conditional request whose validator
+still holds gets `304 Not Modified` (`conditional = False` turns it off; `not_modified` logs
+them). `/robots.txt` is logged apart (`robots_requests`, not `requests`), can be replaced
+(`set_robots(text, status)`), and faults reach it only when their `paths` names it.
+
 `SiteServer` serves whatever its subclass answers in `_respond(target)`.
 """
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,7 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, head: bool) -> None:
         try:
-            response = self.server.site._handle(self.path)
+            site = self.server.site
+            response = site._handle(self.path)
+            if site.conditional and response.status == 200:
+                response = site._validated(self.path, response, self.headers)
         except Exception:  # a bug in the test site must not hang the client
             log.exception("test site failed to answer %s", self.path)
             response = Response(500, b"internal error", "text/plain; charset=UTF-8")
@@ -119,6 +131,11 @@ class SiteServer:
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self.requests: list[str] = []  # request targets (path and query), in arrival order
+        self.robots_requests: list[str] = []  # /robots.txt requests, apart from `requests`
+        self.not_modified: list[str] = []  # targets answered 304 Not Modified
+        self.conditional = True  # ETag / Last-Modified / 304 on every 200 page
+        self._robots: Response | None = None  # set_robots(): replaces the subclass's answer
+        self._modified: dict[str, tuple[str, float]] = {}  # target -> (ETag, first served)
 
     def _respond(self, target: str) -> Response:
         """The answer to a request for `target` (path and query), when no fault applies."""
@@ -257,6 +274,17 @@ class SiteServer:
     def reset_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.robots_requests.clear()
+            self.not_modified.clear()
+
+    def set_robots(self, text: str | None, status: int = 200) -> None:
+        """Serve `text` as /robots.txt with `status` (None: the subclass's own answer)."""
+        with self._lock:
+            self._robots = (
+                None
+                if text is None
+                else Response(status, text.encode(), "text/plain; charset=UTF-8")
+            )
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -268,6 +296,8 @@ class SiteServer:
                 self._conns.discard(conn)
 
     def _handle(self, target: str) -> Response:
+        if target.partition("?")[0] == "/robots.txt":
+            return self._robots_answer(target)
         with self._lock:
             self.requests.append(target)
             hooks = self._take(self._hooks, target)
@@ -283,6 +313,44 @@ class SiteServer:
             body = f"<html><body><h1>Error {fault.status}</h1></body></html>".encode()
             return Response(fault.status, body, headers=headers)
         return self._respond(target)
+
+    def _robots_answer(self, target: str) -> Response:
+        with self._lock:
+            self.robots_requests.append(target)
+            faults = [f for f in self._faults if f.paths is not None and "robots" in f.paths]
+            override = self._robots
+        if faults:
+            fault = self._take_fault(target)
+            if fault is not None:
+                return Response(fault.status, b"error", "text/plain; charset=UTF-8")
+        return override if override is not None else self._respond(target)
+
+    def _validated(self, target: str, response: Response, request: Any) -> Response:
+        """Add ETag / Last-Modified; answer 304 when the request's validator still holds
+        (If-None-Match wins over If-Modified-Since, as RFC 9110 says)."""
+        etag = '"' + hashlib.sha256(response.body).hexdigest()[:20] + '"'
+        with self._lock:
+            known = self._modified.get(target)
+            if known is None or known[0] != etag:
+                known = self._modified[target] = (etag, float(int(time.time())))
+        modified = known[1]
+        validators = {"ETag": etag, "Last-Modified": email.utils.formatdate(modified, usegmt=True)}
+        response.headers.update(validators)
+        match = request.get("If-None-Match") if request is not None else None
+        since = request.get("If-Modified-Since") if request is not None else None
+        fresh = False
+        if match is not None:
+            fresh = match.strip() == "*" or etag in [m.strip() for m in match.split(",")]
+        elif since is not None:
+            try:
+                fresh = email.utils.parsedate_to_datetime(since).timestamp() >= modified
+            except (TypeError, ValueError, IndexError):
+                fresh = False
+        if not fresh:
+            return response
+        with self._lock:
+            self.not_modified.append(target)
+        return Response(304, b"", response.content_type, headers=validators)
 
     def _take_fault(self, target: str) -> Fault | None:
         with self._lock:

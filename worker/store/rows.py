@@ -82,6 +82,10 @@ class SourceStatus:
     walked_at: datetime | None = None
     walk_seen: int | None = None
     walk_total: int | None = None
+    failures: int = 0  # failed passes in a row
+    validated_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
 
     @property
     def walk_missing(self) -> int | None:
@@ -104,6 +108,7 @@ class SourceStatus:
             "last_walk": _iso(self.walked_at),
             "walk_seen": self.walk_seen,
             "walk_total": self.walk_total,
+            "failures": self.failures,
         }
 
 
@@ -116,3 +121,7 @@ class SourceState:
     walked_at: datetime | None = None  # the last complete walk of the whole listing
     walk_seen: int | None = None
     walk_total: int | None = None
+    # the validators of the last answer to the first URL of a pass (conditional GET)
+    validated_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from worker.store.engine import StoreBase
 from worker.store.helpers import _aware, _cut, _utcnow
 from worker.store.rows import SourceState, SourceStatus
-from worker.store.tables import UTCDateTime, article_sources, articles, sources
+from worker.store.tables import UTCDateTime, article_sources, articles, robots_txt, sources
 
 # a resume mark older than this whose pass never said it ended (its process died) is taken over
 # by the next pass; taking over the mark of a pass still running costs nothing, since that pass
@@ -48,6 +48,9 @@ class SourcesMixin(StoreBase):
             sources.c.walked_at,
             sources.c.walk_seen,
             sources.c.walk_total,
+            sources.c.validated_url,
+            sources.c.etag,
+            sources.c.last_modified,
         )
         with self._tx("reading the state of a source", write=False) as conn:
             row = conn.execute(sa.select(*cols).where(sources.c.name == source)).first()
@@ -165,8 +168,9 @@ class SourcesMixin(StoreBase):
         alerts: int,
         duration: float,
         at: datetime | None = None,
-    ) -> None:
-        """Record the outcome of one pass over `source` (last_success_at only moves when ok)."""
+    ) -> int:
+        """Record the outcome of one pass over `source` (last_success_at only moves when ok);
+        return its failed passes in a row (0 after a success: the breaker's count)."""
         at = _aware(at, "at") if at is not None else _utcnow()
         values: dict[str, Any] = {
             "last_pass_at": at,
@@ -178,9 +182,48 @@ class SourcesMixin(StoreBase):
         }
         if ok:
             values["last_success_at"] = at
+        stmt = self._insert(sources).values(name=source, failures=0 if ok else 1, **values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sources.c.name],
+            set_={**values, "failures": 0 if ok else sources.c.failures + 1},
+        )
+        with self._tx("recording a pass") as conn:
+            conn.execute(stmt)
+            failures = conn.scalar(sa.select(sources.c.failures).where(sources.c.name == source))
+        return int(failures or 0)
+
+    def save_validators(
+        self, source: str, url: str, *, etag: str | None, last_modified: str | None
+    ) -> None:
+        """Keep the ETag / Last-Modified of the last answer to `url`, the first URL of a pass
+        over `source` (both None: forget them, the next pass fetches it in full)."""
+        # a validator longer than a header a server sends is junk: not kept (a cut one never
+        # matches)
+        etag = etag if etag and len(etag) <= 1024 else None
+        last_modified = last_modified if last_modified and len(last_modified) <= 200 else None
+        values = {
+            "validated_url": url if etag or last_modified else None,
+            "etag": etag,
+            "last_modified": last_modified,
+        }
         stmt = self._insert(sources).values(name=source, **values)
         stmt = stmt.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
-        with self._tx("recording a pass") as conn:
+        with self._tx("recording a page's validators") as conn:
+            conn.execute(stmt)
+
+    def robots_get(self, origin: str) -> tuple[datetime, int, str] | None:
+        """The robots.txt stored for `origin` ("http://host:port"): (fetched_at, status, body)."""
+        cols = (robots_txt.c.fetched_at, robots_txt.c.status, robots_txt.c.body)
+        with self._tx("reading a robots.txt", write=False) as conn:
+            row = conn.execute(sa.select(*cols).where(robots_txt.c.origin == origin)).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def robots_put(self, origin: str, *, fetched_at: datetime, status: int, body: str) -> None:
+        """Store the robots.txt `origin` answered (every process on the database reads it)."""
+        values = {"fetched_at": _aware(fetched_at, "fetched_at"), "status": status, "body": body}
+        stmt = self._insert(robots_txt).values(origin=origin, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[robots_txt.c.origin], set_=values)
+        with self._tx("storing a robots.txt") as conn:
             conn.execute(stmt)
 
     def source_status(self) -> list[SourceStatus]:

@@ -261,6 +261,22 @@ sources = sa.Table(
     sa.Column("walked_at", UTCDateTime, nullable=True),
     sa.Column("walk_seen", sa.Integer, nullable=True),
     sa.Column("walk_total", sa.Integer, nullable=True),
+    # failed passes in a row (0 after a success): the breaker spaces out the next passes
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    # the validators of the last answer to the first URL of a pass (conditional GET)
+    sa.Column("validated_url", sa.Text, nullable=True),
+    sa.Column("etag", sa.Text, nullable=True),
+    sa.Column("last_modified", sa.Text, nullable=True),
+)
+
+# robots.txt per origin ("http://host:port"), shared by every process on the database
+robots_txt = sa.Table(
+    "robots_txt",
+    metadata,
+    sa.Column("origin", sa.Text, primary_key=True),
+    sa.Column("fetched_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status robots.txt answered
+    sa.Column("body", sa.Text, nullable=False),
 )
 
 # The watchdog's incidents (migration 0006): a source failing pass after pass ("failing"),
