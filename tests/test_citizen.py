@@ -190,6 +190,23 @@ def test_an_unchanged_first_page_costs_one_304_and_a_later_change_is_fetched(
     assert news_site.not_modified == ["/?s=kyrgyzstan"]
 
 
+def test_an_edited_source_fetches_its_first_page_in_full_so_a_broken_selector_is_seen(
+    tmp_path, capsys, db_url, news_site, hook
+):
+    """A 304 says the page is the same, not that it reads the same with other selectors: the
+    validators hold for one source config only."""
+    config = once_config(tmp_path, db_url, news_site, hook)
+    assert run_worker(capsys, config, "once").code == 0
+    assert run_worker(capsys, config, "once").code == 0
+    assert news_site.not_modified  # unchanged: answered 304
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('item = "', 'item = "div.markup-changed ', 1), encoding="utf-8")
+    news_site.reset_log()
+    run = run_worker(capsys, config, "once")
+    assert news_site.not_modified == [] and run.code == 1, run
+    assert "selector matched nothing" in run.out
+
+
 def test_a_304_never_skips_a_reconcile_walk_that_is_due(tmp_path, capsys, db_url, news_site, hook):
     config = once_config(tmp_path, db_url, news_site, hook, extra='reconcile = "1h"')
     assert run_worker(capsys, config, "once").code == 0

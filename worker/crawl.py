@@ -28,6 +28,7 @@ gives the last page, and it is the one signal a listing gives about what we have
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -382,6 +383,14 @@ async def _pages(
         await pages.close()
 
 
+def _validation_key(source: SourceConfig) -> str:
+    """What a page's stored validators hold for: the first URL and the source's whole config. An
+    edited source (a new selector, another type) fetches its first page in full again: a 304
+    says the page is the same, not that it reads the same with other selectors."""
+    digest = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:16]
+    return f"{source.url}#{digest}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -438,7 +447,7 @@ async def crawl_source(
         not report.walk
         and unfinished is None
         and source.overlap_pages == 1
-        and state.validated_url == source.url
+        and state.validated_url == _validation_key(source)
         and (state.etag or state.last_modified)
     ):
         validators = (state.etag, state.last_modified)
@@ -606,9 +615,13 @@ async def crawl_source(
         if report.first_total is not None and listed_total != report.first_total:
             keep = None
         etag, modified = keep if keep is not None else (None, None)
-        held = (state.etag, state.last_modified) if state.validated_url == source.url else None
+        held = (state.etag, state.last_modified) if state.validated_url == _validation_key(source) else None
         if (etag, modified) != (held or (None, None)):
             await asyncio.to_thread(
-                store.save_validators, source.name, source.url, etag=etag, last_modified=modified
+                store.save_validators,
+                source.name,
+                _validation_key(source),
+                etag=etag,
+                last_modified=modified,
             )
     return report
