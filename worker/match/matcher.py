@@ -23,8 +23,8 @@ that occur, not with the number of watchlists (bench/bench_match.py: 10,000 quer
 from __future__ import annotations
 
 import itertools
-from itertools import compress
 from collections.abc import Callable, Mapping, Sequence
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
@@ -47,7 +47,11 @@ _Other = tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, frozenset[int]
 # (the word, (leaf, field mask) true when it occurs in those fields, (leaf, the ids of the units
 # it needs) to check by position)
 _Cache = tuple[
-    dict[str, tuple[int, ...]], dict[int, _Other], dict[str, tuple[int, ...]], dict[int, _Other], Any
+    dict[str, tuple[int, ...]],
+    dict[int, _Other],
+    dict[str, tuple[int, ...]],
+    dict[int, _Other],
+    Any,
 ]
 # (word -> entry, pseudo-leaf -> its details, the same of the previous generation, the known
 # words: the entries again)
