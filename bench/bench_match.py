@@ -543,6 +543,7 @@ def boolean_main(args: argparse.Namespace) -> int:
     reload_time = time.process_time() - t0
     print(f"reload: {reload_time * 1000:.0f} ms (the same 10,000 again, parse cache warm)")
 
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
@@ -567,6 +568,8 @@ def boolean_main(args: argparse.Namespace) -> int:
         matcher.match(title, summary)
     warm = time.process_time() - t0
     print(f"boolean, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
+    print(f"peak RSS grew by {grown:.0f} MB during the two passes (the matcher's word cache)")
 
     # agreement on a sample: every 50th watchlist, the first articles
     sample_wl = config.watchlists[::50]

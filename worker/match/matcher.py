@@ -12,12 +12,17 @@ is put in negation normal form (NOTs pushed down to the terms) and compiled to:
 - an evaluator over the set of true leaves (one Python expression; none for `a OR b ...`, which
   is true as soon as it is triggered).
 
-Per article (one pass): each field is folded and split into words once; each distinct word is
-looked up once (then remembered) in an index of exact words, stems and prefixes to the leaves
-anchored on it; single-word leaves are true at once, phrases and NEARs are checked by position
-in each field they may look in (a phrase or a NEAR never spans two fields); then only the
-triggered queries are evaluated. The work grows with the words of the article and the leaves
-that occur, not with the number of watchlists (bench/bench_match.py: 10,000 queries).
+Per article (one pass): each field is folded and split into words once; each word is looked
+up once, all words in one C call (`map(entries.get, ...)`), in a dict of the words seen to their
+entry: the single-word leaves they make true, the ids of the phrase/NEAR units they match, and
+for a word that starts a phrase or a NEAR or is a scoped term a pseudo-leaf (negative) naming
+what to check; a new word's entry is computed from the indexes of exact words, stems (computed
+only for words that start like a stem) and prefixes. All the ids of an article are one C
+`set.union`; a phrase or NEAR is checked by position only when all its units occur (a C subset
+test), and never across two fields; then only the triggered queries are evaluated. The word
+cache has two generations: when full, the entries of the previous one are taken over as words
+recur. The work grows with the words of the article and the leaves that occur, not with the
+number of watchlists (bench/bench_match.py: 10,000 queries).
 """
 
 from __future__ import annotations
