@@ -496,6 +496,25 @@ def time_lark(queries: list[str]) -> str:
     )
 
 
+def word_cache_mb(matcher: Matcher) -> str:
+    """What the matcher's word cache holds (its private parts, read by sys.getsizeof: words,
+    entries, stems and the dicts; not counted in the memory kept after loading)."""
+    cache = getattr(matcher, "_cache", None)
+    stems = getattr(matcher, "_stem_cache", {})
+    if not isinstance(cache, tuple) or len(cache) != 5:
+        return "n/a (another matcher)"
+    entries, others, previous, previous_others, _ = cache
+    size = sum(map(sys.getsizeof, (entries, others, previous, previous_others, stems)))
+    for d in (entries, previous):
+        size += sum(sys.getsizeof(k) + (sys.getsizeof(v) if v else 0) for k, v in d.items())
+    size += sum(map(sys.getsizeof, stems.values()))
+    size += sum(sys.getsizeof(v) for d in (others, previous_others) for v in d.values())
+    return (
+        f"{len(entries):,} + {len(previous):,} words (two generations), {len(stems):,} stems, "
+        f"~{size / 1e6:.0f} MB"
+    )
+
+
 def boolean_main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed + 1)
     vocab = vocabulary(rng, generated=200_000)
@@ -567,6 +586,7 @@ def boolean_main(args: argparse.Namespace) -> int:
         matcher.match(title, summary)
     warm = time.process_time() - t0
     print(f"boolean, second pass (word cache warm): {len(articles) / warm:,.0f} articles/s")
+    print(f"word cache after the two passes: {word_cache_mb(matcher)}")
 
     # agreement on a sample: every 50th watchlist, the first articles
     sample_wl = config.watchlists[::50]

@@ -12,17 +12,24 @@ is put in negation normal form (NOTs pushed down to the terms) and compiled to:
 - an evaluator over the set of true leaves (one Python expression; none for `a OR b ...`, which
   is true as soon as it is triggered).
 
-Per article (one pass): each field is folded and split into words once; each distinct word is
-looked up once (then remembered) in an index of exact words, stems and prefixes to the leaves
-anchored on it; single-word leaves are true at once, phrases and NEARs are checked by position
-in each field they may look in (a phrase or a NEAR never spans two fields); then only the
-triggered queries are evaluated. The work grows with the words of the article and the leaves
-that occur, not with the number of watchlists (bench/bench_match.py: 10,000 queries).
+Per article (one pass): each field is folded and split into words once; each word is looked
+up once, all words in one C call (`map(entries.get, ...)`), in a dict of the words seen to their
+entry: the single-word leaves they make true, the ids of the phrase/NEAR units they match, and
+for a word that starts a phrase or a NEAR or is a scoped term a pseudo-leaf (negative) naming
+what to check; a new word's entry is computed from the indexes of exact words, stems (computed
+only for words that start like a stem) and prefixes. All the ids of an article are one C
+`set.union`; a phrase or NEAR is checked by position only when all its units occur (a C subset
+test), and never across two fields; then only the triggered queries are evaluated. The word
+cache has two generations: when full, the entries of the previous one are taken over as words
+recur. The work grows with the words of the article and the leaves that occur, not with the
+number of watchlists (bench/bench_match.py: 10,000 queries).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
@@ -33,17 +40,26 @@ if TYPE_CHECKING:
 
 __all__ = ["Matcher"]
 
-_CACHE_LIMIT = 100_000  # distinct article words remembered by one Matcher
+# distinct article words remembered by one Matcher, in each of two generations: ~25 MB at
+# 150,000 (words, entries, stems); 100,000 articles of the benchmark hold 148,000
+_CACHE_LIMIT = 200_000
 EXACT, STEM, PREFIX = 0, 1, 2  # kinds of unit
-# words whose English Snowball stem does not start with their first 3 letters
-_STEM_EXCEPTIONS = frozenset({"dying", "lying", "tying", "skies"})
 _BITS = {name: 1 << i for i, name in enumerate(FIELDS)}  # title 1, summary 2, body 4
 _ALL = (1 << len(FIELDS)) - 1
 
 Unit = tuple[int, str]
-_Entry = tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[tuple[int, frozenset[str]], ...]]
-# (leaves true when the word occurs anywhere, (leaf, field mask) true when it occurs in those
-# fields, (leaf, the exact words it needs) to check by position)
+_Other = tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, frozenset[int]], ...]]
+# (the word, (leaf, field mask) true when it occurs in those fields, (leaf, the ids of the units
+# it needs) to check by position)
+_Cache = tuple[
+    dict[str, tuple[int, ...]],
+    dict[int, _Other],
+    dict[str, tuple[int, ...]],
+    dict[int, _Other],
+    Any,
+]
+# (word -> entry, pseudo-leaf -> its details, the same of the previous generation, the known
+# words: the entries again)
 
 
 def _mask(fields: frozenset[str] | None) -> int:
@@ -130,12 +146,10 @@ def _evaluator(form: _Form) -> Evaluator:
 class _Article:
     """What checking phrases and NEARs needs of one article, built as first needed."""
 
-    __slots__ = ("fields", "present", "present_stems", "stems")
+    __slots__ = ("fields", "stems")
 
-    def __init__(self, fields: list[tuple[int, list[str]]], present: set[str]) -> None:
+    def __init__(self, fields: list[tuple[int, list[str]]]) -> None:
         self.fields = fields
-        self.present = present
-        self.present_stems: set[str] | None = None
         self.stems: dict[int, list[str]] = {}  # field -> the stems of its words
 
 
@@ -165,10 +179,11 @@ class Matcher:
         self._units: list[tuple[Unit, ...]] = []  # leaf -> units (the left side of a NEAR)
         self._near: list[tuple[int, tuple[Unit, ...]] | None] = []  # leaf -> (distance, right)
         self._masks: list[int] = []
-        self._needs: list[frozenset[str]] = []  # leaf -> the exact words it cannot match without
         self._uses_stems = False
         compiled = [self._compile(w) for w in watchlists]
-        self._reported = [c.reported for c in compiled]
+        # (leaf, as written) of each query as two tuples, for itertools.compress
+        self._reported_leaves = [tuple(leaf for leaf, _ in c.reported) for c in compiled]
+        self._reported_texts = [tuple(text for _, text in c.reported) for c in compiled]
         self._report_at = [c.report_at for c in compiled]
         self._evaluators = [c.evaluate for c in compiled]
 
@@ -176,35 +191,69 @@ class Matcher:
         for index, c in enumerate(compiled):
             for leaf in c.triggers:
                 triggers[leaf].append(index)
-        self._triggers = [tuple(t) for t in triggers]
 
         exact: dict[str, list[int]] = {}
         stems: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         by_kind = (exact, stems, prefixes)
+        # each unit of a phrase or a NEAR also has an id (after the leaves'), in the entries of
+        # the words it matches: a phrase or NEAR is checked by position only when all its units
+        # occur in the article (one C subset test against the same set of ids)
+        self._n_leaves = n_leaves = len(self._units)
+        unit_ids: dict[Unit, int] = {}
+        self._needs: list[frozenset[int]] = []  # leaf -> the unit ids it cannot match without
         for leaf, units in enumerate(self._units):
             kind, key = units[0]
             by_kind[kind].setdefault(key, []).append(leaf)
+            near = self._near[leaf]
+            needs: set[int] = set()
+            if len(units) > 1 or near is not None:
+                for unit in (*units, *(near[1] if near else ())):
+                    uid = unit_ids.get(unit)
+                    if uid is None:
+                        uid = unit_ids[unit] = n_leaves + len(unit_ids)
+                        by_kind[unit[0]].setdefault(unit[1], []).append(uid)
+                    needs.add(uid)
+            self._needs.append(frozenset(needs))
+        self._triggers = [tuple(t) for t in triggers] + [()] * len(unit_ids)
         self._exact, self._stems, self._prefixes = exact, stems, prefixes
         self._prefix_lengths = sorted({len(p) for p in prefixes})
-        # a Snowball stem keeps the first 3 letters of its word (Porter2's exceptional forms
-        # below aside; Russian only strips endings): a word whose start is no stem's start
-        # needs no stemming to know it matches no stem (stemming is most of a new word's cost)
-        self._stem_heads = {
-            key[:3]
+        # the starts of the prefix keys at those lengths: a word whose start at one length is
+        # none can stop there (one lookup for most words instead of one a length)
+        self._prefix_starts = {
+            key[:n] for key in prefixes for n in self._prefix_lengths if n <= len(key)
+        }
+        # A word's Snowball stem, but for its last letter, is a start of the word: Russian
+        # only strips endings, English strips or rewrites endings and changes at most the
+        # stem's last letter (happy -> happi, hoping -> hope), "...ying" -> "...ie" aside (dying
+        # -> die; checked over 557,000 words, tests/test_matcher_index.py). So a word that
+        # starts with no stem key but its last letter matches no stem without being stemmed
+        # (stemming is most of a new word's cost: ~2.5 of ~4.3 us). Found by the same walk as
+        # the prefixes: lengths, starts at those lengths, the heads themselves.
+        heads = {
+            key[:-1]
             for units, near in zip(self._units, self._near, strict=True)
             for kind, key in (*units, *(near[1] if near else ()))
             if kind == STEM
         }
+        # (heads under 4 letters tried one by one: at 1-3 letters nearly every word is a start)
+        self._stem_short = {h for h in heads if len(h) < 4}
+        self._stem_short_lengths = sorted({len(h) for h in self._stem_short})
+        self._stem_heads = heads = {h for h in heads if len(h) >= 4}
+        self._stem_lengths = sorted({len(h) for h in heads})
+        self._stem_starts = {h[:n] for h in heads for n in (4, *self._stem_lengths) if n <= len(h)}
         self._stem_cache: dict[str, str] = {}
-        base: dict[str, _Entry] = {}
+        self._ids = itertools.count(1)  # pseudo-leaves -1, -2, ...: see _entry
+        base: dict[str, tuple[int, ...]] = {}
+        base_others: dict[int, _Other] = {}
         for word in exact:
-            entry = self._entry(word)
-            if entry is not None:
+            entry = self._entry(word, base_others)
+            if entry:
                 base[word] = entry
-        self._base = base
+        self._base, self._base_others = base, base_others
         self._base_stems = dict(self._stem_cache)
-        self._reset_cache()
+        entries = dict(base)
+        self._cache: _Cache = (entries, dict(base_others), {}, {}, entries)
 
     # --- compiling ---------------------------------------------------------------------------
 
@@ -223,11 +272,6 @@ class Matcher:
             self._units.append(units)
             self._near.append(near)
             self._masks.append(mask)
-            self._needs.append(
-                frozenset(
-                    key for kind, key in (*units, *(near[1] if near else ())) if kind == EXACT
-                )
-            )
             if stemmed and any(k == STEM for k, _ in (*units, *(near[1] if near else ()))):
                 self._uses_stems = True
         return leaf
@@ -303,20 +347,13 @@ class Matcher:
 
     # --- the word index ----------------------------------------------------------------------
 
-    def _reset_cache(self) -> None:
+    def _reset_cache(self, old: _Cache) -> None:
         # replaced as one tuple, never cleared in place: a concurrent match() reads the parts
-        # together and keeps its own consistent copies
-        # (word -> leaves true when it occurs; word -> (scoped leaves, leaves to check); the
-        # words of the first; of the second; words whose entry is known, maybe none)
-        direct = {w: e[0] for w, e in self._base.items() if e[0]}
-        other = {w: (e[1], e[2]) for w, e in self._base.items() if e[1] or e[2]}
-        self._cache: tuple[
-            dict[str, tuple[int, ...]],
-            dict[str, tuple[Any, Any]],
-            set[str],
-            set[str],
-            set[str],
-        ] = (direct, other, set(direct), set(other), set(self._base))
+        # together and keeps its own consistent copies. The old entries stay one generation, to
+        # be taken over when seen again: the words of every article (the, and, Kazakhstan ...)
+        # are not computed again after each reset, only the once-seen tail is dropped.
+        entries = dict(self._base)
+        self._cache = (entries, dict(self._base_others), old[0], old[1], entries)
         self._stem_cache = dict(self._base_stems)
 
     def _stem(self, word: str) -> str:
@@ -325,31 +362,44 @@ class Matcher:
             found = self._stem_cache[word] = stem(word)
         return found
 
-    def _entry(self, word: str) -> _Entry | None:
+    def _entry(self, word: str, others: dict[int, _Other]) -> tuple[int, ...]:
+        """A word's entry: the single-word leaves it makes true wherever it occurs, and when it
+        also starts a phrase or a NEAR or is a scoped term, a pseudo-leaf (negative, last) whose
+        details (the word, its scoped leaves, its leaves to check) are put in `others`."""
         leaves: list[int] = list(self._exact.get(word, ()))
         if self._stems:
             if self._may_stem(word):
                 leaves.extend(self._stems.get(self._stem(word), ()))
-            else:  # known to match no stem: "" (what _stems_of then reads in one C call)
-                self._stem_cache[word] = ""
-        size = len(word)
-        for length in self._prefix_lengths:
-            if length > size:
-                break
-            leaves.extend(self._prefixes.get(word[:length], ()))
+        if self._prefix_lengths:
+            size = len(word)
+            starts = self._prefix_starts
+            for length in self._prefix_lengths:
+                if length > size:
+                    break
+                head = word[:length]
+                if head not in starts:
+                    break
+                leaves.extend(self._prefixes.get(head, ()))
         if not leaves:
-            return None
+            return ()
         direct: list[int] = []
         scoped: list[tuple[int, int]] = []
-        checks: list[tuple[int, frozenset[str]]] = []
+        checks: list[tuple[int, frozenset[int]]] = []
+        n_leaves = self._n_leaves
         for leaf in leaves:
-            if len(self._units[leaf]) > 1 or self._near[leaf] is not None:
+            if leaf >= n_leaves:  # a unit of phrases or NEARs
+                direct.append(leaf)
+            elif len(self._units[leaf]) > 1 or self._near[leaf] is not None:
                 checks.append((leaf, self._needs[leaf]))
             elif self._masks[leaf] == _ALL:
                 direct.append(leaf)
             else:
                 scoped.append((leaf, self._masks[leaf]))
-        return tuple(direct), tuple(scoped), tuple(checks)
+        if scoped or checks:
+            pseudo = -next(self._ids)
+            others[pseudo] = (word, tuple(scoped), tuple(checks))  # before the entry is seen
+            direct.append(pseudo)
+        return tuple(direct)
 
     # --- checking phrases and NEARs ------------------------------------------------------------
 
@@ -364,10 +414,26 @@ class Matcher:
         return found  # type: ignore[return-value]
 
     def _may_stem(self, word: str) -> bool:
+        """Whether `word` may have the stem of a STEM unit (False: it surely has none)."""
+        if "ying" in word:
+            return True
+        for length in self._stem_short_lengths:
+            if word[:length] in self._stem_short:
+                return True
+        starts = self._stem_starts
+        if word[:4] not in starts:
+            return False
         heads = self._stem_heads
-        return (
-            word[:3] in heads or word[:2] in heads or word[:1] in heads or word in _STEM_EXCEPTIONS
-        )
+        size = len(word)
+        for length in self._stem_lengths:
+            if length > size:
+                return False
+            head = word[:length]
+            if head in heads:
+                return True
+            if head not in starts:
+                return False
+        return False
 
     def _starts(
         self, units: tuple[Unit, ...], art: _Article, bit: int, seq: list[str]
@@ -417,12 +483,6 @@ class Matcher:
     def _check(self, leaf: int, art: _Article) -> bool:
         units = self._units[leaf]
         near = self._near[leaf]
-        for kind, key in (*units, *(near[1] if near else ())):  # (exact words: tested already)
-            if kind == STEM:
-                if art.present_stems is None:
-                    art.present_stems = set(self._stems_of(art.present))
-                if key not in art.present_stems:
-                    return False
         mask = self._masks[leaf]
         for bit, seq in art.fields:
             if not bit & mask:
@@ -471,49 +531,55 @@ class Matcher:
         return self._match(split)
 
     def _match(self, fields: list[tuple[int, list[str]]]) -> dict[str, tuple[str, ...]]:
-        present: set[str] = set()
-        for _, seq in fields:
-            present.update(seq)
-
-        direct, other, direct_words, other_words, known = self._cache
-        if not known.issuperset(present):  # (no new set built in the usual case)
-            new = present - known
-            if len(known) + len(new) > _CACHE_LIMIT:
-                self._reset_cache()
-                direct, other, direct_words, other_words, known = self._cache
-                new = present - known
-            for word in new:
-                entry = self._entry(word)
-                if entry is not None:  # the dicts before the sets: see _reset_cache
-                    if entry[0]:
-                        direct[word] = entry[0]
-                        direct_words.add(word)
-                    if entry[1] or entry[2]:
-                        other[word] = (entry[1], entry[2])
-                        other_words.add(word)
-            known.update(new)
-
+        cache = self._cache
+        if len(cache[0]) > _CACHE_LIMIT:
+            self._reset_cache(cache)
+            cache = self._cache
+        entries, others, previous, previous_others, _ = cache
+        if len(fields) == 1:
+            seq = fields[0][1]
+        else:
+            seq = [word for _, field in fields for word in field]
+        # one lookup a word, in C; the entries of words without leaves are () (falsy)
+        found = list(map(entries.get, seq))
+        if None in found:  # new words (or repeated ones, known once the first is)
+            i = -1
+            try:
+                while True:
+                    i = found.index(None, i + 1)
+                    word = seq[i]
+                    entry = entries.get(word)
+                    if entry is None:
+                        entry = previous.get(word)
+                        if entry is None:
+                            entry = self._entry(word, others)
+                        elif entry and entry[-1] < 0:
+                            others[entry[-1]] = previous_others[entry[-1]]
+                        entries[word] = entry
+                    found[i] = entry
+            except ValueError:
+                pass
         # the single-word leaves of every word at once, in C (most words have only those)
-        true: set[int] = set().union(*map(direct.__getitem__, present & direct_words))
-        field_sets: dict[int, set[str]] | None = None
-        art: _Article | None = None
-        for word in present & other_words:
-            scoped, checks = other[word]
-            for leaf, mask in scoped:
-                if leaf not in true:
-                    if field_sets is None:
-                        field_sets = {bit: set(seq) for bit, seq in fields}
-                    if any(bit & mask and word in s for bit, s in field_sets.items()):
-                        true.add(leaf)
-            for leaf, needs in checks:
-                # most phrases and NEARs lack one of their words: a C-level subset test first
-                if leaf not in true and needs <= present:
-                    if art is None:
-                        art = _Article(fields, present)
-                    if self._check(leaf, art):
-                        true.add(leaf)
+        true: set[int] = set().union(*filter(None, found))
         if not true:
             return {}
+        if min(true) < 0:  # words that start a phrase or a NEAR, or scoped terms
+            art: _Article | None = None
+            for pseudo in [leaf for leaf in true if leaf < 0]:
+                true.discard(pseudo)
+                word, scoped, checks = others[pseudo]
+                for leaf, mask in scoped:
+                    if leaf not in true and any(bit & mask and word in s for bit, s in fields):
+                        true.add(leaf)
+                for leaf, needs in checks:
+                    # most phrases and NEARs lack one of their units: a C-level subset test first
+                    if leaf not in true and needs <= true:
+                        if art is None:
+                            art = _Article(fields)
+                        if self._check(leaf, art):
+                            true.add(leaf)
+            if not true:
+                return {}
 
         triggered: set[int] = set().union(*map(self._triggers.__getitem__, true))
         if not triggered:
@@ -528,8 +594,13 @@ class Matcher:
                     terms = tuple(
                         text for _, text in sorted(at[leaf] for leaf in true if leaf in at)
                     )
-                else:
-                    terms = tuple(text for leaf, text in self._reported[index] if leaf in true)
+                else:  # (in C: ~2x the generator)
+                    terms = tuple(
+                        compress(
+                            self._reported_texts[index],
+                            map(true.__contains__, self._reported_leaves[index]),
+                        )
+                    )
                 result[self._names[index]] = terms
         return result
 

@@ -72,19 +72,53 @@ def fold(text: str) -> str:
 _ASCII_WORDS = bytes(
     ord(chr(b).lower()) if chr(b).isalnum() or chr(b) == "_" else ord(" ") for b in range(128)
 ).ljust(256, b" ")
+# the same for UTF-8 text, the bytes of non-ASCII characters (>= 0x80) left as they are
+_UTF8_WORDS = _ASCII_WORDS[:128] + bytes(range(128, 256))
 _PUNCTUATION = "’‘“”–—…«»"  # common non-ASCII non-word characters in news text
+_FOLDED: dict[str, list[str]] = {}  # non-ASCII token -> its folded words
+_FOLDED_LIMIT = 20_000  # tokens remembered (~3 MB); emptied when full
+
+
+def _fold_words(text: str) -> list[str]:
+    text = fold(text)
+    for char in _PUNCTUATION:
+        if char in text:
+            text = text.replace(char, " ")
+    if not text.isascii():
+        return _WORD_RE.findall(text)
+    return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
 
 
 def words(text: str) -> list[str]:
-    """The folded words of a text, in order: runs of Unicode word characters."""
-    if not text.isascii():
-        text = fold(text)
-        for char in _PUNCTUATION:
-            if char in text:
-                text = text.replace(char, " ")
-        if not text.isascii():
-            return _WORD_RE.findall(text)
-    return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    """The folded words of a text, in order: runs of Unicode word characters.
+
+    The same as `_WORD_RE.findall(fold(text))`, faster: folding is character by character (NFKD,
+    casefold, marks dropped), an ASCII non-word character or a Unicode space folds to non-word
+    characters, so the text is first split there with one bytes.translate (ASCII lowercased),
+    and only its non-ASCII tokens are folded, each once (remembered). A text with non-ASCII
+    words: ~6 us instead of ~28 for folding and splitting the whole (bench/bench_match.py).
+    """
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    out: list[str] = []
+    folded = _FOLDED
+    for token in (
+        text.encode("utf-8", "surrogatepass")
+        .translate(_UTF8_WORDS)
+        .decode("utf-8", "surrogatepass")
+        .split()
+    ):
+        if token.isascii():
+            out.append(token)
+            continue
+        found = folded.get(token)
+        if found is None:
+            found = _fold_words(token)
+            if len(folded) >= _FOLDED_LIMIT:
+                folded.clear()
+            folded[token] = found
+        out += found
+    return out
 
 
 @dataclass(frozen=True, slots=True)
