@@ -76,7 +76,7 @@ def test_an_unknown_name_exits_2_naming_the_valid_ones(capsys, command, option):
     assert code == 2
     kind = option.removeprefix("--")
     valid = {
-        "source": "timesca-kyrgyzstan, timesca-search",
+        "source": "timesca-feed, timesca-kyrgyzstan, timesca-search",
         "watchlist": "afghanistan, rail, water-energy",
         "channel": "console",
     }[kind]

@@ -123,7 +123,7 @@ def test_init_writes_the_commented_example_where_it_is_found_next(elsewhere, cap
     assert json.loads((path.parent / "worker.schema.json").read_text()) == config_schema()
     assert f"wrote {path}" in capsys.readouterr().out
     assert main(["check"]) == 0  # found without --config
-    assert f"{path}: OK (2 source(s), 3 watchlist(s), 1 channel(s))" in capsys.readouterr().out
+    assert f"{path}: OK (3 source(s), 3 watchlist(s), 1 channel(s))" in capsys.readouterr().out
 
 
 def test_init_refuses_to_overwrite_a_config(elsewhere, capsys):

@@ -615,7 +615,11 @@ async def crawl_source(
         if report.first_total is not None and listed_total != report.first_total:
             keep = None
         etag, modified = keep if keep is not None else (None, None)
-        held = (state.etag, state.last_modified) if state.validated_url == _validation_key(source) else None
+        held = (
+            (state.etag, state.last_modified)
+            if state.validated_url == _validation_key(source)
+            else None
+        )
         if (etag, modified) != (held or (None, None)):
             await asyncio.to_thread(
                 store.save_validators,

@@ -64,7 +64,7 @@ class ArticlePagesMixin(StoreBase):
             .order_by(a.c.id)
             .limit(limit)
         )
-        with self._tx("pending_article_pages", write=False) as conn:
+        with self._tx("reading the article pages to fetch", write=False) as conn:
             return [
                 PendingPage(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
                 for row in conn.execute(stmt).all()
@@ -72,7 +72,7 @@ class ArticlePagesMixin(StoreBase):
 
     def article_page_failed(self, article_id: int) -> int:
         """Count a failed try; returns the tries so far."""
-        with self._tx("article_page_failed") as conn:
+        with self._tx("recording an article page that failed") as conn:
             conn.execute(
                 sa.update(articles)
                 .where(articles.c.id == article_id)
@@ -85,7 +85,7 @@ class ArticlePagesMixin(StoreBase):
 
     def skip_article_page(self, article_id: int) -> None:
         """Never read this article's page (a host the source may not read from)."""
-        with self._tx("skip_article_page") as conn:
+        with self._tx("skipping an article page") as conn:
             conn.execute(
                 sa.update(articles)
                 .where(articles.c.id == article_id)
@@ -121,7 +121,7 @@ class ArticlePagesMixin(StoreBase):
         )
         plans = list(plan(item)) if body else []
         a = articles
-        with self._tx("record_article_page") as conn:
+        with self._tx("storing an article page") as conn:
             if canonical and canonical != pending.url:
                 original = conn.scalar(sa.select(a.c.id).where(a.c.url == canonical))
                 if original is not None and original != pending.id:
