@@ -81,8 +81,9 @@ def test_every_imported_package_is_declared_and_every_declared_one_imported():
     postgres = {requirement_name(r) for r in PROJECT["optional-dependencies"]["postgres"]}
     declared = runtime | postgres
     assert imported - declared == set()  # e.g. httpcore (worker/transport.py)
-    # declared but never imported: sniffio is httpcore's (see its comment in pyproject.toml)
-    assert runtime - imported == {"sniffio"}  # watchfiles is gone
+    # declared but never imported: sniffio is httpcore's, lxml_html_clean trafilatura's (see
+    # their comments in pyproject.toml)
+    assert runtime - imported == {"sniffio", "lxml-html-clean"}  # watchfiles is gone
 
 
 # --- start-up cost --------------------------------------------------------------------------------
