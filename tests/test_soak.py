@@ -100,7 +100,11 @@ def check_flat(samples: list[float], seconds: float) -> str:
     )
     print(figures)
     assert max(warm) - warm[0] < 25, figures  # the 5 MB cap, a parse, the SQLite cache
-    assert tail - head < 5, figures  # no steady climb
+    # no steady climb: the end of the run stays within 5 MB of the highest RSS reached before
+    # its second half (comparing the second half's own start with its end was noise: RSS that
+    # fell back after freeing memory, 108.7 MB, and grew again to 114.0, under its 118.7 peak)
+    before = max(samples[len(samples) // 4 : len(samples) // 2])
+    assert tail - before < 5, figures
     return figures
 
 
