@@ -61,7 +61,8 @@ def mask(text: str | None, config: Config) -> str | None:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+    # milliseconds: two passes a second apart (a fast site) must still be told apart
+    return value.astimezone(UTC).isoformat(timespec="milliseconds") if value else None
 
 
 @dataclass
