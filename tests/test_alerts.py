@@ -81,9 +81,7 @@ def test_scraped_markup_is_escaped_whatever_the_template_does(body):
 def test_template_files_are_read_relative_to_the_config(tmp_path):
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "title.j2").write_text("NEWS {{ article.title }}", encoding="utf-8")
-    config = parse_config(
-        '[templates]\ntitle = "@tpl/title.j2"\n', tmp_path / "w.toml", check_channels=False
-    )
+    config = parse_config('[templates]\ntitle = "@tpl/title.j2"\n', tmp_path / "w.toml")
     assert config.templates.title == "NEWS {{ article.title }}"
 
 
@@ -97,7 +95,6 @@ def test_a_watchlist_template_overrides_the_global_one(tmp_path):
         'title_template = "W {{ article.title }}"\n'
         '[[watchlists]]\nname = "other"\nkeywords = ["x"]\nchannels = ["desk"]\n',
         tmp_path / "w.toml",
-        check_channels=False,
     )
     rendering = Rendering.from_config(config)
     assert rendering.message(_delivery()).title == "W Rail strike"
@@ -106,7 +103,7 @@ def test_a_watchlist_template_overrides_the_global_one(tmp_path):
 
 def test_an_unknown_time_zone_is_refused_by_name():
     with pytest.raises(ConfigError) as caught:
-        parse_config('timezone = "Europe/Atlantis"\n', check_channels=False)
+        parse_config('timezone = "Europe/Atlantis"\n')
     assert caught.value.problems[0].startswith("timezone: unknown time zone 'Europe/Atlantis'")
 
 

@@ -21,7 +21,7 @@ from worker.notify.render import FIELD_MAX, clean, escape_html, escape_markdown,
 from worker.store import Notice, Store
 
 if TYPE_CHECKING:
-    from worker.pipeline import PassReport
+    from worker.report import PassReport
 
 log = logging.getLogger(__name__)
 
