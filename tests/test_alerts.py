@@ -587,6 +587,8 @@ def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recov
 
 
 def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_restarts(db_url):
+    """Each message is queued once per watchdog channel, in the transaction that records it was
+    queued; a restart queues nothing again; each channel's message is claimed by one process."""
     from worker.store import Store
 
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -594,17 +596,30 @@ def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_r
     store.migrate()
     for _ in range(2):
         store.observe("stale", "news", bad=True, detail="nothing new since x", at=t0)
-    [notice] = store.pending_notices()
-    assert (notice.kind, notice.subject, notice.event) == ("stale", "news", "open")
-    store.mark_notice_sent(notice.id, "open", at=t0)
+    assert store.queue_notices(["ops", "desk"], at=t0) == 2
+    assert store.queue_notices(["ops", "desk"], at=t0) == 0
+    claim = store.claim_notice(owner="a", channel="ops", now=t0, lease=60)
+    assert claim is not None
+    assert (claim.notice.kind, claim.notice.subject, claim.notice.event) == ("stale", "news", "open")
+    assert store.claim_notice(owner="b", channel="ops", now=t0, lease=60) is None  # leased
+    store.mark_watchdog_sent(claim.id, at=t0)
     store.close()
 
-    store = Store(db_url)  # a restart: nothing owed, the incident still open
-    assert store.pending_notices() == []
+    store = Store(db_url)  # a restart: nothing owed again, the incident still open
+    assert store.queue_notices(["ops", "desk"], at=t0) == 0
+    assert store.claim_notice(owner="b", channel="ops", now=t0, lease=60) is None
     assert [i["subject"] for i in store.open_incidents()] == ["news"]
     store.observe("stale", "news", bad=False, detail=None, at=t0)
-    [notice] = store.pending_notices()
-    assert notice.event == "close"
-    store.mark_notice_sent(notice.id, "close", at=t0)
-    assert store.pending_notices() == [] and store.open_incidents() == []
+    # "desk" never sent the opening: it is skipped there, and so is the closing
+    assert store.queue_notices(["ops", "desk"], at=t0) == 1
+    assert store.claim_notice(owner="b", channel="desk", now=t0, lease=60) is None
+    claim = store.claim_notice(owner="b", channel="ops", now=t0, lease=60)
+    assert claim is not None and claim.notice.event == "close"
+    store.mark_watchdog_sent(claim.id, at=t0)
+    assert store.open_incidents() == []
+    assert [(m["channel"], m["event"], m["status"]) for m in store.list_watchdog_messages()] == [
+        ("ops", "open", "sent"),
+        ("desk", "open", "skipped"),
+        ("ops", "close", "sent"),
+    ]
     store.close()
