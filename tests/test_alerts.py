@@ -143,7 +143,8 @@ def test_a_title_template_is_rendered_in_the_mail_subject_with_markup_escaped_in
     assert "<p>Railway &lt;b&gt;Crossing&lt;/b&gt; Opens</p>" in html
 
 
-# --- digests, quiet hours, rate limits (`worker once` runs: each one a restart) ----------------
+# --- digests, quiet hours, rate limits (`worker once` runs: each one a restart; the daemon as a
+# subprocess, with SIGTERM and SIGKILL restarts in the middle: tests/test_alerts_daemon.py) -----
 
 
 def _paced_config(
@@ -512,43 +513,6 @@ def test_a_429_from_the_service_holds_the_channel_and_folds_what_waits(
     assert sorted(_titles(webhook_server.received[0])) == sorted(titles)
 
 
-def test_the_daemon_keeps_a_rate_limit_across_a_kill_and_restart(
-    tmp_path, db_url, news_site, webhook_server, workers
-):
-    """The daemon as a subprocess: 5 alerts on a "2/8s" channel give 2 messages, then, after a
-    kill -9 and a restart, one folded message with the other 3; nothing twice."""
-    import signal
-
-    from tests.test_daemon import ALERT, STARTUP
-
-    config = _paced_config(
-        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), channel='rate_limit = "2/8s"'
-    )
-    config.write_text(
-        config.read_text(encoding="utf-8").replace('every = "1m"', 'every = "1s"'),
-        encoding="utf-8",
-    )
-    worker = workers(config, "run")
-    worker.expect(lambda: worker.passes("local") >= 1, STARTUP, "the first pass")
-    titles = [f"Rail Story Number {n}" for n in range(1, 6)]
-    for title in titles:
-        news_site.publish(title)
-    worker.expect(lambda: len(webhook_server.received) >= 2, ALERT, "two alerts")
-    # (killed once both are recorded sent: a kill between a send and its record resends it,
-    # the at-least-once window bench_send_window.py measures)
-    worker.expect(lambda: worker.count("alert sent:") >= 2, ALERT, "two alerts recorded")
-    worker.send(signal.SIGKILL)
-    worker.proc.wait(timeout=10)
-    assert len(webhook_server.received) == 2
-    worker = workers(config, "run")
-    worker.expect(lambda: len(webhook_server.received) >= 3, STARTUP + 10, "the folded message")
-    worker.wait_passes(2, "local")
-    assert worker.stop()[0] == 0
-    assert len(webhook_server.received) == 3
-    singles = [str(p["title"]).removeprefix("[rail] ") for p in webhook_server.received[:2]]
-    assert sorted(singles + _titles(webhook_server.received[2])) == sorted(titles)
-
-
 def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recovery(
     tmp_path, capsys, db_url, news_site, webhook_server
 ):
@@ -600,7 +564,11 @@ def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_r
     assert store.queue_notices(["ops", "desk"], at=t0) == 0
     claim = store.claim_notice(owner="a", channel="ops", now=t0, lease=60)
     assert claim is not None
-    assert (claim.notice.kind, claim.notice.subject, claim.notice.event) == ("stale", "news", "open")
+    assert (claim.notice.kind, claim.notice.subject, claim.notice.event) == (
+        "stale",
+        "news",
+        "open",
+    )
     assert store.claim_notice(owner="b", channel="ops", now=t0, lease=60) is None  # leased
     store.mark_watchdog_sent(claim.id, at=t0)
     store.close()
