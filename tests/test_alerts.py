@@ -314,6 +314,40 @@ def test_quiet_hours_wrapping_midnight_in_a_local_time_zone_hold_alerts_then_sen
 # --- the daemon as a subprocess: a feed of matches, a template in the mail subject ------------
 
 
+def json_feed_errors(feed: object) -> list[str]:
+    """What makes `feed` no JSON Feed 1.1 (tests/fixtures/jsonfeed-1.1.schema.json, written
+    from the spec); [] when it is one."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schema_path = Path(__file__).parent / "fixtures" / "jsonfeed-1.1.schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(feed)
+    ]
+
+
+def test_the_json_feed_schema_refuses_what_the_spec_does_not_allow():
+    """The schema the feed tests use can fail: each feed below breaks one rule of JSON Feed 1.1."""
+    item = {"id": "1", "content_text": "x", "date_published": "2026-03-01T12:00:00+09:00"}
+    good = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [item]}
+    assert json_feed_errors(good) == []
+    broken = [
+        {k: v for k, v in good.items() if k != "title"},  # no title
+        {k: v for k, v in good.items() if k != "items"},  # no items
+        good | {"version": "https://jsonfeed.org/version/1"},
+        good | {"items": [{"content_text": "x"}]},  # an item without an id
+        good | {"items": [{"id": "1", "title": "no content"}]},
+        good | {"items": [item | {"date_published": "2026-03-01 12:00"}]},  # not RFC 3339
+        good | {"items": [item | {"authors": [{}]}]},  # an author with nothing
+        good | {"items": [item | {"content-text": "x"}]},  # a misspelt key
+    ]
+    for feed in broken:
+        assert json_feed_errors(feed), feed
+
+
 @pytest.fixture
 def workers(tmp_path):
     from tests.test_daemon import Worker
@@ -375,12 +409,16 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
     assert all(e.link.startswith(news_site.base_url) for e in atom.entries)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.json", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/feed+json")
         body = r.read()
-    # (feedparser 6.0 reads no JSON Feed: the spec's required members are checked here)
+    # (feedparser 6 reads no JSON Feed: the feed is checked against the JSON Feed 1.1 schema)
     parsed = json.loads(body)
-    assert parsed["version"] == "https://jsonfeed.org/version/1.1" and parsed["title"]
+    assert json_feed_errors(parsed) == []
     assert [item["title"] for item in parsed["items"]] == titles
     assert all(item["id"] and item["url"].startswith("http") for item in parsed["items"])
+    assert [item["id"] for item in parsed["items"]] == [e.id for e in atom.entries]
+    assert parsed["items"][1]["content_text"] == "The <b>first</b> line."
+    assert all("date_published" in item for item in parsed["items"][:2])
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/nope.atom", timeout=10)
     except urllib.error.HTTPError as exc:
@@ -408,7 +446,10 @@ def test_worker_feed_prints_the_feed_of_a_watchlist(
     assert parsed.entries[0].title == "Rail Line One Opens"
     run = run_worker(capsys, config, "feed", "rail", "--format", "json")
     assert run.code == 0, run
-    assert json.loads(run.out)["items"][0]["title"] == "Rail Line One Opens"
+    parsed_json = json.loads(run.out)
+    assert json_feed_errors(parsed_json) == []
+    assert parsed_json["items"][0]["title"] == "Rail Line One Opens"
+    assert parsed_json["items"][0]["id"] == parsed.entries[0].id
     run = run_worker(capsys, config, "feed", "nope")
     assert run.code == 2 and "unknown watchlist 'nope' (watchlists: rail)" in run.err
 
