@@ -632,3 +632,82 @@ def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_r
         ("ops", "close", "sent"),
     ]
     store.close()
+
+
+def test_a_failed_watchdog_message_is_retried_after_its_backoff_and_holds_up_only_its_channel(
+    db_url,
+):
+    from datetime import timedelta
+
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("failing", "news", bad=True, detail="selector matched nothing", at=t0)
+    store.observe("failing", "news", bad=False, detail=None, at=t0)  # a suspect, forgotten
+    store.observe("failing", "news", bad=True, detail="selector matched nothing", at=t0)
+    assert store.queue_notices(["a", "b"], at=t0) == 2
+    claim_a = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    claim_b = store.claim_notice(owner="p", channel="b", now=t0, lease=60)
+    assert claim_a is not None and claim_b is not None
+    retry_at = t0 + timedelta(seconds=30)
+    store.mark_watchdog_failed(
+        claim_a.id, error="HTTP 500", done_targets=[], next_attempt_at=retry_at, at=t0
+    )
+    store.mark_watchdog_sent(claim_b.id, at=t0)
+    store.observe("failing", "news", bad=False, detail=None, at=t0)  # recovered
+    # "a" is sending nothing yet (its opening waits): its opening is skipped, and the closing
+    assert store.queue_notices(["a", "b"], at=t0) == 1
+    assert store.claim_notice(owner="p", channel="a", now=retry_at, lease=60) is None
+    closing = store.claim_notice(owner="p", channel="b", now=t0, lease=60)
+    assert closing is not None and closing.notice.event == "close"
+    store.close()
+
+
+def test_a_watchdog_message_being_sent_when_its_incident_closes_gets_its_recovery_too(db_url):
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("stale", "news", bad=True, detail="nothing new", at=t0)
+    store.queue_notices(["a"], at=t0)
+    opening = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert opening is not None
+    store.observe("stale", "news", bad=False, detail=None, at=t0)  # while it is being sent
+    assert store.queue_notices(["a"], at=t0) == 1
+    assert store.claim_notice(owner="q", channel="a", now=t0, lease=60) is None  # in order
+    store.mark_watchdog_sent(opening.id, at=t0)
+    closing = store.claim_notice(owner="q", channel="a", now=t0, lease=60)
+    assert closing is not None and closing.notice.event == "close"
+    assert store.release_watchdog_claims("q") == 1  # given back at a stop
+    again = store.claim_notice(owner="r", channel="a", now=t0, lease=60)
+    assert again is not None and again.id == closing.id
+    store.close()
+
+
+def test_the_clock_offset_shifts_the_wall_clock_of_quiet_hours_and_cron_digests():
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from worker.notify import Pacing
+    from worker.notify.pacing import ChannelRule, clock_offset
+
+    assert clock_offset({"WORKER_CLOCK_OFFSET": "-90.5"}) == timedelta(seconds=-90.5)
+    assert clock_offset({"WORKER_CLOCK_OFFSET": "soon"}) == timedelta(0)  # logged, ignored
+    assert clock_offset({}) == timedelta(0)
+    zone = ZoneInfo("America/New_York")
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # 07:00 in New York
+    quiet = {"desk": ChannelRule(quiet_hours=(22 * 60, 7 * 60))}
+    pacing = Pacing(tz=zone, channels=quiet, digests={"rail": "0 8 * * *"})
+    assert not pacing.quiet("desk", now)
+    shifted = Pacing(
+        tz=zone, channels=quiet, digests={"rail": "0 8 * * *"}, offset=timedelta(seconds=-5)
+    )
+    assert shifted.quiet("desk", now)  # 06:59:55 there
+    since = now - timedelta(hours=1)
+    assert not pacing.digest_due("rail", since, now + timedelta(minutes=59))
+    assert pacing.digest_due("rail", since, now + timedelta(hours=1))
+    later = Pacing(tz=zone, digests={"rail": "0 8 * * *"}, offset=timedelta(minutes=2))
+    assert later.digest_due("rail", since, now + timedelta(minutes=59))

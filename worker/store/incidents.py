@@ -223,13 +223,21 @@ class IncidentsMixin(StoreBase):
         if lease <= 0:
             raise ValueError(f"lease must be > 0 seconds, got {lease}")
         w, i = watchdog_messages, incidents
+        first = (
+            sa.select(w.c.id, w.c.next_attempt_at, w.c.claimed_until)
+            .where(w.c.channel == channel, w.c.status == "pending")
+            .order_by(w.c.id)
+            .limit(1)
+        )
+        # a read first: most rounds find nothing due, and take no write lock for it
+        with self._tx("reading the watchdog messages due", write=False) as conn:
+            peek = conn.execute(first).first()
+        if peek is None or (peek.next_attempt_at is not None and peek.next_attempt_at > now):
+            return None
+        if peek.claimed_until is not None and peek.claimed_until >= now:
+            return None
         with self._tx("claiming a watchdog message") as conn:
-            head = conn.execute(
-                sa.select(w.c.id)
-                .where(w.c.channel == channel, w.c.status == "pending")
-                .order_by(w.c.id)
-                .limit(1)
-            ).scalar()
+            head = conn.execute(first).scalar()
             if head is None:
                 return None
             took = conn.execute(
