@@ -363,7 +363,7 @@ def workers(tmp_path):
         worker.kill()
 
 
-def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
+def test_the_daemon_mails_with_the_users_templates_and_serves_a_feed_that_feedparser_reads(
     tmp_path, db_url, news_site, smtp_server, workers
 ):
     import json
@@ -379,7 +379,8 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
         db_url,
         news_site,
         smtp_server.url(to="desk@example.org"),
-        tail=f'[http_status]\nport = {port}\n[templates]\ntitle = "RAIL: {{{{ article.title }}}}"',
+        tail=f'[http_status]\nport = {port}\n[templates]\ntitle = "RAIL: {{{{ article.title }}}}"\n'
+        'body = "<p>{{ article.summary|safe }}</p>"',
     )
     config.write_text(
         config.read_text(encoding="utf-8").replace('every = "1m"', 'every = "1s"'),
@@ -395,6 +396,10 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
         "RAIL: Rail Line One Opens",
         "RAIL: Rail Line Two Opens",
     ]
+    # the page's markup stays text in the HTML mail, even under the user's |safe
+    [first] = [m for m in smtp_server.messages if m["subject"] == "RAIL: Rail Line One Opens"]
+    html = first.get_body(("html",)).get_content()
+    assert "<p>The &lt;b&gt;first&lt;/b&gt; line.</p>" in html and "<b>first" not in html
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.atom", timeout=10) as r:
         assert r.headers["Content-Type"].startswith("application/atom+xml")
