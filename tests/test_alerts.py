@@ -716,3 +716,27 @@ def test_the_clock_offset_shifts_the_wall_clock_of_quiet_hours_and_cron_digests(
     assert pacing.digest_due("rail", since, now + timedelta(hours=1))
     later = Pacing(tz=zone, digests={"rail": "0 8 * * *"}, offset=timedelta(minutes=2))
     assert later.digest_due("rail", since, now + timedelta(minutes=59))
+
+
+def test_a_watchdog_message_failed_for_good_is_requeued_by_retry_and_frees_its_channel(db_url):
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("stale", "news", bad=True, detail="nothing new", at=t0)
+    store.observe("stale", "wire", bad=True, detail="nothing new", at=t0)
+    assert store.queue_notices(["a"], at=t0) == 2
+    first = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert first is not None and first.notice.subject == "news"
+    store.mark_watchdog_failed(
+        first.id, error="HTTP 500", done_targets=[], next_attempt_at=None, at=t0
+    )
+    second = store.claim_notice(owner="p", channel="a", now=t0, lease=60)  # the next one goes
+    assert second is not None and second.notice.subject == "wire"
+    store.mark_watchdog_sent(second.id, at=t0)
+    assert store.claim_notice(owner="p", channel="a", now=t0, lease=60) is None
+    store.retry_failed()  # `worker alerts --retry`
+    again = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert again is not None and again.id == first.id and again.attempts == 0
+    store.close()
