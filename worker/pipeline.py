@@ -102,6 +102,7 @@ class Runtime:
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
+        self.sending_notices: set[int] = set()  # the same for watchdog messages
 
     @property
     def fetcher(self) -> Fetcher:
@@ -264,7 +265,7 @@ class Runtime:
 
         try:
             await watchdog.after_pass(self.store, self.config, report)
-            await watchdog.send_notices(self.store, self.notifier, self.config)
+            await self._send_notices()
         except Exception:  # the watchdog must never stop a pass
             log.exception("watchdog: source=%s not recorded", report.source)
 
@@ -275,9 +276,21 @@ class Runtime:
 
         try:
             await watchdog.after_delivery(self.store, self.config, report)
-            await watchdog.send_notices(self.store, self.notifier, self.config)
+            await self._send_notices()
         except Exception:
             log.exception("watchdog: delivery round not recorded")
+
+    async def _send_notices(self) -> None:
+        """Queue and send the watchdog messages owed (durable, like alerts)."""
+        from worker import watchdog
+
+        await watchdog.send_notices(
+            self.store,
+            self.notifier,
+            self.config,
+            owner=self.owner,
+            in_flight=self.sending_notices,
+        )
 
     def _trip(self, report: PassReport, breaker: Breaker, at: datetime) -> None:
         """The source's breaker after this pass: after `breaker_after` failed passes in a row the
@@ -330,6 +343,9 @@ class Runtime:
 
     async def release_claims(self) -> int:
         """At a stop: give back the claims not tried, keeping those whose send may still run."""
+        await asyncio.to_thread(
+            self.store.release_watchdog_claims, self.owner, keep=frozenset(self.sending_notices)
+        )
         return await asyncio.to_thread(
             self.store.release_claims, self.owner, keep=frozenset(self.sending)
         )
