@@ -133,6 +133,12 @@ class Metrics:
         self.articles_stored = Gauge(
             "worker_articles_stored", "Articles in the database", registry=r
         )
+        self.replica = Gauge(
+            "worker_replica_info",
+            "1, labelled with this process's replica id ([fleet] replica, or host:pid)",
+            ["replica"],
+            registry=r,
+        )
         # what /healthz says about the last reload
         self.last_reload: dict[str, Any] = {"reload": None, "at": None, "problems": []}
 

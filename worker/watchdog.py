@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NOTICE_LEASE = 30.0  # seconds a process holds a message it sends (plus the send timeout)
+
 ERROR_SHOWN = 400  # characters of a source's last error in a message
 
 
@@ -120,6 +122,12 @@ async def send_notices(store: Store, notifier: Notifier, config: Config) -> int:
         if notice.event == "skip":
             await asyncio.to_thread(store.mark_notice_sent, notice.id, "skip", at=now)
             continue
+        # held while it is sent: of several processes (a fleet's replicas) one sends it
+        lease = NOTICE_LEASE + notifier.timeout
+        if not await asyncio.to_thread(
+            store.claim_notice, notice.id, notice.event, now=now, lease=lease
+        ):
+            continue
         message = notice_message(notice, config)
         results = await asyncio.gather(*(notifier.send(c, message) for c in watchdog.channels))
         if all(r.ok for r in results):
@@ -134,5 +142,6 @@ async def send_notices(store: Store, notifier: Notifier, config: Config) -> int:
         else:
             errors = "; ".join(r.error or "failed" for r in results if not r.ok)
             log.warning("watchdog message not sent (retried later): %s", errors)
+            await asyncio.to_thread(store.release_notice, notice.id)
             break
     return sent

@@ -13,6 +13,7 @@ from worker.store.article_pages import ArticlePagesMixin, PendingPage
 from worker.store.delivery_queue import QueueMixin
 from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
+from worker.store.fleet import FleetMixin, Replica
 from worker.store.incidents import IncidentsMixin, Notice
 from worker.store.lookup import LookupMixin
 from worker.store.matched import MatchedMixin, MatchRow
@@ -29,6 +30,7 @@ __all__ = [
     "MatchRow",
     "Notice",
     "PendingPage",
+    "Replica",
     "SourceStatus",
     "Store",
     "StoreError",
@@ -45,5 +47,6 @@ class Store(
     MatchedMixin,
     IncidentsMixin,
     ArticlePagesMixin,
+    FleetMixin,
 ):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""
