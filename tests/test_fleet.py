@@ -121,7 +121,7 @@ def start_fleet(
     return fleet
 
 
-def test_three_replicas_pass_each_source_about_once_per_interval_and_stop_with_exit_0(
+def test_three_replicas_pass_each_source_about_once_per_interval_follow_a_reload_and_exit_0(
     tmp_path: Path,
     pg_url: str,
     make_site: Callable[..., NewsSite],
@@ -129,7 +129,8 @@ def test_three_replicas_pass_each_source_about_once_per_interval_and_stop_with_e
 ) -> None:
     """Three replicas, four sources every 2 s: each source's page 1 is asked for about once per
     interval (not three times); /healthz lists the three live replicas and names its own;
-    /metrics carries the replica id; SIGTERM stops each with exit 0."""
+    /metrics carries the replica id; a source removed from every config is passed no more, one
+    added is passed about once per interval; SIGTERM stops each with exit 0."""
     site = make_site(8, per_page=20)
     fleet = start_fleet(tmp_path, workers, pg_url, site, every="2s")
     for name in SOURCES:  # every source passed at least once (the fleet's start)
@@ -160,6 +161,24 @@ def test_three_replicas_pass_each_source_about_once_per_interval_and_stop_with_e
         assert ids == [f"r{i}"]
     passes = [sum(r.passes(name) for name in SOURCES) for r, _ in fleet]
     assert sum(passes) >= sum(counts.values())
+    # a reload on every replica: delta removed, epsilon added (passed at once, then on schedule)
+    edited = (*SOURCES[:3], "epsilon")
+    for i, (_replica, port) in enumerate(fleet):
+        fleet_config(
+            tmp_path / f"r{i}.toml",
+            pg_url,
+            site,
+            every="2s",
+            port=port,
+            replica=f"r{i}",
+            sources=edited,
+        )
+    assert wait_until(lambda: page_one_requests(site, "epsilon") >= 3, STARTUP)
+    time.sleep(1.0)
+    removed, added = page_one_requests(site, "delta"), page_one_requests(site, "epsilon")
+    time.sleep(4.0)
+    assert page_one_requests(site, "delta") == removed
+    assert 1 <= page_one_requests(site, "epsilon") - added <= 4
     for replica, _ in fleet:
         code, took = replica.stop(signal.SIGTERM)
         assert code == 0 and took < EXIT, replica.err()[-2000:]

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,8 +50,11 @@ def replica_id(configured: str | None) -> str:
 class FleetJobs:
     """Starts the passes of the sources this replica claims from the shared schedule."""
 
-    def __init__(self, passes: Passes, replica: str) -> None:
+    def __init__(
+        self, passes: Passes, replica: str, on_start: Callable[[float], None] | None = None
+    ) -> None:
         self.passes = passes
+        self.on_start = on_start  # hears how late (seconds) each claimed pass started
         self.runtime = passes.runtime
         self.store = passes.runtime.store
         self.tasks = passes.tasks
@@ -58,6 +62,7 @@ class FleetJobs:
         self.triggers: dict[str, BaseTrigger] = {}
         self.claimed: dict[str, asyncio.Task[None]] = {}  # a claimed source's pass, and its end
         self.halt = asyncio.Event()  # no new claims (the stop)
+        self.unscheduled: dict[str, datetime] = {}  # sources added by a reload, rows not written
         self._loops: list[asyncio.Task[Any]] = []
         self._running = False
 
@@ -137,6 +142,11 @@ class FleetJobs:
             await wait_any((self.halt,), seconds=wait)
 
     async def _claim(self, limit: int) -> int:
+        if self.unscheduled:  # a reload's new sources (retried here if writing them failed)
+            added = dict(self.unscheduled)
+            await asyncio.to_thread(self.store.schedule_sources, added)
+            for name in added:
+                self.unscheduled.pop(name, None)
         if limit <= 0:
             return 0
         names = [name for name in self.triggers if name not in self.claimed]
@@ -190,6 +200,8 @@ class FleetJobs:
         if task is None and self.passes.is_passing(name):
             return  # our own pass still runs (a lease renewed late): it ends the claim
         if task is not None:
+            if self.on_start is not None:
+                self.on_start(max(0.0, (datetime.now(UTC) - due).total_seconds()))
             report = await task
         next_due: datetime | None = self.next_due(trigger, due, report)
         if task is None and self.halt.is_set():
@@ -231,26 +243,27 @@ class FleetJobs:
         old_sources = {s.name: s for s in old.sources}
         new_sources: dict[str, SourceConfig] = {s.name: s for s in new.sources}
         now = datetime.now(UTC)
-        added: dict[str, datetime] = {}
         for name in old_sources.keys() - new_sources.keys():
             self.triggers.pop(name, None)
+            self.unscheduled.pop(name, None)
             log.info("config: source %s removed (a pass in flight finishes)", name)
         for name, source in new_sources.items():
             before = old_sources.get(name)
             if before is None:
                 self.triggers[name] = trigger_for(source, new.tz)
-                added[name] = now
+                self.unscheduled[name] = now  # due at once: the claim loop writes its row
                 log.info("config: source %s added", name)
             elif schedule_key(before) != schedule_key(source) or new.timezone != old.timezone:
                 trigger = self.triggers[name] = trigger_for(source, new.tz)
                 when = trigger.get_next_fire_time(None, now)
                 if when is not None:
-                    await asyncio.to_thread(self.store.reschedule_source, name, next_due=when)
+                    try:
+                        await asyncio.to_thread(self.store.reschedule_source, name, next_due=when)
+                    except StoreError as exc:  # it keeps its due time; the new trigger after
+                        log.error("fleet: source=%s not rescheduled now: %s", name, exc)
                 log.info("config: source %s rescheduled", name)
             elif before != source:
                 log.info("config: source %s changed (from its next pass on)", name)
-        if added:
-            await asyncio.to_thread(self.store.schedule_sources, added)
 
     # --- what /healthz shows -------------------------------------------------------------------
 

@@ -58,7 +58,11 @@ class Daemon:
         # on PostgreSQL the daemon is a replica of a fleet sharing the sources' schedule; on
         # SQLite (one process per database file) it schedules them itself
         self.fleet = runtime.store.dialect == "postgresql" and runtime.config.fleet.enabled
-        self.jobs: Jobs = FleetJobs(passes, self.replica) if self.fleet else SourceJobs(passes)
+        self.jobs: Jobs = (
+            FleetJobs(passes, self.replica, on_start=self.metrics.lateness.observe)
+            if self.fleet
+            else SourceJobs(passes)
+        )
         self.channels = ChannelLoops(runtime, self.tasks, self.metrics, self.stopping)
         self.watcher = ConfigWatcher(
             self.config_path, self.apply, self.metrics, self.stopping, digest=config_digest

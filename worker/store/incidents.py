@@ -130,6 +130,7 @@ class IncidentsMixin(StoreBase):
             if event == "close"
             else {"open_sent_at": at, "close_sent_at": at}
         )
+        values["notice_claimed_until"] = None  # sent: the claim (claim_notice) ends too
         with self._tx("recording a watchdog message") as conn:
             conn.execute(sa.update(i).where(i.c.id == incident_id).values(**values))
 
