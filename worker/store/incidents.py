@@ -123,7 +123,7 @@ class IncidentsMixin(StoreBase):
     def mark_notice_sent(self, incident_id: int, event: str, *, at: datetime) -> None:
         at = _aware(at, "at")
         i = incidents
-        values = (
+        values: dict[str, datetime | None] = (
             {"open_sent_at": at}
             if event == "open"
             else {"close_sent_at": at}
