@@ -70,8 +70,28 @@ class FleetJobs:
 
     async def start(self) -> None:
         config = self.runtime.config
-        now = datetime.now(UTC)
         self.triggers = {s.name: trigger_for(s, config.tz) for s in config.sources}
+        try:
+            others = await self._join()
+        except StoreError as exc:  # the claim loop writes the schedule once the database answers
+            log.error("fleet: replica %s could not join yet: %s", self.replica, exc)
+            self.unscheduled = dict.fromkeys(self.triggers, datetime.now(UTC))
+        else:
+            log.info(
+                "fleet: replica %s joined (%d other live replica(s)); claims last %.0fs",
+                self.replica,
+                others,
+                FLEET_LEASE,
+            )
+        self._running = True
+        self._loops = [
+            self.tasks.spawn(self._claim_loop(), name="fleet-claims"),
+            self.tasks.spawn(self._heartbeat_loop(), name="fleet-heartbeat"),
+        ]
+
+    async def _join(self) -> int:
+        """Register this replica and the sources' schedule rows; how many others are live."""
+        now = datetime.now(UTC)
         await asyncio.to_thread(
             self.store.register_replica,
             self.replica,
@@ -79,13 +99,10 @@ class FleetJobs:
             pid=os.getpid(),
             at=now,
         )
-        others = [
-            r
-            for r in await asyncio.to_thread(
-                self.store.live_replicas, since=now - timedelta(seconds=FLEET_LIVE)
-            )
-            if r.id != self.replica
-        ]
+        live = await asyncio.to_thread(
+            self.store.live_replicas, since=now - timedelta(seconds=FLEET_LIVE)
+        )
+        others = [r for r in live if r.id != self.replica]
         # a new source is due at once; a fleet starting from nothing passes every source at
         # start, as a lone daemon does; a replica joining a live fleet takes its schedule
         await asyncio.to_thread(
@@ -93,17 +110,7 @@ class FleetJobs:
             dict.fromkeys(self.triggers, now),
             reset_before=None if others else now,
         )
-        log.info(
-            "fleet: replica %s joined (%d other live replica(s)); claims last %.0fs",
-            self.replica,
-            len(others),
-            FLEET_LEASE,
-        )
-        self._running = True
-        self._loops = [
-            self.tasks.spawn(self._claim_loop(), name="fleet-claims"),
-            self.tasks.spawn(self._heartbeat_loop(), name="fleet-heartbeat"),
-        ]
+        return len(others)
 
     def stop(self) -> None:
         self.halt.set()
@@ -183,6 +190,8 @@ class FleetJobs:
                     at=datetime.now(UTC),
                     lease=FLEET_LEASE,
                     sources=list(self.claimed),
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
                 )
             except StoreError as exc:
                 log.error("fleet: heartbeat failed: %s", exc)

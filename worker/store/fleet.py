@@ -51,13 +51,26 @@ class FleetMixin(StoreBase):
             conn.execute(sa.delete(r).where(r.c.heartbeat < at - REPLICA_ROWS_KEPT))
 
     def heartbeat(
-        self, replica: str, *, at: datetime, lease: float, sources: Collection[str] = ()
+        self,
+        replica: str,
+        *,
+        at: datetime,
+        lease: float,
+        sources: Collection[str] = (),
+        host: str = "?",
+        pid: int = 0,
     ) -> None:
         """The replica's heartbeat, and the leases of the sources it is passing renewed."""
         at = _aware(at, "at")
         r, s = replicas, source_schedule
         with self._tx("renewing this replica's heartbeat and leases") as conn:
-            conn.execute(sa.update(r).where(r.c.id == replica).values(heartbeat=at))
+            beat = conn.execute(sa.update(r).where(r.c.id == replica).values(heartbeat=at))
+            if not beat.rowcount:  # not registered (the database was down at start)
+                conn.execute(
+                    self._insert(r)
+                    .values(id=replica, host=host, pid=pid, started=at, heartbeat=at)
+                    .on_conflict_do_nothing()
+                )
             for chunk in _chunks(sorted(sources)):
                 conn.execute(
                     sa.update(s)
