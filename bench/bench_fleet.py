@@ -4,7 +4,9 @@ For each replica count: a fresh PostgreSQL database, the replicas started (`work
 with its own /metrics), a warm-up of one interval (every source's first pass), then a window of
 `--seconds` in which it counts passes completed against passes due, the start lateness of the
 passes (the replicas' `worker_pass_start_lateness_seconds` histograms: p50 and p99 as bucket
-bounds), each replica's share of the passes, CPU (share of one core) and RSS. With `--kill`,
+bounds), each replica's share of the passes, CPU (share of one core) and RSS, and each source's
+page-1 requests at the site in the window (min/median/max: never two replicas passing a source
+at once shows as no source far above window/interval). With `--kill`,
 the last replica count also has one replica SIGKILLed halfway through the window; the site's
 request log then says how long each source went without a pass (`max gap`).
 
@@ -171,6 +173,7 @@ class Result:
     killed: bool
     max_gap: float  # seconds, the longest a source went without a pass (--kill)
     over_2x: int  # sources that went more than two intervals without a pass (--kill)
+    per_source: tuple[int, int, int]  # page-1 requests of a source in the window: min/median/max
 
 
 def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
@@ -223,6 +226,10 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
             for i in alive:
                 for bound, count in after[i][1].items():
                     late[bound] = late.get(bound, 0.0) + count - before[i][1].get(bound, 0.0)
+            per_source = sorted(
+                sum(1 for t in clock.times.get(f"s{k:05d}", []) if started <= t <= started + window)
+                for k in range(args.sources)
+            )
             gaps = []
             if killed_at is not None:
                 for ts in clock.times.values():
@@ -245,6 +252,7 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
                 killed=killed_at is not None,
                 max_gap=max(gaps, default=0.0),
                 over_2x=sum(1 for g in gaps if g > 2 * args.every),
+                per_source=(per_source[0], per_source[len(per_source) // 2], per_source[-1]),
             )
     finally:
         clock.stop.set()
@@ -267,7 +275,7 @@ def main() -> None:
     print(f"# {args.sources} sources every {args.every} s; window {args.seconds:.0f} s")
     print(
         "replicas | done/due      | share per replica     | late p50 | late p99 | "
-        "CPU per replica (1 core) | RSS MB (now/peak)   | exits"
+        "CPU per replica (1 core) | RSS MB (now/peak)   | per source | exits"
     )
     for n, replicas in enumerate(counts):
         kill = args.kill and n == len(counts) - 1 and replicas > 1
@@ -277,7 +285,8 @@ def main() -> None:
             f"{replicas:8d} | {r.done:5.0f}/{r.due:5.0f} {r.done / r.due:4.0%} | "
             f"{', '.join(f'{s / total:.0%}' for s in r.shares):21s} | {r.p50:8s} | "
             f"{r.p99:8s} | {', '.join(f'{c:.0%}' for c in r.cpu):24s} | "
-            f"{', '.join(f'{a:.0f}/{b:.0f}' for a, b in r.rss):19s} | {r.codes}"
+            f"{', '.join(f'{a:.0f}/{b:.0f}' for a, b in r.rss):19s} | "
+            f"{'/'.join(str(n) for n in r.per_source):10s} | {r.codes}"
         )
         if r.killed:
             print(
