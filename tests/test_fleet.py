@@ -323,3 +323,36 @@ def test_a_lone_sqlite_daemon_names_its_replica_and_schedules_alone(
     assert replica == "desk-1" if configured else replica.endswith(f":{daemon.proc.pid}")
     code, _ = daemon.stop()
     assert code == 0
+
+
+def test_replicas_finding_a_digest_due_at_once_cut_one_and_one_sends_a_watchdog_message(
+    pg_url: str,
+) -> None:
+    """Two replicas deciding at once from what they read: one digest cut, not two; of two
+    claims on a watchdog message one wins, and the message can be claimed again only once its
+    claim is released (a failed send) — never after it was marked sent."""
+    from tests.test_store import Planner, items
+
+    a, b = Store(pg_url), Store(pg_url)
+    a.migrate()
+    now = datetime.now(UTC)
+    a.store_page("src", items("x", "y"), Planner({"rail": ("mail",)}), silent=False, now=now)
+    seen = a.last_digest_at("mail", "rail")  # both replicas read "no digest yet"
+    assert seen == b.last_digest_at("mail", "rail") is None
+    assert a.cut_digest("mail", watchlist="rail", at=now, last=seen) is not None
+    # a match queued meanwhile waits for the next digest: b's late cut takes nothing
+    a.store_page("src", items("z"), Planner({"rail": ("mail",)}), silent=False, now=now)
+    assert b.cut_digest("mail", watchlist="rail", at=now, last=seen) is None
+    assert b.first_waiting_at("mail", "rail") is not None
+
+    for _ in range(2):
+        a.observe("stale", "src", bad=True, detail="nothing new", at=now)
+    [notice] = a.pending_notices()
+    claims = [s.claim_notice(notice.id, "open", now=now, lease=60) for s in (a, b)]
+    assert claims == [True, False]
+    a.release_notice(notice.id)  # the send failed: another may try
+    assert b.claim_notice(notice.id, "open", now=now, lease=60)
+    b.mark_notice_sent(notice.id, "open", at=now)
+    assert not a.claim_notice(notice.id, "open", now=now + timedelta(hours=1), lease=60)
+    a.close()
+    b.close()
