@@ -28,7 +28,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -174,6 +174,7 @@ class Result:
     max_gap: float  # seconds, the longest a source went without a pass (--kill)
     over_2x: int  # sources that went more than two intervals without a pass (--kill)
     per_source: tuple[int, int, int]  # page-1 requests of a source in the window: min/median/max
+    lease_lost: int  # passes whose claim ran out before they ended (a heartbeat came too late)
 
 
 def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
@@ -183,7 +184,7 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
     clock.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with fresh_database() as db, TemporaryDirectory() as tmp:
+        with fresh_database() as db, TemporaryDirectory() as tmp, ExitStack() as logs:
             ports = []
             for i in range(replicas):
                 port = free_port()
@@ -194,7 +195,7 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
                     subprocess.Popen(
                         [sys.executable, "-m", "worker", "--config", str(config), "run"],
                         stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
+                        stderr=logs.enter_context(open(Path(tmp) / f"r{i}.err", "wb")),
                         start_new_session=True,
                     )
                 )
@@ -239,6 +240,10 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
             codes = [p.wait(timeout=60) for p in procs]
+            lease_lost = sum(
+                (Path(tmp) / f"r{i}.err").read_text(errors="replace").count("claim ran out")
+                for i in range(replicas)
+            )
             return Result(
                 replicas=replicas,
                 due=args.sources * window / args.every,
@@ -253,6 +258,7 @@ def run_fleet(args: argparse.Namespace, replicas: int, kill: bool) -> Result:
                 max_gap=max(gaps, default=0.0),
                 over_2x=sum(1 for g in gaps if g > 2 * args.every),
                 per_source=(per_source[0], per_source[len(per_source) // 2], per_source[-1]),
+                lease_lost=lease_lost,
             )
     finally:
         clock.stop.set()
@@ -275,7 +281,7 @@ def main() -> None:
     print(f"# {args.sources} sources every {args.every} s; window {args.seconds:.0f} s")
     print(
         "replicas | done/due      | share per replica     | late p50 | late p99 | "
-        "CPU per replica (1 core) | RSS MB (now/peak)   | per source | exits"
+        "CPU per replica (1 core) | RSS MB (now/peak)   | per source | leases lost | exits"
     )
     for n, replicas in enumerate(counts):
         kill = args.kill and n == len(counts) - 1 and replicas > 1
@@ -286,7 +292,7 @@ def main() -> None:
             f"{', '.join(f'{s / total:.0%}' for s in r.shares):21s} | {r.p50:8s} | "
             f"{r.p99:8s} | {', '.join(f'{c:.0%}' for c in r.cpu):24s} | "
             f"{', '.join(f'{a:.0f}/{b:.0f}' for a, b in r.rss):19s} | "
-            f"{'/'.join(str(n) for n in r.per_source):10s} | {r.codes}"
+            f"{'/'.join(str(n) for n in r.per_source):10s} | {r.lease_lost:11d} | {r.codes}"
         )
         if r.killed:
             print(

@@ -19,8 +19,9 @@ import os
 import random
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -33,6 +34,8 @@ from worker.pipeline import PassReport
 from worker.store import StoreError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FLEET_LEASE = 10.0  # seconds a claim holds without a heartbeat: a dead replica's sources wait this
 FLEET_HEARTBEAT = 2.0  # seconds between two heartbeats (each renews the leases of running passes)
@@ -65,6 +68,12 @@ class FleetJobs:
         self.unscheduled: dict[str, datetime] = {}  # sources added by a reload, rows not written
         self._loops: list[asyncio.Task[Any]] = []
         self._running = False
+        # the heartbeat and the claims run in a thread of their own: passes' bookkeeping filling
+        # the default executor must not delay a lease's renewal (another replica would take it)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fleet")
+
+    async def _in_pool(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class FleetJobs:
     async def close(self) -> None:
         for loop in self._loops:
             loop.cancel()
+        self._pool.shutdown(wait=False)
         try:
             released = await asyncio.to_thread(self.store.leave_fleet, self.replica)
         except StoreError as exc:
@@ -157,13 +167,15 @@ class FleetJobs:
         if limit <= 0:
             return 0
         names = [name for name in self.triggers if name not in self.claimed]
-        rows = await asyncio.to_thread(
-            self.store.claim_sources,
-            self.replica,
-            now=datetime.now(UTC),
-            lease=FLEET_LEASE,
-            limit=limit,
-            sources=names,
+        rows = await self._in_pool(
+            functools.partial(
+                self.store.claim_sources,
+                self.replica,
+                now=datetime.now(UTC),
+                lease=FLEET_LEASE,
+                limit=limit,
+                sources=names,
+            )
         )
         for name, due in rows:
             if self.halt.is_set():  # stopping: give it back, due, to the others
@@ -184,14 +196,16 @@ class FleetJobs:
         while True:
             await asyncio.sleep(FLEET_HEARTBEAT)
             try:
-                await asyncio.to_thread(
-                    self.store.heartbeat,
-                    self.replica,
-                    at=datetime.now(UTC),
-                    lease=FLEET_LEASE,
-                    sources=list(self.claimed),
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
+                await self._in_pool(
+                    functools.partial(
+                        self.store.heartbeat,
+                        self.replica,
+                        at=datetime.now(UTC),
+                        lease=FLEET_LEASE,
+                        sources=list(self.claimed),
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                    )
                 )
             except StoreError as exc:
                 log.error("fleet: heartbeat failed: %s", exc)
