@@ -44,7 +44,7 @@ from worker.fetch import FEED_TYPES, HTML_TYPES, JSON_TYPES, Fetcher, FetchError
 from worker.models import AlertPlan, Item, ListingPage, PageStored
 from worker.parse import HostilePage, ParseError, parse_listing_async
 from worker.parse.feeds import WP_PER_PAGE, parse_feed, parse_wordpress
-from worker.store import Store
+from worker.store import PassOutcome, Store
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class CrawlReport:
     # the validators (ETag, Last-Modified) of the first page's answer, for the next pass
     validators: tuple[str | None, str | None] | None = None
     duration: float = 0.0
+    # `crawl_source(record=True)`: the source's failed passes in a row, as recorded with the
+    # pass's end (None: the outcome is not recorded yet)
+    failures: int | None = None
 
     @property
     def walk_missing(self) -> int | None:
@@ -395,6 +398,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _outcome(report: CrawlReport, *, ok: bool) -> PassOutcome:
+    return PassOutcome(
+        ok=ok,
+        error=report.error,
+        pages=report.pages,
+        new=report.new,
+        alerts=report.alerts,
+        duration=report.duration,
+    )
+
+
 async def crawl_source(
     source: SourceConfig,
     fetcher: Fetcher,
@@ -404,19 +418,29 @@ async def crawl_source(
     window: int = 4,
     clock: Clock = _now,
     on_page: Callable[[CrawlReport], None] | None = None,
+    record: bool = False,
 ) -> CrawlReport:
     """Crawl one source and store its pages; raise CrawlError when the pass cannot go on.
 
     What was stored before an error stays stored; the next pass resumes the pass that was cut
     off. `clock` gives every timestamp the pass records (tests move it). `on_page(report)` is
-    called after each page is stored (progress: worker.progress).
+    called after each page is stored (progress: worker.progress). `record`: the pass's outcome
+    (`Store.record_pass`) is recorded in the transaction that ends it, and `report.failures`
+    says its failed passes in a row (a pass that ends in another way than CrawlError, e.g.
+    cancelled, records none).
+
+    The bookkeeping is two transactions (issue 15): one before the first page (the mark, the
+    source's state, what a pass cut off stored), one at the end (the mark cleared or put back,
+    the baseline, the counter's total, the validators, the outcome).
     """
     started = time.monotonic()
     report = CrawlReport(source=source.name)
-    state = await asyncio.to_thread(store.source_state, source.name)
+    begun = clock()
+    pass_id = uuid.uuid4().hex
+    start = await asyncio.to_thread(store.start_pass, source.name, pass_id=pass_id, at=begun)
+    state, unfinished = start.state, start.unfinished
     report.baseline = state.baselined_at is None
     report.silent = report.baseline and not source.alert_backfill
-    begun = clock()
     if not report.baseline and source.reconcile is not None:
         due = state.walked_at is None or begun - state.walked_at >= timedelta(
             seconds=source.reconcile
@@ -427,10 +451,8 @@ async def crawl_source(
     # (error, stop, crash): a page holding one of them is not the end of what is new
     met_this_pass: set[str] = set()
     seen: set[str] = set()  # a walk: every url listed
-    pass_id = uuid.uuid4().hex
-    unfinished = await asyncio.to_thread(store.begin_pass, source.name, pass_id=pass_id, at=begun)
     if unfinished is not None and not report.baseline:
-        met_this_pass = await asyncio.to_thread(store.urls_listed_since, source.name, unfinished)
+        met_this_pass = set(start.met)
         report.resumed = True
         log.info(
             "source=%s resuming a pass cut off at %s (%d article(s) stored since)",
@@ -553,14 +575,23 @@ async def crawl_source(
                 await drain()  # what was read is stored, also when the next page failed
     except BaseException as exc:  # an error, a stop (cancelled), a database outage
         report.duration = time.monotonic() - started
+        failed = isinstance(exc, FetchError | ParseError | ListingGap)
+        if failed:
+            report.error = str(exc)
+        outcome = _outcome(report, ok=False) if failed and record else None
         try:  # the next pass resumes this one
-            await asyncio.to_thread(
-                store.cut_pass, source.name, pass_id=pass_id, since=begun, listed_total=owed_total()
+            report.failures = await asyncio.to_thread(
+                store.cut_pass,
+                source.name,
+                pass_id=pass_id,
+                since=begun,
+                listed_total=owed_total(),
+                outcome=outcome,
+                at=clock(),
             )
         except Exception as cut_exc:  # the database may be what failed: the mark then stays
             log.warning("source=%s could not record the pass as cut off: %s", source.name, cut_exc)
-        if isinstance(exc, FetchError | ParseError | ListingGap):
-            report.error = str(exc)
+        if failed:
             raise CrawlError(str(exc), report) from exc
         raise
     finally:
@@ -594,20 +625,11 @@ async def crawl_source(
             )
         elif report.reconcile:
             report.notes.append(f"reconcile walk: {report.walk_seen} article(s) seen")
-    if report.baseline:
-        await asyncio.to_thread(store.mark_baselined, source.name, at=clock())
     # after a walk, or a pass that reached the listing's end or max_pages, nothing more can be
     # found by paging: the next pass compares with this total
     caught_up = report.stop.startswith("caught up")
     listed_total = owed_total() if caught_up and not report.walk else report.total
-    await asyncio.to_thread(
-        store.finish_pass,
-        source.name,
-        pass_id=pass_id,
-        listed_total=listed_total,
-        walk=walk,
-        at=clock(),
-    )
+    new_validators: tuple[str, str | None, str | None] | None = None  # None: unchanged
     if not report.not_modified:
         # The next pass may take a 304 for "nothing new" only if this pass owes nothing: with
         # the same first page (so the same counter), its counter check would find no debt.
@@ -621,11 +643,16 @@ async def crawl_source(
             else None
         )
         if (etag, modified) != (held or (None, None)):
-            await asyncio.to_thread(
-                store.save_validators,
-                source.name,
-                _validation_key(source),
-                etag=etag,
-                last_modified=modified,
-            )
+            new_validators = (_validation_key(source), etag, modified)
+    report.failures = await asyncio.to_thread(
+        store.end_pass,
+        source.name,
+        pass_id=pass_id,
+        listed_total=listed_total,
+        walk=walk,
+        baseline=report.baseline,
+        validators=new_validators,
+        outcome=_outcome(report, ok=True) if record else None,
+        at=clock(),
+    )
     return report
