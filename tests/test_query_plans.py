@@ -47,20 +47,21 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=N + 10)
 
 
-def _fill(store: Store) -> None:
-    """The rows, as tuples of the values the driver takes (timestamps as UTC text on SQLite,
-    JSON as text), inserted in bulk (`_bulk`)."""
+def fill(store: Store, n: int = N) -> None:
+    """`n` articles and what goes with them (bench/bench_queries.py builds larger ones), as
+    tuples of the values the driver takes (timestamps as UTC text on SQLite, JSON as text),
+    inserted in bulk (`_bulk`)."""
     sqlite = store.dialect == "sqlite"
 
     def ts(at: datetime) -> Any:
         return at.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else at
 
-    minute = [ts(T0 + timedelta(minutes=i)) for i in range(N + 2)]
-    hour_before = [ts(T0 + timedelta(minutes=i - 60)) for i in range(N + 2)]
-    later = [ts(T0 + timedelta(minutes=i + 5)) for i in range(N + 2)]
+    minute = [ts(T0 + timedelta(minutes=i)) for i in range(n + 2)]
+    hour_before = [ts(T0 + timedelta(minutes=i - 60)) for i in range(n + 2)]
+    later = [ts(T0 + timedelta(minutes=i + 5)) for i in range(n + 2)]
     yes, no = (1, 0) if sqlite else (True, False)
     a_rows, s_rows, m_rows, d_rows = [], [], [], []
-    for i in range(1, N + 1):
+    for i in range(1, n + 1):
         at = minute[i]
         src = f"s{i % SOURCES:02d}"
         a_rows.append(
@@ -84,9 +85,9 @@ def _fill(store: Store) -> None:
             watchlist = f"w{i % WATCHLISTS}"
             m_rows.append((i, watchlist, '["x"]', at))
             for c in range(CHANNELS):
-                n = len(d_rows)
-                status = "pending" if n % 100 == 0 else "failed" if n % 50 == 1 else "sent"
-                due = later[i] if n % 200 == 0 else None
+                k = len(d_rows)
+                status = "pending" if k % 100 == 0 else "failed" if k % 50 == 1 else "sent"
+                due = later[i] if k % 200 == 0 else None
                 sent = at if status == "sent" else None
                 d_rows.append((i, watchlist, f"c{c}", status, 1, due, "[]", at, sent, src))
     base = ts(T0 + timedelta(minutes=5))
@@ -183,7 +184,7 @@ def big(request, tmp_path_factory) -> Iterator[Store]:
     try:
         store.migrate()
         started = time.perf_counter()
-        _fill(store)
+        fill(store)
         print(f"{request.param}: filled in {time.perf_counter() - started:.1f}s")
         yield store
     finally:

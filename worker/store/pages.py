@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from worker.models import AlertPlan, Item, PageStored
 from worker.store.engine import StoreBase, StoreError, dialect_insert
@@ -100,6 +99,8 @@ def _insert(
     columnar = columnar and dialect == "postgresql"
     stmt: Any
     if columnar:
+        from sqlalchemy.dialects import postgresql  # (not loaded on SQLite)
+
         unnested = (
             sa.func.unnest(
                 *(sa.bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in columns)
