@@ -835,16 +835,20 @@ async def tls_server(self_signed: tuple[Path, Path]) -> AsyncIterator[tuple[Serv
 async def test_an_http_only_crawl_builds_no_tls_context(
     server: Server, make: Callable[..., Made], ca_loads: list[str]
 ) -> None:
-    """Fetching http:// pages loads no CA bundle: the TLS set-up is left for https."""
+    """Fetching http:// pages and their robots.txt loads no CA bundle: the TLS set-up is left
+    for https."""
+    from worker.robots import Robots
 
     @server.route("/page")
     async def page(request: Request, writer: asyncio.StreamWriter) -> bool:
         return respond(writer)
 
     m = make()
+    m.fetcher.gate = Robots(HttpConfig())  # robots.txt asked for too (404 here: all allowed)
     for _ in range(3):
         assert (await m.fetcher.get_html(server.url("/page"))).text == HTML
     make()  # another Fetcher (a reload) changes nothing
+    assert server.hits["/robots.txt"] == 1 and server.hits["/page"] == 3
     assert ca_loads == []
 
 
