@@ -118,3 +118,61 @@ async def test_a_failed_pass_is_two_transactions_and_counts_towards_the_breaker(
     assert resumed.crawl.new == 1  # the 11th new article, pushed onto page 2
     status = {s.name: s for s in store.source_status()}["local"]
     assert status.unfinished_since is None and status.failures == 0
+
+
+def test_start_pass_and_end_pass_do_in_one_transaction_what_the_separate_calls_did(
+    db_url: str,
+) -> None:
+    """start_pass = begin_pass + source_state (+ urls_listed_since when resuming a source with a
+    baseline); end_pass = mark_baselined + finish_pass + save_validators + record_pass; a pass
+    that does not own the mark leaves it."""
+    from datetime import UTC, datetime, timedelta
+
+    from worker.models import Item
+    from worker.store import PassOutcome
+
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        first = store.start_pass("src", pass_id="p1", at=t0)
+        assert first.unfinished is None and first.state.baselined_at is None and not first.met
+        failures = store.end_pass(
+            "src",
+            pass_id="p1",
+            listed_total=30,
+            walk=(30, 30),
+            baseline=True,
+            validators=("https://s.example/#k", '"v1"', None),
+            outcome=PassOutcome(ok=True, error=None, pages=3, new=30, alerts=0, duration=1.5),
+            at=t0 + timedelta(seconds=5),
+        )
+        assert failures == 0
+        state = store.source_state("src")
+        assert state.baselined_at == t0 + timedelta(seconds=5) and state.listed_total == 30
+        assert (state.walk_seen, state.walk_total) == (30, 30)
+        assert (state.validated_url, state.etag) == ("https://s.example/#k", '"v1"')
+        status = {s.name: s for s in store.source_status()}["src"]
+        assert status.last_pages == 3 and status.unfinished_since is None
+
+        t1 = t0 + timedelta(minutes=15)
+        store.start_pass("src", pass_id="p2", at=t1)
+        item = Item(url="https://s.example/a/", title="A", summary="", published=None)
+        store.store_page("src", [item], lambda i: [], silent=False, now=t1 + timedelta(seconds=1))
+        failures = store.cut_pass(
+            "src",
+            pass_id="p2",
+            since=t1,
+            outcome=PassOutcome(ok=False, error="HTTP 503", pages=1, new=1, alerts=0, duration=1),
+        )
+        assert failures == 1
+        resumed = store.start_pass("src", pass_id="p3", at=t1 + timedelta(minutes=15))
+        assert resumed.unfinished == t1 and resumed.met == {"https://s.example/a/"}
+        assert resumed.state.listed_total == 30
+        store.end_pass("src", pass_id="someone else")  # not the owner: the mark stays
+        assert store.source_state("src") == resumed.state
+        assert {s.name: s for s in store.source_status()}["src"].unfinished_since == t1
+        store.end_pass("src", pass_id="p3")
+        assert {s.name: s for s in store.source_status()}["src"].unfinished_since is None
+    finally:
+        store.close()
