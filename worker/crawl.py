@@ -48,6 +48,8 @@ from worker.store import PassOutcome, Store
 
 log = logging.getLogger(__name__)
 
+WALK_BATCH = 8  # a walk's pages stored together at most (while the store before them ran)
+
 Plan = Callable[[Item], Sequence[AlertPlan]]
 Clock = Callable[[], datetime]
 
@@ -476,8 +478,11 @@ async def crawl_source(
     quiet_run = 0
     pressed = False  # the counter kept this pass paging past the overlap stop
     # A walk reads every page whatever is stored: page N is stored (in a thread) while page N+1
-    # is fetched and parsed. One store at a time, in page order.
-    storing: asyncio.Task[tuple[int, ListingPage, PageStored]] | None = None
+    # is fetched and parsed. One store at a time, in page order; the pages read while a store
+    # runs are stored together by the next one (up to WALK_BATCH: one thread hand-off, and on
+    # SQLite one commit, for them all).
+    storing: asyncio.Task[list[tuple[int, ListingPage, PageStored]]] | None = None
+    queued: list[tuple[int, ListingPage]] = []
 
     def deficit() -> int:
         """How many more new articles the counter on page 1 says there are than this pass found
@@ -527,11 +532,27 @@ async def crawl_source(
         )
         return number, listing, stored
 
+    async def store_queued() -> list[tuple[int, ListingPage, PageStored]]:
+        batch = queued.copy()
+        queued.clear()
+        stored = await asyncio.to_thread(
+            store.store_pages,
+            source.name,
+            [(number, listing.items, listing.url) for number, listing in batch],
+            plan,
+            silent=report.silent,
+            now=clock(),
+            pass_started=begun,
+        )
+        return [(n, listing, s) for (n, listing), s in zip(batch, stored, strict=True)]
+
     async def drain() -> None:
+        """Wait for the store that runs and count its pages."""
         nonlocal storing
         if storing is not None:
             task, storing = storing, None
-            account(*await task)
+            for done in await task:
+                account(*done)
 
     def owed_total() -> int | None:
         """The total to leave for the next pass when this one did not reach the end: what this
@@ -548,8 +569,10 @@ async def crawl_source(
             try:
                 async for number, listing, reread in pages:
                     if report.walk:
-                        await drain()
-                        storing = asyncio.create_task(store_one(number, listing))
+                        queued.append((number, listing))
+                        if storing is None or storing.done() or len(queued) >= WALK_BATCH:
+                            await drain()
+                            storing = asyncio.create_task(store_queued())
                         continue
                     fresh = account(*await store_one(number, listing))
                     if reread:
@@ -571,8 +594,11 @@ async def crawl_source(
                                 report.new,
                                 number,
                             )
-            finally:
-                await drain()  # what was read is stored, also when the next page failed
+            finally:  # what was read is stored, also when the next page failed
+                await drain()
+                if queued:
+                    storing = asyncio.create_task(store_queued())
+                    await drain()
     except BaseException as exc:  # an error, a stop (cancelled), a database outage
         report.duration = time.monotonic() - started
         failed = isinstance(exc, FetchError | ParseError | ListingGap)
