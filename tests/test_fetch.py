@@ -12,12 +12,15 @@ import email.utils
 import gzip
 import logging
 import socket
+import ssl
+import subprocess
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,11 +51,12 @@ class Server:
     in_flight: int = 0
     max_in_flight: int = 0
     port: int = 0
+    tls: ssl.SSLContext | None = None  # serve https with this context
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -63,7 +67,7 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def route(self, path: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -746,9 +750,9 @@ def test_the_fetchers_pool_uses_the_lighter_backend() -> None:
     from worker.transport import _Backend, make_transport
 
     transport = make_transport(httpx.Limits(max_connections=2))
-    assert isinstance(transport._pool._network_backend, _Backend)
+    assert isinstance(transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
     fetcher = Fetcher(HttpConfig())
-    assert isinstance(fetcher._client._transport._pool._network_backend, _Backend)  # type: ignore[attr-defined]
+    assert isinstance(fetcher._client._transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
 
 
 def test_is_readable_sees_data_and_a_closed_peer() -> None:
@@ -766,3 +770,117 @@ def test_is_readable_sees_data_and_a_closed_peer() -> None:
         b.close()
         assert _is_readable(a)
     assert _is_readable(a)  # closed: fileno() is -1
+
+
+# --- TLS only for https (issue 15) -------------------------------------------------------------
+
+
+@pytest.fixture
+def ca_loads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every CA bundle an SSL context loads in this process (what makes building one cost
+    ~20 ms), counted; the Fetchers' shared context is built afresh for the test."""
+    from worker.transport import tls_context
+
+    loads: list[str] = []
+    real_verify = ssl.SSLContext.load_verify_locations
+    real_default = ssl.SSLContext.load_default_certs
+
+    def verify(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append("verify locations")
+        real_verify(self, *args, **kwargs)
+
+    def default(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append("default certs")
+        real_default(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", verify)
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", default)
+    tls_context.cache_clear()
+    yield loads
+    tls_context.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no authority signed, and its key."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+async def tls_server(self_signed: tuple[Path, Path]) -> AsyncIterator[tuple[Server, Path]]:
+    """An https server on 127.0.0.1 with the self-signed certificate (and the certificate)."""
+    cert, key = self_signed
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    srv = Server(tls=context)
+
+    @srv.route("/page")
+    async def page(request: Request, writer: asyncio.StreamWriter) -> bool:
+        return respond(writer)
+
+    await srv.start()
+    yield srv, cert
+    await srv.stop()
+
+
+async def test_an_http_only_crawl_builds_no_tls_context(
+    server: Server, make: Callable[..., Made], ca_loads: list[str]
+) -> None:
+    """Fetching http:// pages and their robots.txt loads no CA bundle: the TLS set-up is left
+    for https."""
+    from worker.robots import Robots
+
+    @server.route("/page")
+    async def page(request: Request, writer: asyncio.StreamWriter) -> bool:
+        return respond(writer)
+
+    m = make()
+    m.fetcher.gate = Robots(HttpConfig())  # robots.txt asked for too (404 here: all allowed)
+    for _ in range(3):
+        assert (await m.fetcher.get_html(server.url("/page"))).text == HTML
+    make()  # another Fetcher (a reload) changes nothing
+    assert server.hits["/robots.txt"] == 1 and server.hits["/page"] == 3
+    assert ca_loads == []
+
+
+async def test_https_is_verified_with_one_context_for_every_fetcher(
+    tls_server: tuple[Server, Path],
+    make: Callable[..., Made],
+    ca_loads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first https request builds the context (the CA bundle of $SSL_CERT_FILE, here the
+    server's own certificate), and every Fetcher after it uses the same one."""
+    server, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    for _ in range(2):
+        fetcher = make().fetcher
+        assert (await fetcher.get_html(server.url("/page"))).text == HTML
+    assert ca_loads == ["verify locations"]
+
+
+async def test_https_with_a_certificate_nobody_signed_fails(
+    tls_server: tuple[Server, Path],
+    make: Callable[..., Made],
+    ca_loads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verification stays on: without the server's certificate among the trusted ones, the
+    page is not read."""
+    server, _ = tls_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    error = await fetch_error(make(retries=0).fetcher, server.url("/page"))
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate" in str(error).lower(), error
+    assert server.hits["/page"] == 0

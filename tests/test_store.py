@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 
 from worker.models import AlertPlan, Item
 from worker.store import AlertRow, ArticleRow, Store, StoreError
-from worker.store.tables import metadata
+from worker.store.tables import include_object, metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TABLES = {
@@ -151,7 +151,8 @@ def test_migrations_create_exactly_the_tables_module(db_url: str, db: sa.Engine)
     s._upgrade_with_alembic()
     s.close()
     with db.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        opts = {"include_object": include_object(conn.dialect.name)}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
     assert diff == []
 
 

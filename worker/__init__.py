@@ -13,23 +13,26 @@ def _homepage() -> str | None:
     requests in their logs can find out who we are and how to reach us.
 
     Read from the installed distribution's metadata when this package is the one installed
-    (another distribution may be named the same); from the pyproject.toml beside the package
-    when run from a source tree (PYTHONPATH, an editable install); else None.
+    (its .dist-info beside the package: another distribution may be named the same, or be
+    installed elsewhere); from the pyproject.toml beside the package when run from a source
+    tree (PYTHONPATH, an editable install); else None.
     """
     from pathlib import Path
 
     here = Path(__file__).resolve()
-    try:
-        from importlib.metadata import PackageNotFoundError, distribution
-
-        dist = distribution(DISTRIBUTION)
-        if Path(str(dist.locate_file("worker/__init__.py"))).resolve() == here:
-            for entry in dist.metadata.get_all("Project-URL") or []:
-                label, _, url = entry.partition(",")
-                if label.strip().lower() == "homepage" and url.strip():
+    # installed: the distribution's .dist-info beside the package (what importlib.metadata
+    # would find for it, read here without importing importlib.metadata: 40 ms at each start)
+    for info in sorted(here.parent.parent.glob(f"{DISTRIBUTION.replace('-', '_')}-*.dist-info")):
+        try:
+            text = (info / "METADATA").read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            continue
+        for line in text.split("\n\n", 1)[0].splitlines():  # the headers
+            name, _, value = line.partition(":")
+            label, _, url = value.partition(",")
+            if name.strip().lower() == "project-url" and label.strip().lower() == "homepage":
+                if url.strip():
                     return url.strip()
-    except (PackageNotFoundError, OSError, ValueError):
-        pass
     pyproject = here.parent.parent / "pyproject.toml"
     try:
         import tomllib

@@ -44,9 +44,11 @@ from worker.fetch import FEED_TYPES, HTML_TYPES, JSON_TYPES, Fetcher, FetchError
 from worker.models import AlertPlan, Item, ListingPage, PageStored
 from worker.parse import HostilePage, ParseError, parse_listing_async
 from worker.parse.feeds import WP_PER_PAGE, parse_feed, parse_wordpress
-from worker.store import Store
+from worker.store import PassOutcome, Store
 
 log = logging.getLogger(__name__)
+
+WALK_BATCH = 8  # a walk's pages stored together at most (while the store before them ran)
 
 Plan = Callable[[Item], Sequence[AlertPlan]]
 Clock = Callable[[], datetime]
@@ -97,6 +99,9 @@ class CrawlReport:
     # the validators (ETag, Last-Modified) of the first page's answer, for the next pass
     validators: tuple[str | None, str | None] | None = None
     duration: float = 0.0
+    # `crawl_source(record=True)`: the source's failed passes in a row, as recorded with the
+    # pass's end (None: the outcome is not recorded yet)
+    failures: int | None = None
 
     @property
     def walk_missing(self) -> int | None:
@@ -395,6 +400,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _outcome(report: CrawlReport, *, ok: bool) -> PassOutcome:
+    return PassOutcome(
+        ok=ok,
+        error=report.error,
+        pages=report.pages,
+        new=report.new,
+        alerts=report.alerts,
+        duration=report.duration,
+    )
+
+
 async def crawl_source(
     source: SourceConfig,
     fetcher: Fetcher,
@@ -404,19 +420,29 @@ async def crawl_source(
     window: int = 4,
     clock: Clock = _now,
     on_page: Callable[[CrawlReport], None] | None = None,
+    record: bool = False,
 ) -> CrawlReport:
     """Crawl one source and store its pages; raise CrawlError when the pass cannot go on.
 
     What was stored before an error stays stored; the next pass resumes the pass that was cut
     off. `clock` gives every timestamp the pass records (tests move it). `on_page(report)` is
-    called after each page is stored (progress: worker.progress).
+    called after each page is stored (progress: worker.progress). `record`: the pass's outcome
+    (`Store.record_pass`) is recorded in the transaction that ends it, and `report.failures`
+    says its failed passes in a row (a pass that ends in another way than CrawlError, e.g.
+    cancelled, records none).
+
+    The bookkeeping is two transactions (issue 15): one before the first page (the mark, the
+    source's state, what a pass cut off stored), one at the end (the mark cleared or put back,
+    the baseline, the counter's total, the validators, the outcome).
     """
     started = time.monotonic()
     report = CrawlReport(source=source.name)
-    state = await asyncio.to_thread(store.source_state, source.name)
+    begun = clock()
+    pass_id = uuid.uuid4().hex
+    start = await asyncio.to_thread(store.start_pass, source.name, pass_id=pass_id, at=begun)
+    state, unfinished = start.state, start.unfinished
     report.baseline = state.baselined_at is None
     report.silent = report.baseline and not source.alert_backfill
-    begun = clock()
     if not report.baseline and source.reconcile is not None:
         due = state.walked_at is None or begun - state.walked_at >= timedelta(
             seconds=source.reconcile
@@ -427,10 +453,8 @@ async def crawl_source(
     # (error, stop, crash): a page holding one of them is not the end of what is new
     met_this_pass: set[str] = set()
     seen: set[str] = set()  # a walk: every url listed
-    pass_id = uuid.uuid4().hex
-    unfinished = await asyncio.to_thread(store.begin_pass, source.name, pass_id=pass_id, at=begun)
     if unfinished is not None and not report.baseline:
-        met_this_pass = await asyncio.to_thread(store.urls_listed_since, source.name, unfinished)
+        met_this_pass = set(start.met)
         report.resumed = True
         log.info(
             "source=%s resuming a pass cut off at %s (%d article(s) stored since)",
@@ -454,8 +478,11 @@ async def crawl_source(
     quiet_run = 0
     pressed = False  # the counter kept this pass paging past the overlap stop
     # A walk reads every page whatever is stored: page N is stored (in a thread) while page N+1
-    # is fetched and parsed. One store at a time, in page order.
-    storing: asyncio.Task[tuple[int, ListingPage, PageStored]] | None = None
+    # is fetched and parsed. One store at a time, in page order; the pages read while a store
+    # runs are stored together by the next one (up to WALK_BATCH: one thread hand-off, and on
+    # SQLite one commit, for them all).
+    storing: asyncio.Task[list[tuple[int, ListingPage, PageStored]]] | None = None
+    queued: list[tuple[int, ListingPage]] = []
 
     def deficit() -> int:
         """How many more new articles the counter on page 1 says there are than this pass found
@@ -505,11 +532,27 @@ async def crawl_source(
         )
         return number, listing, stored
 
+    async def store_queued() -> list[tuple[int, ListingPage, PageStored]]:
+        batch = queued.copy()
+        queued.clear()
+        stored = await asyncio.to_thread(
+            store.store_pages,
+            source.name,
+            [(number, listing.items, listing.url) for number, listing in batch],
+            plan,
+            silent=report.silent,
+            now=clock(),
+            pass_started=begun,
+        )
+        return [(n, listing, s) for (n, listing), s in zip(batch, stored, strict=True)]
+
     async def drain() -> None:
+        """Wait for the store that runs and count its pages."""
         nonlocal storing
         if storing is not None:
             task, storing = storing, None
-            account(*await task)
+            for done in await task:
+                account(*done)
 
     def owed_total() -> int | None:
         """The total to leave for the next pass when this one did not reach the end: what this
@@ -526,8 +569,10 @@ async def crawl_source(
             try:
                 async for number, listing, reread in pages:
                     if report.walk:
-                        await drain()
-                        storing = asyncio.create_task(store_one(number, listing))
+                        queued.append((number, listing))
+                        if storing is None or storing.done() or len(queued) >= WALK_BATCH:
+                            await drain()
+                            storing = asyncio.create_task(store_queued())
                         continue
                     fresh = account(*await store_one(number, listing))
                     if reread:
@@ -549,18 +594,30 @@ async def crawl_source(
                                 report.new,
                                 number,
                             )
-            finally:
-                await drain()  # what was read is stored, also when the next page failed
+            finally:  # what was read is stored, also when the next page failed
+                await drain()
+                if queued:
+                    storing = asyncio.create_task(store_queued())
+                    await drain()
     except BaseException as exc:  # an error, a stop (cancelled), a database outage
         report.duration = time.monotonic() - started
+        failed = isinstance(exc, FetchError | ParseError | ListingGap)
+        if failed:
+            report.error = str(exc)
+        outcome = _outcome(report, ok=False) if failed and record else None
         try:  # the next pass resumes this one
-            await asyncio.to_thread(
-                store.cut_pass, source.name, pass_id=pass_id, since=begun, listed_total=owed_total()
+            report.failures = await asyncio.to_thread(
+                store.cut_pass,
+                source.name,
+                pass_id=pass_id,
+                since=begun,
+                listed_total=owed_total(),
+                outcome=outcome,
+                at=clock(),
             )
         except Exception as cut_exc:  # the database may be what failed: the mark then stays
             log.warning("source=%s could not record the pass as cut off: %s", source.name, cut_exc)
-        if isinstance(exc, FetchError | ParseError | ListingGap):
-            report.error = str(exc)
+        if failed:
             raise CrawlError(str(exc), report) from exc
         raise
     finally:
@@ -594,20 +651,11 @@ async def crawl_source(
             )
         elif report.reconcile:
             report.notes.append(f"reconcile walk: {report.walk_seen} article(s) seen")
-    if report.baseline:
-        await asyncio.to_thread(store.mark_baselined, source.name, at=clock())
     # after a walk, or a pass that reached the listing's end or max_pages, nothing more can be
     # found by paging: the next pass compares with this total
     caught_up = report.stop.startswith("caught up")
     listed_total = owed_total() if caught_up and not report.walk else report.total
-    await asyncio.to_thread(
-        store.finish_pass,
-        source.name,
-        pass_id=pass_id,
-        listed_total=listed_total,
-        walk=walk,
-        at=clock(),
-    )
+    new_validators: tuple[str, str | None, str | None] | None = None  # None: unchanged
     if not report.not_modified:
         # The next pass may take a 304 for "nothing new" only if this pass owes nothing: with
         # the same first page (so the same counter), its counter check would find no debt.
@@ -621,11 +669,16 @@ async def crawl_source(
             else None
         )
         if (etag, modified) != (held or (None, None)):
-            await asyncio.to_thread(
-                store.save_validators,
-                source.name,
-                _validation_key(source),
-                etag=etag,
-                last_modified=modified,
-            )
+            new_validators = (_validation_key(source), etag, modified)
+    report.failures = await asyncio.to_thread(
+        store.end_pass,
+        source.name,
+        pass_id=pass_id,
+        listed_total=listed_total,
+        walk=walk,
+        baseline=report.baseline,
+        validators=new_validators,
+        outcome=_outcome(report, ok=True) if record else None,
+        at=clock(),
+    )
     return report

@@ -180,6 +180,9 @@ class Runtime:
                     self.plan_for(source.name),
                     window=self.config.http.concurrency * 2,
                     on_page=progress,
+                    # the outcome recorded with the pass's end (one transaction fewer), unless
+                    # the article pages still add to it
+                    record=source.article is None,
                 )
                 if source.article is not None:  # the listing is stored: now the articles' pages
                     pages = await read_article_pages(
@@ -239,6 +242,11 @@ class Runtime:
         )
         at = datetime.now(UTC)
         breaker = self.breakers.setdefault(report.source, Breaker())
+        if c.failures is not None:  # recorded with the end of the crawl (`record=True`)
+            report.failures = c.failures
+            self._trip(report, breaker, at)
+            await self.watch_pass(report)
+            return
         try:
             report.failures = await asyncio.to_thread(
                 self.store.record_pass,

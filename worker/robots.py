@@ -27,6 +27,7 @@ from protego import Protego
 
 from worker.config import HttpConfig
 from worker.fetch import FetchError, redact_url
+from worker.transport import make_transport
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ class Robots:
                     timeout=httpx.Timeout(self._http.timeout),
                     follow_redirects=True,
                     max_redirects=MAX_REDIRECTS,
-                    transport=self._transport,
+                    # ours by default: no CA bundle loaded for an http:// origin (see
+                    # worker.transport); the client closes it when done
+                    transport=self._transport or make_transport(httpx.Limits(max_connections=1)),
                 ) as client,
                 asyncio.timeout(self._http.timeout),
                 client.stream("GET", url) as response,

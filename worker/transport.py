@@ -7,10 +7,17 @@ included, just to find the socket again: with 8 kept-alive connections that was 
 a loopback backfill (encode/httpcore#928 tracks the pool scan itself). The streams made here
 keep the socket from when the connection was opened and answer that one question directly;
 everything else is anyio's and httpcore's own code.
+
+No TLS set-up for plain http: httpx builds an SSL context (the CA bundle loaded, some 20 ms of
+CPU) for every transport it makes. Here http:// requests go through a transport whose context has
+no certificates (it never runs a handshake: without a CA it could verify none, so it fails closed
+if it ever did), and the https:// one is made at the first https request, with one context
+built per process and shared by every Fetcher (a reload makes a new one).
 """
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import ssl
@@ -20,7 +27,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["make_transport"]
+__all__ = ["make_transport", "tls_context"]
 
 
 def _is_readable(sock: socket.socket) -> bool:
@@ -79,14 +86,54 @@ class _Backend(httpcore.AnyIOBackend):
         return _Stream(stream)
 
 
-def make_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default context (certifi's CA bundle, or $SSL_CERT_FILE / $SSL_CERT_DIR), built
+    once per process, at the first https request."""
+    return httpx.create_ssl_context()
+
+
+def _no_tls_context() -> ssl.SSLContext:
+    """For the http:// transport: verification on, and no CA to verify with."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _transport(limits: httpx.Limits, context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
     """httpx's transport with `limits`, its pool opening connections through `_Backend`.
 
     httpx has no parameter for httpcore's `network_backend`, so it is set on the pool it built;
     if a later httpcore names that attribute differently, the stock backend stays (a test checks
     that ours is in use)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=context)
     pool = getattr(transport, "_pool", None)
     if isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend):
         pool._network_backend = _Backend()  # type: ignore[union-attr]
     return transport
+
+
+class Transport(httpx.AsyncBaseTransport):
+    """http:// through one pool, https:// through another made when first needed (see the
+    module's docstring). Each pool has `limits` (the Fetcher's slots bound the requests in
+    flight across both)."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self.http = _transport(limits, _no_tls_context())
+        self.https: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            if self.https is None:
+                self.https = _transport(self._limits, tls_context())
+            return await self.https.handle_async_request(request)
+        return await self.http.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        if self.https is not None:
+            await self.https.aclose()
+
+
+def make_transport(limits: httpx.Limits) -> Transport:
+    """The Fetcher's transport: lazy TLS, the lighter idle check."""
+    return Transport(limits)

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from worker.models import AlertPlan, Item, PageStored
 from worker.store.engine import StoreBase, StoreError, dialect_insert
@@ -100,6 +99,8 @@ def _insert(
     columnar = columnar and dialect == "postgresql"
     stmt: Any
     if columnar:
+        from sqlalchemy.dialects import postgresql  # (not loaded on SQLite)
+
         unnested = (
             sa.func.unnest(
                 *(sa.bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in columns)
@@ -308,143 +309,202 @@ class PagesMixin(StoreBase):
         listing on another host, and which alerts prefer to any other host's text.
         """
         now = _aware(now, "now") if now is not None else _utcnow()
+        page = self._page_of(source, items)
+        if not page:
+            return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
+        with self._tx(f"storing a page of {source}") as conn:
+            return self._store_in(
+                conn, source, page, plan, silent, now, listing_page, pass_started, listing_url
+            )
+
+    def store_pages(
+        self,
+        source: str,
+        pages: Sequence[tuple[int | None, Sequence[Item], str | None]],
+        plan: Callable[[Item], Sequence[AlertPlan]],
+        *,
+        silent: bool,
+        now: datetime | None = None,
+        pass_started: datetime | None = None,
+    ) -> list[PageStored]:
+        """`store_page` for several pages of one pass, (listing_page, items, listing_url) each,
+        in their order: a walk stores the pages it read while the last store ran, with one
+        thread hand-off for them all. On SQLite in one transaction (one commit; writers are
+        serialised, so no deadlock); on PostgreSQL one transaction a page, each in key order,
+        as store_page (pages together would lock rows out of key order)."""
+        now = _aware(now, "now") if now is not None else _utcnow()
+        prepared = [(number, self._page_of(source, items), url) for number, items, url in pages]
+        empty = PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
+        if self.dialect != "sqlite" or len(prepared) == 1:
+            out = []
+            for number, page, url in prepared:
+                if not page:
+                    out.append(empty)
+                    continue
+                with self._tx(f"storing a page of {source}") as conn:
+                    out.append(
+                        self._store_in(
+                            conn, source, page, plan, silent, now, number, pass_started, url
+                        )
+                    )
+            return out
+        if not any(page for _, page, _ in prepared):
+            return [empty for _ in prepared]
+        with self._tx(f"storing {len(prepared)} pages of {source}") as conn:
+            return [
+                self._store_in(conn, source, page, plan, silent, now, number, pass_started, url)
+                if page
+                else empty
+                for number, page, url in prepared
+            ]
+
+    @staticmethod
+    def _page_of(source: str, items: Sequence[Item]) -> dict[str, Item]:
+        """url -> item, the first of each url, without urls too long to store."""
         page: dict[str, Item] = {}
         for item in items:
             if len(item.url) > MAX_URL_CHARS:
                 log.warning("source %s: skipped a URL of %d characters", source, len(item.url))
                 continue
             page.setdefault(item.url, item)
-        if not page:
-            return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
+        return page
+
+    def _store_in(
+        self,
+        conn: sa.Connection,
+        source: str,
+        page: dict[str, Item],
+        plan: Callable[[Item], Sequence[AlertPlan]],
+        silent: bool,
+        now: datetime,
+        listing_page: int | None,
+        pass_started: datetime | None,
+        listing_url: str | None,
+    ) -> PageStored:
+        """One page's rows, in the transaction of `conn` (see store_page)."""
         urls = sorted(page)
         stmts = _page_statements(self.dialect)
         prints = {url: fingerprint(item) for url, item in page.items()}
+        # (0) reposts: a url known as an alias is its article; a url no article has, whose
+        # fingerprint an article of the same site had within REPOST_WINDOW, becomes one
+        aliased = self._reposts(conn, stmts, urls, prints, now)
+        if aliased:
+            urls = [url for url in urls if url not in aliased]
+        # (1) the articles nobody stored yet, with their new ids
+        insert = stmts.insert_articles
+        rows: list[dict[str, Any]] = [
+            {
+                "url": url,
+                "title": (item := page[url]).title,
+                "summary": item.summary,
+                "published": item.published,
+                "body": item.body[:MAX_BODY_CHARS] if item.body else None,
+                "fingerprint": prints[url],
+            }
+            for url in urls
+        ]
+        params = insert.params(rows, first_seen=now, source=source)
+        # (iter(): a Result has keys(), which dict() would take for a mapping's)
+        ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params))) if rows else {}
+        new_articles = len(ids)
+        inserted = set(ids.values())
+        # (2) the ids of those stored before
+        if new_articles < len(urls):
+            stored = [url for url in urls if url not in ids]
+            # stored before: a body or a date this source gives and the row lacks is kept
+            # (one SELECT either way; an UPDATE only when a gap is filled)
+            fills: list[dict[str, Any]] = []
+            for chunk in _chunks(stored):
+                if any(page[url].body or page[url].published for url in chunk):
+                    for url, article_id, no_body, no_date in conn.execute(
+                        stmts.select_gaps, {"urls": chunk}
+                    ):
+                        ids[url] = article_id
+                        item = page[url]
+                        if (no_body and item.body) or (no_date and item.published):
+                            fills.append(
+                                {
+                                    "article_id": article_id,
+                                    "new_body": item.body[:MAX_BODY_CHARS] if item.body else None,
+                                    "new_published": item.published,
+                                }
+                            )
+                else:
+                    ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
+            if fills:
+                fills.sort(key=lambda row: row["article_id"])  # key order: no deadlock
+                conn.execute(stmts.fill_gaps, fills)
+            if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
+                raise StoreError(f"store_page({source}): {len(urls) - len(ids)} articles vanished")
+        ids.update(aliased)
+        # (3) which of them this source lists for the first time
+        insert = stmts.insert_listings
+        firsts: dict[int, str] = {}  # one url per article (a story and its repost)
+        for url in page:
+            firsts.setdefault(ids[url], url)
+        own = _own_host(listing_url)
+        listed = [
+            {
+                "article_id": article_id,
+                "title": (item := page[url]).title,
+                "summary": item.summary,
+                "published": item.published,
+                "own": own is not None and _host(url) == own,
+            }
+            for article_id, url in sorted(firsts.items())
+        ]
+        params = insert.params(
+            listed, source=source, first_seen=now, page=listing_page, pass_started=pass_started
+        )
+        new_ids = set(conn.execute(insert.stmt, params).scalars())
+        new_for_source = tuple(
+            url for url in page if ids[url] in new_ids and firsts[ids[url]] == url
+        )
+        # an article stored from another host's listing gets its own site's text
+        retext = [
+            {
+                "b_id": row["article_id"],
+                "b_source": source,
+                "b_title": row["title"],
+                "b_summary": row["summary"],
+                "b_published": row["published"],
+            }
+            for row in listed
+            if row["own"] and row["article_id"] in new_ids and row["article_id"] not in inserted
+        ]
+        if retext:  # (rare: only the first time a site lists what another host listed)
+            conn.execute(stmts.own_text, retext)
 
-        with self._tx(f"storing a page of {source}") as conn:
-            # (0) reposts: a url known as an alias is its article; a url no article has, whose
-            # fingerprint an article of the same site had within REPOST_WINDOW, becomes one
-            aliased = self._reposts(conn, stmts, urls, prints, now)
-            if aliased:
-                urls = [url for url in urls if url not in aliased]
-            # (1) the articles nobody stored yet, with their new ids
-            insert = stmts.insert_articles
-            rows: list[dict[str, Any]] = [
-                {
-                    "url": url,
-                    "title": (item := page[url]).title,
-                    "summary": item.summary,
-                    "published": item.published,
-                    "body": item.body[:MAX_BODY_CHARS] if item.body else None,
-                    "fingerprint": prints[url],
-                }
-                for url in urls
+        # (4) matches and deliveries for the new ones
+        match_rows: dict[tuple[int, str], dict[str, Any]] = {}
+        delivery_keys: set[tuple[int, str, str]] = set()
+        for url in new_for_source:
+            article_id = ids[url]
+            for p in plan(page[url]):
+                key = (article_id, p.watchlist)
+                if key not in match_rows:
+                    match_rows[key] = {
+                        "article_id": article_id,
+                        "watchlist": p.watchlist,
+                        "keywords": list(p.keywords),
+                    }
+                delivery_keys.update((article_id, p.watchlist, ch) for ch in p.channels)
+        if match_rows:
+            insert = stmts.insert_matches
+            rows = [match_rows[key] for key in sorted(match_rows)]
+            conn.execute(insert.stmt, insert.params(rows, matched_at=now))
+        alerts_queued = 0
+        would_alert: dict[str, int] = {}
+        if silent:
+            would_alert = dict(Counter(watchlist for _, watchlist in match_rows))
+        elif delivery_keys:
+            insert = stmts.insert_deliveries
+            rows = [
+                {"article_id": article_id, "watchlist": watchlist, "channel": channel}
+                for article_id, watchlist, channel in sorted(delivery_keys)
             ]
-            params = insert.params(rows, first_seen=now, source=source)
-            # (iter(): a Result has keys(), which dict() would take for a mapping's)
-            ids: dict[str, int] = dict(iter(conn.execute(insert.stmt, params))) if rows else {}
-            new_articles = len(ids)
-            inserted = set(ids.values())
-            # (2) the ids of those stored before
-            if new_articles < len(urls):
-                stored = [url for url in urls if url not in ids]
-                # stored before: a body or a date this source gives and the row lacks is kept
-                # (one SELECT either way; an UPDATE only when a gap is filled)
-                fills: list[dict[str, Any]] = []
-                for chunk in _chunks(stored):
-                    if any(page[url].body or page[url].published for url in chunk):
-                        for url, article_id, no_body, no_date in conn.execute(
-                            stmts.select_gaps, {"urls": chunk}
-                        ):
-                            ids[url] = article_id
-                            item = page[url]
-                            if (no_body and item.body) or (no_date and item.published):
-                                fills.append(
-                                    {
-                                        "article_id": article_id,
-                                        "new_body": item.body[:MAX_BODY_CHARS]
-                                        if item.body
-                                        else None,
-                                        "new_published": item.published,
-                                    }
-                                )
-                    else:
-                        ids.update(iter(conn.execute(stmts.select_ids, {"urls": chunk})))
-                if fills:
-                    fills.sort(key=lambda row: row["article_id"])  # key order: no deadlock
-                    conn.execute(stmts.fill_gaps, fills)
-                if len(ids) != len(urls):  # pragma: no cover - would mean a broken unique key
-                    raise StoreError(
-                        f"store_page({source}): {len(urls) - len(ids)} articles vanished"
-                    )
-            ids.update(aliased)
-            # (3) which of them this source lists for the first time
-            insert = stmts.insert_listings
-            firsts: dict[int, str] = {}  # one url per article (a story and its repost)
-            for url in page:
-                firsts.setdefault(ids[url], url)
-            own = _own_host(listing_url)
-            listed = [
-                {
-                    "article_id": article_id,
-                    "title": (item := page[url]).title,
-                    "summary": item.summary,
-                    "published": item.published,
-                    "own": own is not None and _host(url) == own,
-                }
-                for article_id, url in sorted(firsts.items())
-            ]
-            params = insert.params(
-                listed, source=source, first_seen=now, page=listing_page, pass_started=pass_started
-            )
-            new_ids = set(conn.execute(insert.stmt, params).scalars())
-            new_for_source = tuple(
-                url for url in page if ids[url] in new_ids and firsts[ids[url]] == url
-            )
-            # an article stored from another host's listing gets its own site's text
-            retext = [
-                {
-                    "b_id": row["article_id"],
-                    "b_source": source,
-                    "b_title": row["title"],
-                    "b_summary": row["summary"],
-                    "b_published": row["published"],
-                }
-                for row in listed
-                if row["own"] and row["article_id"] in new_ids and row["article_id"] not in inserted
-            ]
-            if retext:  # (rare: only the first time a site lists what another host listed)
-                conn.execute(stmts.own_text, retext)
-
-            # (4) matches and deliveries for the new ones
-            match_rows: dict[tuple[int, str], dict[str, Any]] = {}
-            delivery_keys: set[tuple[int, str, str]] = set()
-            for url in new_for_source:
-                article_id = ids[url]
-                for p in plan(page[url]):
-                    key = (article_id, p.watchlist)
-                    if key not in match_rows:
-                        match_rows[key] = {
-                            "article_id": article_id,
-                            "watchlist": p.watchlist,
-                            "keywords": list(p.keywords),
-                        }
-                    delivery_keys.update((article_id, p.watchlist, ch) for ch in p.channels)
-            if match_rows:
-                insert = stmts.insert_matches
-                rows = [match_rows[key] for key in sorted(match_rows)]
-                conn.execute(insert.stmt, insert.params(rows, matched_at=now))
-            alerts_queued = 0
-            would_alert: dict[str, int] = {}
-            if silent:
-                would_alert = dict(Counter(watchlist for _, watchlist in match_rows))
-            elif delivery_keys:
-                insert = stmts.insert_deliveries
-                rows = [
-                    {"article_id": article_id, "watchlist": watchlist, "channel": channel}
-                    for article_id, watchlist, channel in sorted(delivery_keys)
-                ]
-                params = insert.params(rows, created=now, source=source)
-                alerts_queued = len(conn.execute(insert.stmt, params).all())
+            params = insert.params(rows, created=now, source=source)
+            alerts_queued = len(conn.execute(insert.stmt, params).all())
         return PageStored(
             new_for_source=new_for_source,
             new_articles=new_articles,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -82,23 +83,33 @@ class ReadingMixin(StoreBase):
         first, without their watchlists (`watchlists` is empty): what `worker search` and the
         daemon's would-have-matched count run a query over. `source` as in list_articles."""
         a = articles
-        stmt = sa.select(
-            a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen
-        ).order_by(a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc())
-        if since is not None:
+        cols = (a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen, a.c.id)
+
+        def part(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+            stmt = sa.select(*cols).where(*where)
+            if source is not None:
+                stmt = stmt.where(
+                    sa.exists().where(
+                        article_sources.c.article_id == a.c.id, article_sources.c.source == source
+                    )
+                )
+            return stmt
+
+        if since is None:
+            rows_of: Any = part().subquery()
+        else:
+            # the dated ones since then, and the undated ones first seen since then: two ranges
+            # of the listing's index (one OR made SQLite walk all of it)
             since = _aware(since, "since")
-            stmt = stmt.where(
-                sa.or_(
-                    a.c.published >= since,
-                    sa.and_(a.c.published.is_(None), a.c.first_seen >= since),
-                )
-            )
-        if source is not None:
-            stmt = stmt.where(
-                sa.exists().where(
-                    article_sources.c.article_id == a.c.id, article_sources.c.source == source
-                )
-            )
+            rows_of = sa.union_all(
+                part(a.c.published >= since),
+                part(a.c.published.is_(None), a.c.first_seen >= since),
+            ).subquery()
+        stmt = sa.select(rows_of).order_by(
+            rows_of.c.published.desc().nulls_last(),
+            rows_of.c.first_seen.desc(),
+            rows_of.c.id.desc(),
+        )
         with self._tx("reading articles for a search", write=False) as conn:
             rows = conn.execute(stmt).all()
         return [

@@ -125,3 +125,25 @@ class SourceState:
     validated_url: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassStart:
+    """What `Store.start_pass` found as the pass began (one transaction)."""
+
+    state: SourceState
+    unfinished: datetime | None  # when the earliest unfinished pass began (None: none is)
+    # the urls the source listed since `unfinished`, when resuming a source with a baseline
+    met: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PassOutcome:
+    """A pass's outcome, as `sources` keeps it (`record_pass`)."""
+
+    ok: bool
+    error: str | None
+    pages: int
+    new: int
+    alerts: int
+    duration: float

@@ -10,13 +10,33 @@ import sqlalchemy as sa
 
 from worker.store.engine import StoreBase
 from worker.store.helpers import _aware, _cut, _utcnow
-from worker.store.rows import SourceState, SourceStatus
+from worker.store.rows import PassOutcome, PassStart, SourceState, SourceStatus
 from worker.store.tables import UTCDateTime, article_sources, articles, robots_txt, sources
 
 # a resume mark older than this whose pass never said it ended (its process died) is taken over
 # by the next pass; taking over the mark of a pass still running costs nothing, since that pass
 # puts its mark back if it is cut off (`cut_pass`)
 STALE_MARK = timedelta(hours=1)
+
+# the columns of a SourceState, in its order
+_STATE = (
+    sources.c.baselined_at,
+    sources.c.listed_total,
+    sources.c.walked_at,
+    sources.c.walk_seen,
+    sources.c.walk_total,
+    sources.c.validated_url,
+    sources.c.etag,
+    sources.c.last_modified,
+)
+
+
+def _listed_since(source: str, since: datetime) -> sa.Select[tuple[str]]:
+    return (
+        sa.select(articles.c.url)
+        .join(article_sources, article_sources.c.article_id == articles.c.id)
+        .where(article_sources.c.source == source, article_sources.c.first_seen >= since)
+    )
 
 
 class SourcesMixin(StoreBase):
@@ -30,6 +50,10 @@ class SourcesMixin(StoreBase):
     def mark_baselined(self, source: str, *, at: datetime | None = None) -> None:
         """Record that `source` finished its first complete pass (the first time is kept)."""
         at = _aware(at, "at") if at is not None else _utcnow()
+        with self._tx("recording the source's baseline") as conn:
+            self._mark_baselined(conn, source, at)
+
+    def _mark_baselined(self, conn: sa.Connection, source: str, at: datetime) -> None:
         stmt = self._insert(sources).values(name=source, baselined_at=at)
         stmt = stmt.on_conflict_do_update(
             index_elements=[sources.c.name],
@@ -37,26 +61,28 @@ class SourcesMixin(StoreBase):
                 "baselined_at": sa.func.coalesce(sources.c.baselined_at, stmt.excluded.baselined_at)
             },
         )
-        with self._tx("recording the source's baseline") as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
 
     def source_state(self, source: str) -> SourceState:
         """What a pass needs to know of `source` before it starts (all None for a new source)."""
-        cols = (
-            sources.c.baselined_at,
-            sources.c.listed_total,
-            sources.c.walked_at,
-            sources.c.walk_seen,
-            sources.c.walk_total,
-            sources.c.validated_url,
-            sources.c.etag,
-            sources.c.last_modified,
-        )
         with self._tx("reading the state of a source", write=False) as conn:
-            row = conn.execute(sa.select(*cols).where(sources.c.name == source)).first()
+            row = conn.execute(sa.select(*_STATE).where(sources.c.name == source)).first()
         if row is None:
             return SourceState()
         return SourceState(*row)
+
+    def start_pass(self, source: str, *, pass_id: str, at: datetime | None = None) -> PassStart:
+        """`begin_pass` and `source_state` in one transaction, and, when the pass resumes one
+        that was cut off (`unfinished` is set) over a source with a baseline, the urls it listed
+        since then (`urls_listed_since`): all a pass reads and writes before its first page."""
+        at = _aware(at, "at") if at is not None else _utcnow()
+        with self._tx("recording the start of a pass") as conn:
+            since, row = self._begin(conn, source, pass_id, at)
+            state = SourceState(*row)
+            met: frozenset[str] = frozenset()
+            if since is not None and state.baselined_at is not None:
+                met = frozenset(conn.scalars(_listed_since(source, since)))
+        return PassStart(state=state, unfinished=since, met=met)
 
     def begin_pass(
         self, source: str, *, pass_id: str, at: datetime | None = None
@@ -71,24 +97,32 @@ class SourcesMixin(StoreBase):
         running and may yet be cut off.
         """
         at = _aware(at, "at") if at is not None else _utcnow()
+        with self._tx("recording the start of a pass") as conn:
+            since, _ = self._begin(conn, source, pass_id, at)
+        return since
+
+    def _begin(
+        self, conn: sa.Connection, source: str, pass_id: str, at: datetime
+    ) -> tuple[datetime | None, tuple[Any, ...]]:
+        """Take or set the mark (see begin_pass); (its start, the source's _STATE row)."""
         ensure = self._insert(sources).values(name=source).on_conflict_do_nothing()
         query = (
-            sa.select(sources.c.unfinished_since, sources.c.unfinished_by)
+            sa.select(sources.c.unfinished_since, sources.c.unfinished_by, *_STATE)
             .where(sources.c.name == source)
             .with_for_update()
         )
-        with self._tx("recording the start of a pass") as conn:
-            conn.execute(ensure)
-            since, owner = conn.execute(query).one()
-            if since is None:
-                values = {"unfinished_since": at, "unfinished_by": pass_id}
-            elif owner is None or since < at - STALE_MARK:
-                values = {"unfinished_by": pass_id}  # take over a mark nobody will clear
-            else:
-                values = {}  # another pass runs and owns it
-            if values:
-                conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
-        return since
+        conn.execute(ensure)
+        row = conn.execute(query).one()
+        since, owner = row[0], row[1]
+        if since is None:
+            values = {"unfinished_since": at, "unfinished_by": pass_id}
+        elif owner is None or since < at - STALE_MARK:
+            values = {"unfinished_by": pass_id}  # take over a mark nobody will clear
+        else:
+            values = {}  # another pass runs and owns it
+        if values:
+            conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+        return since, tuple(row[2:])
 
     def finish_pass(
         self,
@@ -102,6 +136,24 @@ class SourcesMixin(StoreBase):
         """Pass `pass_id` of `source` reached its end: its mark (if it owns it) is cleared, the
         counter's total is kept for the next pass, and a walk of the whole listing records the
         distinct articles it saw and the total they are compared with (`walk`)."""
+        self.end_pass(source, pass_id=pass_id, listed_total=listed_total, walk=walk, at=at)
+
+    def end_pass(
+        self,
+        source: str,
+        *,
+        pass_id: str,
+        listed_total: int | None = None,
+        walk: tuple[int, int | None] | None = None,
+        baseline: bool = False,
+        validators: tuple[str, str | None, str | None] | None = None,
+        outcome: PassOutcome | None = None,
+        at: datetime | None = None,
+    ) -> int | None:
+        """Everything a pass that reached its end records, in one transaction: `finish_pass`;
+        with `baseline`, `mark_baselined`; with `validators` (url, etag, last_modified),
+        `save_validators`; with `outcome`, `record_pass`, whose failures in a row it returns
+        (None without an outcome)."""
         at = _aware(at, "at") if at is not None else _utcnow()
         values: dict[str, Any] = {}
         if listed_total is not None:
@@ -109,6 +161,8 @@ class SourcesMixin(StoreBase):
         if walk is not None:
             values.update(walked_at=at, walk_seen=walk[0], walk_total=walk[1])
         with self._tx("recording the end of a pass") as conn:
+            if baseline:
+                self._mark_baselined(conn, source, at)
             conn.execute(
                 sa.update(sources)
                 .where(sources.c.name == source, sources.c.unfinished_by == pass_id)
@@ -116,6 +170,11 @@ class SourcesMixin(StoreBase):
             )
             if values:
                 conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+            if validators is not None:
+                self._save_validators(conn, source, *validators)
+            if outcome is not None:
+                return self._record_pass(conn, source, outcome, at)
+        return None
 
     def cut_pass(
         self,
@@ -124,10 +183,13 @@ class SourcesMixin(StoreBase):
         pass_id: str,
         since: datetime,
         listed_total: int | None = None,
-    ) -> None:
+        outcome: PassOutcome | None = None,
+        at: datetime | None = None,
+    ) -> int | None:
         """Pass `pass_id` of `source`, begun at `since`, was cut off (an error, a stop): the mark
         goes back to `since` if another pass cleared it meanwhile, and belongs to nobody, so
-        the next pass takes it over and resumes it."""
+        the next pass takes it over and resumes it. With `outcome`, `record_pass` in the same
+        transaction, whose failures in a row it returns (None without an outcome)."""
         since = _aware(since, "since")
         ensure = self._insert(sources).values(name=source).on_conflict_do_nothing()
         earlier = sa.or_(
@@ -145,15 +207,14 @@ class SourcesMixin(StoreBase):
         with self._tx("recording a pass that was cut off") as conn:
             conn.execute(ensure)
             conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+            if outcome is not None:
+                at = _aware(at, "at") if at is not None else _utcnow()
+                return self._record_pass(conn, source, outcome, at)
+        return None
 
     def urls_listed_since(self, source: str, since: datetime) -> set[str]:
         """Canonical URLs that `source` listed for the first time at or after `since`."""
-        since = _aware(since, "since")
-        query = (
-            sa.select(articles.c.url)
-            .join(article_sources, article_sources.c.article_id == articles.c.id)
-            .where(article_sources.c.source == source, article_sources.c.first_seen >= since)
-        )
+        query = _listed_since(source, _aware(since, "since"))
         with self._tx("reading the source's recent articles", write=False) as conn:
             return set(conn.scalars(query))
 
@@ -172,13 +233,21 @@ class SourcesMixin(StoreBase):
         """Record the outcome of one pass over `source` (last_success_at only moves when ok);
         return its failed passes in a row (0 after a success: the breaker's count)."""
         at = _aware(at, "at") if at is not None else _utcnow()
+        outcome = PassOutcome(ok, error, pages, new, alerts, duration)
+        with self._tx("recording a pass") as conn:
+            return self._record_pass(conn, source, outcome, at)
+
+    def _record_pass(
+        self, conn: sa.Connection, source: str, outcome: PassOutcome, at: datetime
+    ) -> int:
+        ok = outcome.ok
         values: dict[str, Any] = {
             "last_pass_at": at,
-            "last_error": _cut(error),
-            "last_pages": pages,
-            "last_new": new,
-            "last_alerts": alerts,
-            "last_duration": duration,
+            "last_error": _cut(outcome.error),
+            "last_pages": outcome.pages,
+            "last_new": outcome.new,
+            "last_alerts": outcome.alerts,
+            "last_duration": outcome.duration,
         }
         if ok:
             values["last_success_at"] = at
@@ -187,9 +256,8 @@ class SourcesMixin(StoreBase):
             index_elements=[sources.c.name],
             set_={**values, "failures": 0 if ok else sources.c.failures + 1},
         )
-        with self._tx("recording a pass") as conn:
-            conn.execute(stmt)
-            failures = conn.scalar(sa.select(sources.c.failures).where(sources.c.name == source))
+        conn.execute(stmt)
+        failures = conn.scalar(sa.select(sources.c.failures).where(sources.c.name == source))
         return int(failures or 0)
 
     def save_validators(
@@ -197,19 +265,24 @@ class SourcesMixin(StoreBase):
     ) -> None:
         """Keep the ETag / Last-Modified of the last answer to `url`, the first URL of a pass
         over `source` (both None: forget them, the next pass fetches it in full)."""
+        with self._tx("recording a page's validators") as conn:
+            self._save_validators(conn, source, url, etag, last_modified)
+
+    def _save_validators(
+        self, conn: sa.Connection, source: str, url: str, etag: str | None, modified: str | None
+    ) -> None:
         # a validator longer than a header a server sends is junk: not kept (a cut one never
         # matches)
         etag = etag if etag and len(etag) <= 1024 else None
-        last_modified = last_modified if last_modified and len(last_modified) <= 200 else None
+        modified = modified if modified and len(modified) <= 200 else None
         values = {
-            "validated_url": url if etag or last_modified else None,
+            "validated_url": url if etag or modified else None,
             "etag": etag,
-            "last_modified": last_modified,
+            "last_modified": modified,
         }
         stmt = self._insert(sources).values(name=source, **values)
         stmt = stmt.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
-        with self._tx("recording a page's validators") as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
 
     def robots_get(self, origin: str) -> tuple[datetime, int, str] | None:
         """The robots.txt stored for `origin` ("http://host:port"): (fetched_at, status, body)."""

@@ -19,7 +19,7 @@ from worker.store.lookup import LookupMixin
 from worker.store.matched import MatchedMixin, MatchRow
 from worker.store.pages import PagesMixin
 from worker.store.reading import ReadingMixin
-from worker.store.rows import AlertRow, ArticleRow, SourceStatus
+from worker.store.rows import AlertRow, ArticleRow, PassOutcome, SourceStatus
 from worker.store.sources import SourcesMixin
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "MatchRow",
     "Notice",
     "NoticeClaim",
+    "PassOutcome",
     "PendingPage",
     "Replica",
     "SourceStatus",

@@ -109,10 +109,32 @@ articles = sa.Table(
     sa.Column("fingerprint", sa.Text, nullable=True),
     sa.Column("source", sa.Text, nullable=False),  # the first source that listed it
     sa.UniqueConstraint("url"),
-    # list_articles: newest first
+    # list_articles: newest first (SQLite reads this one backwards: its NULLs sort first)
     sa.Index(None, "published", "first_seen"),
     sa.Index(None, "fingerprint", "first_seen"),
 )
+# list_articles / articles_since on PostgreSQL, where NULLs sort last in an ascending index, so
+# that a backward scan of the one above gives `published DESC NULLS FIRST`: the listing's own
+# order (migration 0009_i15idx)
+# (SQLite refuses NULLS LAST in an index, and needs none)
+sa.Index(
+    "ix_articles_newest",
+    articles.c.published.desc().nulls_last(),
+    articles.c.first_seen.desc(),
+    articles.c.id.desc(),
+).ddl_if(dialect="postgresql")
+POSTGRESQL_ONLY = frozenset({"ix_articles_newest"})
+
+
+def include_object(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for a database of `dialect`: an index of POSTGRESQL_ONLY is
+    compared (autogenerate) on PostgreSQL only, as it is created there only."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ == "index" and name in POSTGRESQL_ONLY and dialect != "postgresql")
+
+    return include
+
 
 # A second URL of a stored story (a repost under an edited slug, a copy in another category):
 # listed again, it is that article.
@@ -208,6 +230,8 @@ deliveries = sa.Table(
     # claim_due / next_due_at / list_alerts(status=...) / counts
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "digest_id"),
+    # sent_since: a channel's sends in its rate limit's window (migration 0009_i15idx)
+    sa.Index(None, "channel", "sent_at"),
 )
 
 # One message for several deliveries, sent and retried as a whole (migration 0006): a

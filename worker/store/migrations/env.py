@@ -13,7 +13,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-from worker.store.tables import metadata
+from worker.store.tables import include_object, metadata
 
 config = context.config
 
@@ -25,6 +25,7 @@ def _configure(connection: sa.Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",  # ALTER TABLE on SQLite
         transactional_ddl=True,
         compare_type=True,
+        include_object=include_object(connection.dialect.name),
     )
 
 

@@ -4,7 +4,7 @@ worker itself is neither lost nor sent twice across a restart, and a failing cha
 other.
 
 Revision ID: 0010_i11wd
-Revises: 0008_i13
+Revises: 0009_i15idx
 Create Date: 2026-12-02 06:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_i11wd"
-down_revision: str | None = "0008_i13"
+down_revision: str | None = "0009_i15idx"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
