@@ -1,0 +1,354 @@
+"""Connections kept between sends: one SMTP session and one HTTP keep-alive pool per slot.
+
+A slot is one apprise instance of a channel URL, used by one sending thread at a time (a URL has
+a few, so that a few messages to it can be in flight). apprise itself opens a new connection
+for every message: for email a new SSL context (~24 ms: the CA store is read again), a new TCP
+connection, EHLO, STARTTLS, AUTH, then QUIT; for a webhook a new `requests` session and TCP
+connection. Two shims keep apprise's plugins (URL syntax, message building, logging) and
+replace only that:
+
+- `SessionSMTP` stands for apprise's `AppriseSMTPController` in its email plugin: the slot
+  sending in this thread keeps its SMTP session for the next message (checked with NOOP when it
+  has been idle a while, replaced when it broke); TLS uses one SSL context per process. Every
+  SMTP error is noted, with the server's reply (`550 5.1.1 ...`), for the send's result.
+- `RequestsShim` stands for the `requests` module in the modules of the HTTP plugins in use:
+  their `requests.post(...)` goes through the slot's `requests.Session` (keep-alive; cookies
+  refused, as a one-off request keeps none), with its timeouts capped to the send's deadline.
+  Anything else (exceptions, `requests.codes`) is the real module's.
+
+The thread's current slot and deadline are set by `sending()`; without one (a plugin used
+outside a Notifier send) both shims behave as apprise does, bar the shared SSL context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import smtplib
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+SMTP_NOOP_AFTER = 2.0  # seconds idle after which a kept SMTP session is checked with NOOP
+SESSION_IDLE = 15.0  # seconds unused after which a slot's connections are closed
+QUIT_TIMEOUT = 2.0  # seconds for a QUIT at close (the server may be gone)
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def sending(slot: Slot, deadline: float) -> Iterator[None]:
+    """In this thread, until the block ends: apprise's connections are those of `slot`, and no
+    network call outlasts `deadline` (time.monotonic())."""
+    _state.slot, _state.deadline, _state.error = slot, deadline, None
+    try:
+        yield
+    finally:
+        _state.slot, _state.deadline = None, None
+
+
+def _current_slot() -> Slot | None:
+    return getattr(_state, "slot", None)
+
+
+def remaining(cap: float) -> float:
+    """Seconds left before the current send's deadline, at most `cap` (at least a millisecond:
+    a socket timeout of 0 would make it non-blocking)."""
+    deadline = getattr(_state, "deadline", None)
+    if deadline is None:
+        return cap
+    return max(0.001, min(cap, deadline - time.monotonic()))
+
+
+def note_error(text: str) -> None:
+    """Note why the current send failed (the last note wins)."""
+    _state.error = text
+
+
+def take_error() -> str | None:
+    """The reason noted for the current send, once."""
+    error = getattr(_state, "error", None)
+    _state.error = None
+    return error
+
+
+@functools.cache
+def ssl_context(verify: bool) -> ssl.SSLContext:
+    """The process's client SSL context (with certificate checks, or without for `verify=no`):
+    built once, as the CA store is read at each build."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Slot:
+    """One apprise instance of a URL and the connections it keeps; one send at a time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.used = time.monotonic()
+        self._smtp: smtplib.SMTP | None = None
+        self._smtp_key: tuple[object, ...] | None = None
+        self._http: Any = None  # requests.Session, made on first use
+
+    @property
+    def has_connections(self) -> bool:
+        return self._smtp is not None or self._http is not None
+
+    def take_smtp(self, key: tuple[object, ...]) -> smtplib.SMTP | None:
+        conn, self._smtp = self._smtp, None
+        if conn is not None and self._smtp_key != key:
+            _quit(conn)
+            return None
+        return conn
+
+    def keep_smtp(self, key: tuple[object, ...], conn: smtplib.SMTP) -> None:
+        if self._smtp is not None and self._smtp is not conn:
+            _quit(self._smtp)
+        self._smtp, self._smtp_key = conn, key
+
+    def http_session(self, requests: Any) -> Any:
+        if self._http is None:
+            from http.cookiejar import DefaultCookiePolicy
+
+            session = requests.Session()
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            self._http = session
+        return self._http
+
+    def close(self) -> None:
+        """Close the kept connections (QUIT the SMTP session)."""
+        conn, self._smtp = self._smtp, None
+        if conn is not None:
+            _quit(conn)
+        http, self._http = self._http, None
+        if http is not None:
+            with contextlib.suppress(Exception):
+                http.close()
+
+
+def _quit(conn: smtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        if conn.sock is not None:
+            conn.sock.settimeout(QUIT_TIMEOUT)
+        conn.quit()
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+# --- SMTP ----------------------------------------------------------------------------------------
+
+_SMTP_ERRORS = (OSError, smtplib.SMTPException, RuntimeError, AttributeError)
+
+
+def _smtp_reply(exc: BaseException) -> str:
+    """An SMTP error as the server's reply where there is one: `SMTP 550 5.1.1 no such user`."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "; ".join(_reply(code, text, rcpt) for rcpt, (code, text) in exc.recipients.items())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _reply(exc.smtp_code, exc.smtp_error)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _reply(code: int, text: bytes | str, recipient: str | None = None) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    where = f" (recipient {recipient})" if recipient else ""
+    return f"SMTP {code} {' '.join(text.split())}{where}"
+
+
+class SessionSMTP:
+    """apprise's AppriseSMTPController, with the current slot's session kept open after the
+    message (see the module's docstring). Same constructor and methods: `with SessionSMTP(...)
+    as smtp: smtp.sendmail(from, to, message) -> bool`; connection and login errors raise."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secure_mode: str,
+        user: str | None = None,
+        password: str | None = None,
+        verify_certificate: bool = True,
+        socket_connect_timeout: float = 15,
+        **_ignored: Any,
+    ) -> None:
+        self.host, self.port, self.secure_mode = host, port, secure_mode
+        self.user, self.password = user, password
+        self.verify_certificate = verify_certificate
+        self.socket_connect_timeout = socket_connect_timeout
+        self._key = (host, port, secure_mode, user, password, verify_certificate)
+        self._conn: smtplib.SMTP | None = None
+        self._broken = False
+
+    def __enter__(self) -> SessionSMTP:
+        from apprise.exception import AppriseImproperlyConfigured
+        from apprise.plugins.email.smtp import SMTP_SECURE_MODES
+
+        if self.secure_mode not in SMTP_SECURE_MODES:
+            raise AppriseImproperlyConfigured(f"Invalid SMTP secure mode: {self.secure_mode!r}")
+        slot = _current_slot()
+        conn = slot.take_smtp(self._key) if slot is not None else None
+        if conn is not None and time.monotonic() - slot.used > SMTP_NOOP_AFTER:  # type: ignore[union-attr]
+            try:
+                _timeout(conn, remaining(5.0))
+                alive = conn.noop()[0] == 250
+            except _SMTP_ERRORS:
+                alive = False
+            if not alive:
+                _quit(conn)
+                conn = None
+        self._conn = conn if conn is not None else self._open()
+        return self
+
+    def _open(self) -> smtplib.SMTP:
+        from apprise.plugins.email.smtp import SMTPSecureMode
+
+        tls = self.secure_mode in (SMTPSecureMode.SSL, SMTPSecureMode.STARTTLS)
+        context = ssl_context(bool(self.verify_certificate)) if tls else None
+        timeout = remaining(float(self.socket_connect_timeout))
+        conn: smtplib.SMTP | None = None
+        try:
+            if self.secure_mode == SMTPSecureMode.SSL:
+                conn = smtplib.SMTP_SSL(self.host, self.port, None, timeout=timeout, context=context)
+            else:
+                conn = smtplib.SMTP(self.host, self.port, None, timeout=timeout)
+            if self.secure_mode == SMTPSecureMode.STARTTLS:
+                _timeout(conn, remaining(float(self.socket_connect_timeout)))
+                conn.starttls(context=context)
+            if self.user and self.password:
+                _timeout(conn, remaining(float(self.socket_connect_timeout)))
+                conn.login(self.user, self.password)
+        except _SMTP_ERRORS as exc:
+            note_error(_smtp_reply(exc))
+            if conn is not None:
+                _quit(conn)
+            raise
+        return conn
+
+    def sendmail(self, from_addr: str, to_addrs: list[str], message: str) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            _timeout(conn, remaining(float(self.socket_connect_timeout)))
+            refused = conn.sendmail(from_addr, to_addrs, message)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+            # a reply refusing this message: smtplib has reset the session (closed it on a 421)
+            note_error(_smtp_reply(exc))
+            self._broken = conn.sock is None
+            return False
+        except _SMTP_ERRORS as exc:
+            note_error(_smtp_reply(exc))
+            self._broken = True
+            return False
+        if refused:
+            note_error(_smtp_reply(smtplib.SMTPRecipientsRefused(refused)))
+            return False
+        return True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        slot = _current_slot()
+        if slot is not None and exc_type is None and not self._broken and conn.sock is not None:
+            slot.keep_smtp(self._key, conn)
+        else:
+            _quit(conn)
+
+
+def _timeout(conn: smtplib.SMTP, seconds: float) -> None:
+    if conn.sock is None:
+        raise smtplib.SMTPServerDisconnected("the SMTP session is closed")
+    conn.sock.settimeout(seconds)
+
+
+@functools.cache
+def install_smtp_sessions() -> bool:
+    """Make apprise's email plugin use SessionSMTP (once per process); False if its layout is
+    not the one known (apprise then opens a session per message, as it always did)."""
+    try:
+        from apprise.plugins.email import base as email_base
+    except ImportError:  # pragma: no cover - another apprise layout
+        return False
+    if not hasattr(email_base, "AppriseSMTPController"):  # pragma: no cover
+        return False
+    email_base.AppriseSMTPController = SessionSMTP  # type: ignore[misc, assignment]
+    return True
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+class RequestsShim:
+    """The `requests` module as an apprise plugin's module sees it (see the module docstring)."""
+
+    def __init__(self, requests: Any) -> None:
+        self._requests = requests
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._requests, name)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        slot = _current_slot()
+        if slot is None:
+            return getattr(self._requests, name)(*args, **kwargs)
+        kwargs["timeout"] = _capped(kwargs.get("timeout"))
+        return getattr(slot.http_session(self._requests), name)(*args, **kwargs)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("request", *args, **kwargs)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("get", *args, **kwargs)
+
+    def options(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("options", *args, **kwargs)
+
+    def head(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("head", *args, **kwargs)
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("post", *args, **kwargs)
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("put", *args, **kwargs)
+
+    def patch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("patch", *args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("delete", *args, **kwargs)
+
+
+def _capped(timeout: Any) -> Any:
+    """A requests timeout (seconds, (connect, read) or None) capped to the send's deadline."""
+    far = 1e9
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return tuple(remaining(far if t is None else float(t)) for t in timeout)
+    return remaining(far if timeout is None else float(timeout))
+
+
+_shims: dict[int, RequestsShim] = {}
+_shims_lock = threading.Lock()
+
+
+def route_requests(plugin: Any) -> None:
+    """Route the module-level `requests` calls of the plugin's modules (its class and bases,
+    apprise's own) through RequestsShim."""
+    with _shims_lock:
+        for cls in type(plugin).__mro__:
+            module = sys.modules.get(cls.__module__)
+            if module is None or not module.__name__.startswith("apprise."):
+                continue
+            real = getattr(module, "requests", None)
+            if real is None or isinstance(real, RequestsShim) or not hasattr(real, "Session"):
+                continue
+            shim = _shims.setdefault(id(real), RequestsShim(real))
+            module.requests = shim  # type: ignore[attr-defined]
