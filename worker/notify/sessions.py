@@ -215,7 +215,9 @@ class SessionSMTP:
         conn: smtplib.SMTP | None = None
         try:
             if self.secure_mode == SMTPSecureMode.SSL:
-                conn = smtplib.SMTP_SSL(self.host, self.port, None, timeout=timeout, context=context)
+                conn = smtplib.SMTP_SSL(
+                    self.host, self.port, None, timeout=timeout, context=context
+                )
             else:
                 conn = smtplib.SMTP(self.host, self.port, None, timeout=timeout)
             if self.secure_mode == SMTPSecureMode.STARTTLS:
