@@ -111,9 +111,9 @@ def _serve(kind: str, workdir: Path) -> None:
         tls = None
         if kind == "email-tls":
             cert, key = workdir / "cert.pem", workdir / "key.pem"
+            openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
             subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-                + ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                [*openssl, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                 check=True,
                 capture_output=True,
             )
