@@ -381,25 +381,40 @@ async def _channel_round(
     send_time = _send_time(alerts, notifier)
     lease = send_time * 2 + LEASE_MARGIN
     window = _Window(queue, notifier, alerts, channel, clock, report, in_flight, rendering)
-    tried = 0
-    batch_size = 1  # probe first
+    # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
+    extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
+
+    async def claim(want: int) -> tuple[float, list[Delivery]]:
+        claimed_at = time.monotonic()
+        batch = await asyncio.to_thread(
+            queue.claim_due,
+            owner=owner,
+            now=clock(),
+            lease=lease,
+            limit=want,
+            channels=[channel],
+            **extra,
+        )
+        return claimed_at, batch
+
+    # The probe first, alone; then batches, the next one claimed while this one is sent (so
+    # the window does not run dry during a claim). Every delivery claimed is started or
+    # deferred; at most `limit` are claimed.
+    want = min(1, limit)
+    upcoming: asyncio.Future[tuple[float, list[Delivery]]] | None = None
+    upcoming = asyncio.ensure_future(claim(want)) if want > 0 else None
+    probe, claimed = True, 0
     try:
-        while tried < limit and not window.stopped:
-            want = min(batch_size, limit - tried)
-            claimed_at = time.monotonic()
-            # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
-            extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
-            batch = await asyncio.to_thread(
-                queue.claim_due,
-                owner=owner,
-                now=clock(),
-                lease=lease,
-                limit=want,
-                channels=[channel],
-                **extra,
-            )
+        while upcoming is not None:
+            claimed_at, batch = await upcoming
+            upcoming = None
+            claimed += len(batch)
             if not batch:
                 break
+            more = len(batch) == want and claimed < limit
+            if more and not probe:
+                want = min(CLAIM_BATCH, limit - claimed)
+                upcoming = asyncio.ensure_future(claim(want))
             why = None
             for k, delivery in enumerate(batch):
                 await window.room_for(delivery)
@@ -412,14 +427,22 @@ async def _channel_round(
                     _defer(report, channel, batch[k:], why)
                     break
                 window.start(delivery)
-                tried += 1
-            if why is not None or len(batch) < want:
+            if why is not None:
+                if upcoming is not None:  # claimed meanwhile, not tried either
+                    _, rest = await upcoming
+                    upcoming = None
+                    _defer(report, channel, rest, why)
                 break
-            if batch_size == 1:
+            if probe:
+                probe = False
                 await window.drain()  # the probe's outcome first
-            batch_size = CLAIM_BATCH
+                if more and not window.stopped:
+                    want = min(CLAIM_BATCH, limit - claimed)
+                    upcoming = asyncio.ensure_future(claim(want))
         await window.drain()
     except asyncio.CancelledError:
+        if upcoming is not None:
+            upcoming.cancel()
         await window.abandon()
         raise
     window.raise_error()
@@ -429,10 +452,11 @@ class _Window:
     """One channel's sends in flight this round, and the sent ones not yet recorded.
 
     At most SEND_WINDOW sends run at once, and at most MARK_BATCH deliveries are started and not
-    yet recorded as sent (see MARK_BATCH). The sent ones are recorded in one transaction as soon
-    as the previous one is done (a group commit): under load a transaction records several; a
-    quiet channel records each at once. A delivery's id stays in `in_flight` from the start of
-    its send until its outcome is stored."""
+    yet recorded as sent (see MARK_BATCH). The sent ones are recorded in one transaction once a
+    window's worth (SEND_WINDOW) waits, or nothing else is running, or the window cannot start
+    another send until they are: a busy channel records several per transaction, a quiet one
+    each at once. A delivery's id stays in `in_flight` from the start of its send until its
+    outcome is stored."""
 
     def __init__(
         self,
@@ -471,9 +495,11 @@ class _Window:
             if before is not None and not before.done():
                 await asyncio.wait({before})
                 continue
-            if len(self.running) < SEND_WINDOW and self._unrecorded() < MARK_BATCH:
+            free = len(self.running) < SEND_WINDOW
+            if free and self._unrecorded() < MARK_BATCH:
                 return
-            busy = self._busy()
+            self._record_soon(urgent=free)  # waiting on MARK_BATCH: record what was sent
+            busy = self._tasks()
             if not busy:  # pragma: no cover - nothing to wait for: a place is free
                 return
             await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
@@ -493,7 +519,6 @@ class _Window:
             at = self.clock()
             if result.ok:
                 self.sent.append((delivery, at))
-                self._record_soon()
                 return
             self.failed = True
             await _record_failure(self.queue, self.alerts, delivery, result, at, self.report)
@@ -507,9 +532,15 @@ class _Window:
             self.running.pop(delivery.id, None)
             if self.last_of_article.get(delivery.article_url) is asyncio.current_task():
                 del self.last_of_article[delivery.article_url]
+            self._record_soon()
 
-    def _record_soon(self) -> None:
-        if self.sent and (self.recorder is None or self.recorder.done()):
+    def _record_due(self, urgent: bool) -> bool:
+        """Whether the sent ones waiting are to be recorded now: a window's worth, or nothing
+        else running (no more will join them soon), or `urgent` (the window waits for it)."""
+        return bool(self.sent) and (urgent or len(self.sent) >= SEND_WINDOW or not self.running)
+
+    def _record_soon(self, *, urgent: bool = False) -> None:
+        if self._record_due(urgent) and (self.recorder is None or self.recorder.done()):
             self.recorder = asyncio.ensure_future(self._record())
 
     async def _record(self) -> None:
@@ -536,19 +567,20 @@ class _Window:
                     extra=_fields(delivery, attempt, "sent"),
                 )
                 self.report._count(delivery.channel, "sent")
+            if not self._record_due(urgent=False):
+                return
 
     async def drain(self) -> None:
         """Wait for every send started and for the record of every one sent."""
         while True:
-            waits = self._busy()
+            self._record_soon(urgent=True)
+            waits = self._tasks()
             if not waits:
                 return
             await asyncio.wait(waits)
 
-    def _busy(self) -> set[asyncio.Task[None]]:
-        """The sends running and the recording transaction (started if some sent wait)."""
-        if self.sent and self.error is None:
-            self._record_soon()
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        """The sends running and the recording transaction."""
         busy: set[asyncio.Task[None]] = set(self.running.values())
         if self.recorder is not None and not self.recorder.done():
             busy.add(self.recorder)
