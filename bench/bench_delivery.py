@@ -61,12 +61,13 @@ class _Counts:
             self.active -= 1
             self.messages += 1
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         with self.lock:
             return {
                 "messages": self.messages,
                 "connections": len(self.peers),
                 "max_at_once": self.max_active,
+                "cpu": time.process_time(),
             }
 
 
@@ -135,7 +136,7 @@ def _serve(kind: str, workdir: Path) -> None:
         elif line.strip() == "reset":
             with counts.lock:
                 counts.messages, counts.peers, counts.max_active = 0, set(), 0
-            print("{}", flush=True)
+            print(json.dumps(counts.stats()), flush=True)
 
 
 class Receiver:
@@ -190,7 +191,7 @@ def run_once(kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path
     from worker.notify import Notifier, deliver_due
     from worker.store import Store
 
-    receiver.ask("reset")
+    server_cpu = receiver.ask("reset")["cpu"]
     db = workdir / f"{kind}-{time.monotonic_ns()}.db"
     store = Store(f"sqlite:///{db}")
     store.migrate()
@@ -252,6 +253,7 @@ def run_once(kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path
         "rate": sent / wall,
         "connections": stats["connections"],
         "max_at_once": stats["max_at_once"],
+        "server_cpu": stats["cpu"] - server_cpu,
     }
 
 
@@ -287,7 +289,8 @@ def main() -> int:
                     print(
                         f"  {kind:9} run {i + 1}: {result['rate']:7.1f} messages/s "
                         f"({result['sent']} sent, {result['received']} received, "
-                        f"{result['wall']:.2f} s, CPU {result['cpu']:.2f} s, "
+                        f"{result['wall']:.2f} s, CPU {result['cpu']:.2f} s "
+                        f"(receiver {result['server_cpu']:.2f} s), "
                         f"{result['rounds']} rounds, {result['connections']} connections, "
                         f"{result['max_at_once']} at once at most)",
                         flush=True,

@@ -345,6 +345,7 @@ def _prepare(plugin: Any, kind: str, scheme: str, timeout: float) -> None:
     plugin.request_rate_per_sec = 0 if kind != "chat" else min(current, MAX_SEND_INTERVAL)
     if kind == "chat":
         sessions.route_requests(plugin)  # HTTP keep-alive per slot
+        sessions.direct(plugin)  # a generic webhook: called directly
     if scheme in DISCORD_SCHEMES:
         _no_discord_mentions(plugin)
 
@@ -412,6 +413,10 @@ def _send_on(slot: sessions.Slot, target: _Target, message: Message) -> str | No
     else:
         body, fmt, title = message.chat_text, NotifyFormat.TEXT, message.chat_title
     try:
+        if slot.direct:
+            if slot.plugin.notify(body=body, title=title, body_format=fmt):
+                return None
+            return _short(sessions.take_error() or "apprise reported a failure")
         result = slot.app.notify(body=body, title=title, body_format=fmt)
     except Exception as exc:  # a plugin bug must fail this URL, not the caller
         return f"{type(exc).__name__}: {_short(str(exc))}"

@@ -385,16 +385,17 @@ async def _channel_round(
     extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
 
     async def claim(want: int) -> tuple[float, list[Delivery]]:
-        claimed_at = time.monotonic()
-        batch = await asyncio.to_thread(
-            queue.claim_due,
-            owner=owner,
-            now=clock(),
-            lease=lease,
-            limit=want,
-            channels=[channel],
-            **extra,
-        )
+        async with window.store_turn:
+            claimed_at = time.monotonic()
+            batch = await asyncio.to_thread(
+                queue.claim_due,
+                owner=owner,
+                now=clock(),
+                lease=lease,
+                limit=want,
+                channels=[channel],
+                **extra,
+            )
         return claimed_at, batch
 
     # The probe first, alone; then batches, the next one claimed while this one is sent (so
@@ -479,6 +480,9 @@ class _Window:
         self.recorder: asyncio.Task[None] | None = None
         self.failed = False
         self.error: BaseException | None = None  # a queue (store) error, raised at the end
+        # the round's store writes one at a time: two at once from one process would make
+        # SQLite's busy handler sleep (ms at a time) for its own write lock
+        self.store_turn = asyncio.Lock()
 
     @property
     def stopped(self) -> bool:
@@ -521,7 +525,8 @@ class _Window:
                 self.sent.append((delivery, at))
                 return
             self.failed = True
-            await _record_failure(self.queue, self.alerts, delivery, result, at, self.report)
+            async with self.store_turn:
+                await _record_failure(self.queue, self.alerts, delivery, result, at, self.report)
             if self.in_flight is not None:
                 self.in_flight.discard(delivery.id)
         except asyncio.CancelledError:
@@ -548,7 +553,8 @@ class _Window:
             batch, self.sent = self.sent, []
             self.recording = len(batch)
             try:
-                await _record_sent(self.queue, batch)
+                async with self.store_turn:
+                    await _record_sent(self.queue, batch)
             except Exception as exc:  # the round stops; these stay in in_flight (they went out)
                 self.error = self.error or exc
                 return
