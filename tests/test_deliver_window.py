@@ -245,3 +245,75 @@ def test_a_batch_of_sent_alerts_is_recorded_whole_or_not_at_all(sqlite_url: str)
     assert rows[a.id].attempts == 1 and str(rows[a.id].sent_at).startswith("2025-07-03 12:00:01")
     assert str(rows[b.id].sent_at).startswith("2025-07-03 12:00:02")
     store.close()
+
+
+# --- generic webhooks sent directly, over kept connections ---------------------------------
+
+
+async def test_a_json_webhook_gets_the_same_request_as_apprise_sends_it(webhook_server) -> None:
+    """json:// goes out through the plugin called directly and a keep-alive client of ours:
+    the body (payload extras too), auth and query are those apprise itself sends."""
+    import apprise
+
+    url = webhook_server.url("/hook").replace("json://", "json://bob:s3cret@") + (
+        "?:source=worker&-key=v1&+X-Token=abc"
+    )
+    message = render(make_delivery(title="Rail <b>way</b> & co"))
+    notifier = Notifier({"chat": [url]}, timeout=10)
+    try:
+        assert (await notifier.send("chat", message)).ok
+    finally:
+        notifier.close()
+    plain = apprise.Apprise()
+    assert plain.add(url)
+    assert plain.notify(body=message.chat_text, title=message.chat_title)
+    assert webhook_server.wait_for(2)
+    ours, theirs = webhook_server.received
+    assert ours == theirs and ours["title"] == "[rail] Rail <b>way</b> & co"
+    assert ours["source"] == "worker"
+    ours_request, theirs_request = webhook_server.requests
+    assert ours_request == theirs_request == ("/hook", 200)
+
+
+async def test_a_refused_json_post_reports_the_status_as_apprise_words_it(webhook_server) -> None:
+    webhook_server.fail_with(429)
+    notifier = Notifier({"chat": [webhook_server.url()]}, timeout=10)
+    try:
+        result = await notifier.send("chat", render(make_delivery()))
+    finally:
+        notifier.close()
+    assert not result.ok and "error=429" in (result.error or "")  # what a rate limit looks for
+
+
+async def test_json_posts_reuse_their_connection_when_the_server_keeps_it_open() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    peers: list[object] = []
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            peers.append(self.client_address)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    notifier = Notifier({"chat": [f"json://127.0.0.1:{server.server_address[1]}/h"]}, timeout=10)
+    try:
+        for i in range(6):
+            assert (await notifier.send("chat", render(make_delivery(i)))).ok
+    finally:
+        notifier.close()
+        server.shutdown()
+        server.server_close()
+    assert len(peers) == 6 and len(set(peers)) == 1  # one connection, six requests
