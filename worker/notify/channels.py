@@ -278,13 +278,15 @@ class _Target:
         """Close the connections of the free slots unused for `older_than` seconds (all free
         slots when None); whether some connection is still open afterwards."""
         now = time.monotonic()
+        with self._cond:  # taken out while they are closed: no send can pick them meanwhile
+            old = [s for s in self._idle if older_than is None or now - s.used >= older_than]
+            self._idle = [s for s in self._idle if s not in old]
+            left_open = any(s.has_connections for s in self._idle)
+        for slot in old:
+            slot.close()
         with self._cond:
-            idle = list(self._idle)
-        left_open = False
-        for slot in idle:
-            if older_than is None or now - slot.used >= older_than:
-                slot.close()
-            left_open = left_open or slot.has_connections
+            self._idle[:0] = old  # at the bottom: the warm ones are used first
+            self._cond.notify_all()
         return left_open
 
 
