@@ -218,8 +218,8 @@ async def test_a_crash_at_any_moment_of_a_round_doubles_at_most_one_batch(
     assert store.transactions < 60  # several sends recorded per transaction
 
 
-def test_a_batch_of_sent_alerts_is_recorded_whole_or_not_at_all(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+def test_a_batch_of_sent_alerts_is_recorded_whole_or_not_at_all(db_url: str) -> None:
+    store = Store(db_url)
     store.migrate()
     store.store_page("src", items("a", "b", "c"), Planner({"w": ("chat",)}), silent=False, now=NOW)
     a, b, c = store.claim_due(owner="w", now=NOW, lease=60, limit=10)
@@ -236,7 +236,7 @@ def test_a_batch_of_sent_alerts_is_recorded_whole_or_not_at_all(sqlite_url: str)
     ]
     store.mark_sent_many([(a.id, t1), (b.id, t2)])
     store.mark_sent_many([(a.id, t2)])  # a second ack changes nothing
-    engine = sa.create_engine(sqlite_url)
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as conn:
         query = sa.text("SELECT id, status, attempts, sent_at FROM deliveries")
         rows = {row.id: row for row in conn.execute(query)}
