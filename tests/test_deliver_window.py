@@ -67,6 +67,21 @@ async def test_sequential_emails_share_one_session_and_a_refusal_keeps_it(smtp_s
     assert smtp_server.wait_for(2) and len(set(smtp_server.peers)) == 1
 
 
+async def test_a_kept_session_the_server_closes_after_n_messages_is_replaced(smtp_server) -> None:
+    """A server that takes 3 messages a session and answers the 4th MAIL FROM with 421: that
+    message goes out on a new session (nothing was sent on the old one), none fails."""
+    smtp_server.max_per_session = 3
+    notifier = Notifier({"mail": [smtp_server.url()]}, timeout=10)
+    try:
+        for i in range(8):
+            result = await notifier.send("mail", render(make_delivery(i, title=f"Story {i}")))
+            assert result.ok, result.error
+    finally:
+        notifier.close()
+    assert smtp_server.wait_for(8)
+    assert len(set(smtp_server.peers)) == 3  # 3 + 3 + 2
+
+
 async def test_a_message_the_smtp_server_refuses_is_retried_while_the_others_are_marked_sent(
     smtp_server,
 ) -> None:

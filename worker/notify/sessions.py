@@ -236,6 +236,7 @@ class SessionSMTP:
         self._key = (host, port, secure_mode, user, password, verify_certificate)
         self._conn: smtplib.SMTP | None = None
         self._broken = False
+        self._reused = False  # the session served an earlier message
 
     def __enter__(self) -> SessionSMTP:
         from apprise.exception import AppriseImproperlyConfigured
@@ -245,15 +246,19 @@ class SessionSMTP:
             raise AppriseImproperlyConfigured(f"Invalid SMTP secure mode: {self.secure_mode!r}")
         slot = _current_slot()
         conn = slot.take_smtp(self._key) if slot is not None else None
-        if conn is not None and time.monotonic() - slot.used > SMTP_NOOP_AFTER:  # type: ignore[union-attr]
-            try:
-                _timeout(conn, remaining(5.0))
-                alive = conn.noop()[0] == 250
-            except _SMTP_ERRORS:
-                alive = False
+        if conn is not None:
+            if time.monotonic() - slot.used > SMTP_NOOP_AFTER:  # type: ignore[union-attr]
+                try:
+                    _timeout(conn, remaining(5.0))
+                    alive = conn.noop()[0] == 250
+                except _SMTP_ERRORS:
+                    alive = False
+            else:  # used a moment ago: alive unless the server has closed it (or said 421)
+                alive = conn.sock is not None and not _dropped(conn)
             if not alive:
                 _quit(conn)
                 conn = None
+        self._reused = conn is not None
         self._conn = conn if conn is not None else self._open()
         return self
 
@@ -290,16 +295,31 @@ class SessionSMTP:
             return False
         try:
             _timeout(conn, remaining(float(self.socket_connect_timeout)))
-            refused = conn.sendmail(from_addr, to_addrs, message)
+            try:
+                refused = conn.sendmail(from_addr, to_addrs, message)
+            except smtplib.SMTPSenderRefused as exc:
+                if not (self._reused and exc.smtp_code == 421):
+                    raise
+                # a kept session the server is closing (e.g. its messages-per-session limit),
+                # refused at MAIL FROM: nothing was sent, so a new session sends it
+                _quit(conn)
+                self._conn = conn = None
+                self._reused = False
+                self._conn = conn = self._open()
+                _timeout(conn, remaining(float(self.socket_connect_timeout)))
+                refused = conn.sendmail(from_addr, to_addrs, message)
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
             # a reply refusing this message: smtplib has reset the session (closed it on a 421)
             note_error(_smtp_reply(exc))
-            self._broken = conn.sock is None
+            self._broken = conn is None or conn.sock is None
             return False
         except _SMTP_ERRORS as exc:
             note_error(_smtp_reply(exc))
             self._broken = True
             return False
+        finally:
+            if self._conn is None:  # a new session could not be opened
+                self._broken = True
         if refused:
             note_error(_smtp_reply(smtplib.SMTPRecipientsRefused(refused)))
             return False
