@@ -39,7 +39,7 @@ def config_text(db: Path, sources: str) -> str:
 
 
 async def one_pass(text: str, name: str) -> tuple[float, str]:
-    config = parse_config(text, check_channels=False)
+    config = parse_config(text)
     store = Store(config.database)
     store.migrate()
     try:

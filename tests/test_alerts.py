@@ -81,9 +81,7 @@ def test_scraped_markup_is_escaped_whatever_the_template_does(body):
 def test_template_files_are_read_relative_to_the_config(tmp_path):
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "title.j2").write_text("NEWS {{ article.title }}", encoding="utf-8")
-    config = parse_config(
-        '[templates]\ntitle = "@tpl/title.j2"\n', tmp_path / "w.toml", check_channels=False
-    )
+    config = parse_config('[templates]\ntitle = "@tpl/title.j2"\n', tmp_path / "w.toml")
     assert config.templates.title == "NEWS {{ article.title }}"
 
 
@@ -97,7 +95,6 @@ def test_a_watchlist_template_overrides_the_global_one(tmp_path):
         'title_template = "W {{ article.title }}"\n'
         '[[watchlists]]\nname = "other"\nkeywords = ["x"]\nchannels = ["desk"]\n',
         tmp_path / "w.toml",
-        check_channels=False,
     )
     rendering = Rendering.from_config(config)
     assert rendering.message(_delivery()).title == "W Rail strike"
@@ -106,7 +103,7 @@ def test_a_watchlist_template_overrides_the_global_one(tmp_path):
 
 def test_an_unknown_time_zone_is_refused_by_name():
     with pytest.raises(ConfigError) as caught:
-        parse_config('timezone = "Europe/Atlantis"\n', check_channels=False)
+        parse_config('timezone = "Europe/Atlantis"\n')
     assert caught.value.problems[0].startswith("timezone: unknown time zone 'Europe/Atlantis'")
 
 
@@ -143,7 +140,8 @@ def test_a_title_template_is_rendered_in_the_mail_subject_with_markup_escaped_in
     assert "<p>Railway &lt;b&gt;Crossing&lt;/b&gt; Opens</p>" in html
 
 
-# --- digests, quiet hours, rate limits (`worker once` runs: each one a restart) ----------------
+# --- digests, quiet hours, rate limits (`worker once` runs: each one a restart; the daemon as a
+# subprocess, with SIGTERM and SIGKILL restarts in the middle: tests/test_alerts_daemon.py) -----
 
 
 def _paced_config(
@@ -313,6 +311,40 @@ def test_quiet_hours_wrapping_midnight_in_a_local_time_zone_hold_alerts_then_sen
 # --- the daemon as a subprocess: a feed of matches, a template in the mail subject ------------
 
 
+def json_feed_errors(feed: object) -> list[str]:
+    """What makes `feed` no JSON Feed 1.1 (tests/fixtures/jsonfeed-1.1.schema.json, written
+    from the spec); [] when it is one."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schema_path = Path(__file__).parent / "fixtures" / "jsonfeed-1.1.schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(feed)
+    ]
+
+
+def test_the_json_feed_schema_refuses_what_the_spec_does_not_allow():
+    """The schema the feed tests use can fail: each feed below breaks one rule of JSON Feed 1.1."""
+    item = {"id": "1", "content_text": "x", "date_published": "2026-03-01T12:00:00+09:00"}
+    good = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [item]}
+    assert json_feed_errors(good) == []
+    broken = [
+        {k: v for k, v in good.items() if k != "title"},  # no title
+        {k: v for k, v in good.items() if k != "items"},  # no items
+        good | {"version": "https://jsonfeed.org/version/1"},
+        good | {"items": [{"content_text": "x"}]},  # an item without an id
+        good | {"items": [{"id": "1", "title": "no content"}]},
+        good | {"items": [item | {"date_published": "2026-03-01 12:00"}]},  # not RFC 3339
+        good | {"items": [item | {"authors": [{}]}]},  # an author with nothing
+        good | {"items": [item | {"content-text": "x"}]},  # a misspelt key
+    ]
+    for feed in broken:
+        assert json_feed_errors(feed), feed
+
+
 @pytest.fixture
 def workers(tmp_path):
     from tests.test_daemon import Worker
@@ -328,7 +360,7 @@ def workers(tmp_path):
         worker.kill()
 
 
-def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
+def test_the_daemon_mails_with_the_users_templates_and_serves_a_feed_that_feedparser_reads(
     tmp_path, db_url, news_site, smtp_server, workers
 ):
     import json
@@ -344,7 +376,8 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
         db_url,
         news_site,
         smtp_server.url(to="desk@example.org"),
-        tail=f'[http_status]\nport = {port}\n[templates]\ntitle = "RAIL: {{{{ article.title }}}}"',
+        tail=f'[http_status]\nport = {port}\n[templates]\ntitle = "RAIL: {{{{ article.title }}}}"\n'
+        'body = "<p>{{ article.summary|safe }}</p>"',
     )
     config.write_text(
         config.read_text(encoding="utf-8").replace('every = "1m"', 'every = "1s"'),
@@ -360,6 +393,10 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
         "RAIL: Rail Line One Opens",
         "RAIL: Rail Line Two Opens",
     ]
+    # the page's markup stays text in the HTML mail, even under the user's |safe
+    [first] = [m for m in smtp_server.messages if m["subject"] == "RAIL: Rail Line One Opens"]
+    html = first.get_body(("html",)).get_content()
+    assert "<p>The &lt;b&gt;first&lt;/b&gt; line.</p>" in html and "<b>first" not in html
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.atom", timeout=10) as r:
         assert r.headers["Content-Type"].startswith("application/atom+xml")
@@ -374,12 +411,16 @@ def test_the_daemon_serves_a_feed_of_matches_that_feedparser_reads(
     assert all(e.link.startswith(news_site.base_url) for e in atom.entries)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/rail.json", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/feed+json")
         body = r.read()
-    # (feedparser 6.0 reads no JSON Feed: the spec's required members are checked here)
+    # (feedparser 6 reads no JSON Feed: the feed is checked against the JSON Feed 1.1 schema)
     parsed = json.loads(body)
-    assert parsed["version"] == "https://jsonfeed.org/version/1.1" and parsed["title"]
+    assert json_feed_errors(parsed) == []
     assert [item["title"] for item in parsed["items"]] == titles
     assert all(item["id"] and item["url"].startswith("http") for item in parsed["items"])
+    assert [item["id"] for item in parsed["items"]] == [e.id for e in atom.entries]
+    assert parsed["items"][1]["content_text"] == "The <b>first</b> line."
+    assert all("date_published" in item for item in parsed["items"][:2])
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/feeds/nope.atom", timeout=10)
     except urllib.error.HTTPError as exc:
@@ -407,7 +448,10 @@ def test_worker_feed_prints_the_feed_of_a_watchlist(
     assert parsed.entries[0].title == "Rail Line One Opens"
     run = run_worker(capsys, config, "feed", "rail", "--format", "json")
     assert run.code == 0, run
-    assert json.loads(run.out)["items"][0]["title"] == "Rail Line One Opens"
+    parsed_json = json.loads(run.out)
+    assert json_feed_errors(parsed_json) == []
+    assert parsed_json["items"][0]["title"] == "Rail Line One Opens"
+    assert parsed_json["items"][0]["id"] == parsed.entries[0].id
     run = run_worker(capsys, config, "feed", "nope")
     assert run.code == 2 and "unknown watchlist 'nope' (watchlists: rail)" in run.err
 
@@ -512,43 +556,6 @@ def test_a_429_from_the_service_holds_the_channel_and_folds_what_waits(
     assert sorted(_titles(webhook_server.received[0])) == sorted(titles)
 
 
-def test_the_daemon_keeps_a_rate_limit_across_a_kill_and_restart(
-    tmp_path, db_url, news_site, webhook_server, workers
-):
-    """The daemon as a subprocess: 5 alerts on a "2/8s" channel give 2 messages, then, after a
-    kill -9 and a restart, one folded message with the other 3; nothing twice."""
-    import signal
-
-    from tests.test_daemon import ALERT, STARTUP
-
-    config = _paced_config(
-        tmp_path / "w.toml", db_url, news_site, webhook_server.url(), channel='rate_limit = "2/8s"'
-    )
-    config.write_text(
-        config.read_text(encoding="utf-8").replace('every = "1m"', 'every = "1s"'),
-        encoding="utf-8",
-    )
-    worker = workers(config, "run")
-    worker.expect(lambda: worker.passes("local") >= 1, STARTUP, "the first pass")
-    titles = [f"Rail Story Number {n}" for n in range(1, 6)]
-    for title in titles:
-        news_site.publish(title)
-    worker.expect(lambda: len(webhook_server.received) >= 2, ALERT, "two alerts")
-    # (killed once both are recorded sent: a kill between a send and its record resends it,
-    # the at-least-once window bench_send_window.py measures)
-    worker.expect(lambda: worker.count("alert sent:") >= 2, ALERT, "two alerts recorded")
-    worker.send(signal.SIGKILL)
-    worker.proc.wait(timeout=10)
-    assert len(webhook_server.received) == 2
-    worker = workers(config, "run")
-    worker.expect(lambda: len(webhook_server.received) >= 3, STARTUP + 10, "the folded message")
-    worker.wait_passes(2, "local")
-    assert worker.stop()[0] == 0
-    assert len(webhook_server.received) == 3
-    singles = [str(p["title"]).removeprefix("[rail] ") for p in webhook_server.received[:2]]
-    assert sorted(singles + _titles(webhook_server.received[2])) == sorted(titles)
-
-
 def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recovery(
     tmp_path, capsys, db_url, news_site, webhook_server
 ):
@@ -587,6 +594,8 @@ def test_a_channel_failing_for_good_raises_one_watchdog_message_and_one_on_recov
 
 
 def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_restarts(db_url):
+    """Each message is queued once per watchdog channel, in the transaction that records it was
+    queued; a restart queues nothing again; each channel's message is claimed by one process."""
     from worker.store import Store
 
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -594,17 +603,137 @@ def test_an_incident_is_told_once_when_it_opens_and_once_when_it_closes_across_r
     store.migrate()
     for _ in range(2):
         store.observe("stale", "news", bad=True, detail="nothing new since x", at=t0)
-    [notice] = store.pending_notices()
-    assert (notice.kind, notice.subject, notice.event) == ("stale", "news", "open")
-    store.mark_notice_sent(notice.id, "open", at=t0)
+    assert store.queue_notices(["ops", "desk"], at=t0) == 2
+    assert store.queue_notices(["ops", "desk"], at=t0) == 0
+    claim = store.claim_notice(owner="a", channel="ops", now=t0, lease=60)
+    assert claim is not None
+    assert (claim.notice.kind, claim.notice.subject, claim.notice.event) == (
+        "stale",
+        "news",
+        "open",
+    )
+    assert store.claim_notice(owner="b", channel="ops", now=t0, lease=60) is None  # leased
+    store.mark_watchdog_sent(claim.id, at=t0)
     store.close()
 
-    store = Store(db_url)  # a restart: nothing owed, the incident still open
-    assert store.pending_notices() == []
+    store = Store(db_url)  # a restart: nothing owed again, the incident still open
+    assert store.queue_notices(["ops", "desk"], at=t0) == 0
+    assert store.claim_notice(owner="b", channel="ops", now=t0, lease=60) is None
     assert [i["subject"] for i in store.open_incidents()] == ["news"]
     store.observe("stale", "news", bad=False, detail=None, at=t0)
-    [notice] = store.pending_notices()
-    assert notice.event == "close"
-    store.mark_notice_sent(notice.id, "close", at=t0)
-    assert store.pending_notices() == [] and store.open_incidents() == []
+    # "desk" never sent the opening: it is skipped there, and so is the closing
+    assert store.queue_notices(["ops", "desk"], at=t0) == 1
+    assert store.claim_notice(owner="b", channel="desk", now=t0, lease=60) is None
+    claim = store.claim_notice(owner="b", channel="ops", now=t0, lease=60)
+    assert claim is not None and claim.notice.event == "close"
+    store.mark_watchdog_sent(claim.id, at=t0)
+    assert store.open_incidents() == []
+    assert [(m["channel"], m["event"], m["status"]) for m in store.list_watchdog_messages()] == [
+        ("ops", "open", "sent"),
+        ("desk", "open", "skipped"),
+        ("ops", "close", "sent"),
+    ]
+    store.close()
+
+
+def test_a_failed_watchdog_message_is_retried_after_its_backoff_and_holds_up_only_its_channel(
+    db_url,
+):
+    from datetime import timedelta
+
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("failing", "news", bad=True, detail="selector matched nothing", at=t0)
+    store.observe("failing", "news", bad=False, detail=None, at=t0)  # a suspect, forgotten
+    store.observe("failing", "news", bad=True, detail="selector matched nothing", at=t0)
+    assert store.queue_notices(["a", "b"], at=t0) == 2
+    claim_a = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    claim_b = store.claim_notice(owner="p", channel="b", now=t0, lease=60)
+    assert claim_a is not None and claim_b is not None
+    retry_at = t0 + timedelta(seconds=30)
+    store.mark_watchdog_failed(
+        claim_a.id, error="HTTP 500", done_targets=[], next_attempt_at=retry_at, at=t0
+    )
+    store.mark_watchdog_sent(claim_b.id, at=t0)
+    store.observe("failing", "news", bad=False, detail=None, at=t0)  # recovered
+    # "a" is sending nothing yet (its opening waits): its opening is skipped, and the closing
+    assert store.queue_notices(["a", "b"], at=t0) == 1
+    assert store.claim_notice(owner="p", channel="a", now=retry_at, lease=60) is None
+    closing = store.claim_notice(owner="p", channel="b", now=t0, lease=60)
+    assert closing is not None and closing.notice.event == "close"
+    store.close()
+
+
+def test_a_watchdog_message_being_sent_when_its_incident_closes_gets_its_recovery_too(db_url):
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("stale", "news", bad=True, detail="nothing new", at=t0)
+    store.queue_notices(["a"], at=t0)
+    opening = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert opening is not None
+    store.observe("stale", "news", bad=False, detail=None, at=t0)  # while it is being sent
+    assert store.queue_notices(["a"], at=t0) == 1
+    assert store.claim_notice(owner="q", channel="a", now=t0, lease=60) is None  # in order
+    store.mark_watchdog_sent(opening.id, at=t0)
+    closing = store.claim_notice(owner="q", channel="a", now=t0, lease=60)
+    assert closing is not None and closing.notice.event == "close"
+    assert store.release_watchdog_claims("q") == 1  # given back at a stop
+    again = store.claim_notice(owner="r", channel="a", now=t0, lease=60)
+    assert again is not None and again.id == closing.id
+    store.close()
+
+
+def test_the_clock_offset_shifts_the_wall_clock_of_quiet_hours_and_cron_digests():
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from worker.notify import Pacing
+    from worker.notify.pacing import ChannelRule, clock_offset
+
+    assert clock_offset({"WORKER_CLOCK_OFFSET": "-90.5"}) == timedelta(seconds=-90.5)
+    assert clock_offset({"WORKER_CLOCK_OFFSET": "soon"}) == timedelta(0)  # logged, ignored
+    assert clock_offset({}) == timedelta(0)
+    zone = ZoneInfo("America/New_York")
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # 07:00 in New York
+    quiet = {"desk": ChannelRule(quiet_hours=(22 * 60, 7 * 60))}
+    pacing = Pacing(tz=zone, channels=quiet, digests={"rail": "0 8 * * *"})
+    assert not pacing.quiet("desk", now)
+    shifted = Pacing(
+        tz=zone, channels=quiet, digests={"rail": "0 8 * * *"}, offset=timedelta(seconds=-5)
+    )
+    assert shifted.quiet("desk", now)  # 06:59:55 there
+    since = now - timedelta(hours=1)
+    assert not pacing.digest_due("rail", since, now + timedelta(minutes=59))
+    assert pacing.digest_due("rail", since, now + timedelta(hours=1))
+    later = Pacing(tz=zone, digests={"rail": "0 8 * * *"}, offset=timedelta(minutes=2))
+    assert later.digest_due("rail", since, now + timedelta(minutes=59))
+
+
+def test_a_watchdog_message_failed_for_good_is_requeued_by_retry_and_frees_its_channel(db_url):
+    from worker.store import Store
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    store.observe("stale", "news", bad=True, detail="nothing new", at=t0)
+    store.observe("stale", "wire", bad=True, detail="nothing new", at=t0)
+    assert store.queue_notices(["a"], at=t0) == 2
+    first = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert first is not None and first.notice.subject == "news"
+    store.mark_watchdog_failed(
+        first.id, error="HTTP 500", done_targets=[], next_attempt_at=None, at=t0
+    )
+    second = store.claim_notice(owner="p", channel="a", now=t0, lease=60)  # the next one goes
+    assert second is not None and second.notice.subject == "wire"
+    store.mark_watchdog_sent(second.id, at=t0)
+    assert store.claim_notice(owner="p", channel="a", now=t0, lease=60) is None
+    store.retry_failed()  # `worker alerts --retry`
+    again = store.claim_notice(owner="p", channel="a", now=t0, lease=60)
+    assert again is not None and again.id == first.id and again.attempts == 0
     store.close()

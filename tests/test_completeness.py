@@ -286,7 +286,7 @@ async def test_an_incomplete_walk_shows_in_healthz_and_in_a_metric(tmp_path, mak
         sources=source_toml(site, extra="max_pages = 4"),
         channels={"console": "console://"},
     )
-    config = parse_config(path.read_text(), path, check_channels=False)
+    config = parse_config(path.read_text(), path)
     store = Store(config.database)
     store.migrate()
     try:
@@ -322,7 +322,7 @@ def test_reconcile_is_a_duration_or_off(tmp_path, make_site, value, expected):
         sources=source_toml(site, extra=extra),
         channels={"c": "console://"},
     )
-    config = parse_config(path.read_text(), path, check_channels=False)
+    config = parse_config(path.read_text(), path)
     assert config.sources[0].reconcile == expected
 
 

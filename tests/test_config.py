@@ -11,6 +11,7 @@ import pytest
 
 from worker.cli import main
 from worker.config import ConfigError, parse_config, parse_duration
+from worker.notify import check_channel_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -296,7 +297,7 @@ def test_the_good_config_is_valid():
 @pytest.mark.parametrize(("what", "edits", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_config_is_refused_naming_the_key(what, edits, expected):
     with pytest.raises(ConfigError) as info:
-        parse_config(_apply(edits), "w.toml", env={})
+        parse_config(_apply(edits), "w.toml", env={}, check_channels=check_channel_urls)
     text = "\n".join(info.value.problems)
     for fragment in expected:
         assert fragment in text, f"{what}: {fragment!r} not in:\n{text}"

@@ -259,7 +259,7 @@ async def test_a_running_daemon_survives_mutated_reloads_and_still_applies_a_goo
             else:
                 refused += 1
         assert refused > 100
-        assert daemon._watcher is not None and not daemon._watcher.done()
+        assert daemon.watcher.task is not None and not daemon.watcher.task.done()
         fixed = fake_config(tmp_path, ["fixed"], every="1h")
         (tmp_path / "worker.toml").write_text(fixed)  # the watcher, not us, reloads this one
         await wait_for(lambda: [s.name for s in runtime.config.sources] == ["fixed"], 15)
@@ -280,7 +280,7 @@ async def test_a_daemon_survives_two_thousand_mutated_reloads(tmp_path: Path) ->
     async with daemon_running(tmp_path, good, delay=0.01) as (daemon, runtime):
         for text in cases(7, 2000):
             await daemon.reload(text.replace("http_status", "x").encode("utf-8", "surrogatepass"))
-        assert daemon._watcher is not None and not daemon._watcher.done()
+        assert daemon.watcher.task is not None and not daemon.watcher.task.done()
         (tmp_path / "worker.toml").write_text(fake_config(tmp_path, ["fixed"], every="1h"))
         await wait_for(lambda: [s.name for s in runtime.config.sources] == ["fixed"], 15)
 
@@ -290,9 +290,9 @@ async def test_the_config_watcher_survives_an_unexpected_error_and_applies_the_n
 ) -> None:
     """A validator bug (here: RuntimeError from the parser) is a refused reload, not the end of
     the watcher: the last good config stays, and the next edit is applied."""
-    import worker.daemon.reload as reload_module
+    import worker.daemon.watcher as watcher_module
 
-    real = reload_module.parse_config
+    real = watcher_module.parse_config
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # fault injection: the first reload's validation blows up
@@ -301,7 +301,7 @@ async def test_the_config_watcher_survives_an_unexpected_error_and_applies_the_n
             raise RuntimeError("validator bug")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reload_module, "parse_config", flaky)
+    monkeypatch.setattr(watcher_module, "parse_config", flaky)
     async with daemon_running(tmp_path, fake_config(tmp_path, ["a"], every="1h"), 0.01) as (
         daemon,
         runtime,
@@ -312,4 +312,4 @@ async def test_the_config_watcher_survives_an_unexpected_error_and_applies_the_n
         assert [s.name for s in runtime.config.sources] == ["a"]  # the last good config
         path.write_text(fake_config(tmp_path, ["c"], every="1h"))
         await wait_for(lambda: [s.name for s in runtime.config.sources] == ["c"], 15)
-        assert daemon._watcher is not None and not daemon._watcher.done()
+        assert daemon.watcher.task is not None and not daemon.watcher.task.done()

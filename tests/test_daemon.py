@@ -704,7 +704,7 @@ async def test_reload_keeps_a_pass_in_flight_and_applies_sources(tmp_path: Path)
         assert runtime.runs and runtime.runs[0][2] is None  # in flight
         new = fake_config(tmp_path, ["new"]).encode()
         assert await daemon.reload(new)
-        assert [job.id for job in daemon.scheduler.get_jobs()] == ["new"]
+        assert [job.id for job in daemon.jobs.scheduler.get_jobs()] == ["new"]
         assert not await daemon.reload(b"sources = 3\n")  # invalid: kept the last good one
         assert [s.name for s in runtime.config.sources] == ["new"]
         await asyncio.sleep(2.0)

@@ -683,7 +683,9 @@ async def test_min_delay_per_host(server: Server, make: Callable[..., Made]) -> 
         by_host.setdefault(request.headers["host"].split(":")[0], []).append(request.at)
     local = sorted(by_host["127.0.0.1"])
     assert local[1] - local[0] >= 0.45
-    assert abs(by_host["localhost"][0] - local[0]) < 0.2
+    # the other host did not queue behind 127.0.0.1's delay: its request came before the second
+    # 127.0.0.1 one (an absolute bound on how soon failed one run in many on a loaded machine)
+    assert by_host["localhost"][0] < local[1]
     assert fetcher.requests_by_host == Counter({"127.0.0.1": 4, "localhost": 1})
 
 

@@ -14,7 +14,7 @@ def http(text: str) -> str:
 
 
 def test_defaults_no_cookies_4_per_host_8_in_all_30_minutes_a_pass() -> None:
-    config = parse_config(BASE, "w.toml", env={}, check_channels=False)
+    config = parse_config(BASE, "w.toml", env={})
     assert config.http.cookies is False
     assert (config.http.per_host, config.http.concurrency) == (4, 8)
     assert config.http.pass_timeout == 1800
@@ -25,7 +25,6 @@ def test_pass_timeout_is_a_duration() -> None:
         http('pass_timeout = "5m"\ncookies = true\nper_host = 2'),
         "w.toml",
         env={},
-        check_channels=False,
     )
     assert config.http.pass_timeout == 300 and config.http.cookies and config.http.per_host == 2
 
@@ -44,7 +43,7 @@ def test_pass_timeout_is_a_duration() -> None:
 )
 def test_out_of_range_values_are_refused_naming_the_key(line: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(http(line), "w.toml", env={}, check_channels=False)
+        parse_config(http(line), "w.toml", env={})
     assert any(problem.startswith(f"{key}:") for problem in info.value.problems), (
         info.value.problems
     )

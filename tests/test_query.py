@@ -70,18 +70,18 @@ def tomllib_string(text: str) -> str:
 @pytest.mark.parametrize("case", ERRORS, ids=[c["id"] for c in ERRORS])
 def test_config_refuses_a_malformed_query_naming_the_key(case: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(config_text(case["query"]), "w.toml", env={}, check_channels=False)
+        parse_config(config_text(case["query"]), "w.toml", env={})
     assert info.value.problems == [f"watchlists[1].query: {case['message'].strip()}"]
 
 
 def test_a_watchlist_has_keywords_or_query_not_both() -> None:
     both = config_text("rail").replace('query = "rail"', 'query = "rail"\nkeywords = ["x"]')
     with pytest.raises(ConfigError) as info:
-        parse_config(both, "w.toml", env={}, check_channels=False)
+        parse_config(both, "w.toml", env={})
     assert info.value.problems == ["watchlists[1]: give either `keywords` or `query`, not both"]
     neither = config_text("rail").replace('query = "rail"\n', "")
     with pytest.raises(ConfigError) as info:
-        parse_config(neither, "w.toml", env={}, check_channels=False)
+        parse_config(neither, "w.toml", env={})
     assert info.value.problems == [
         "watchlists[1]: needs `keywords` (a list of terms) or `query` (a search expression)"
     ]

@@ -260,7 +260,7 @@ def test_the_shipped_configs_commented_rest_api_source_is_valid_once_enabled(tmp
             break
         block.append(line[2:])
     enabled = text.replace("\n".join(lines[start : start + len(block)]), "\n".join(block))
-    config = parse_config(enabled, tmp_path / "w.toml", check_channels=False)
+    config = parse_config(enabled, tmp_path / "w.toml")
     api = config.source("timesca-api")
     assert api.type == "wordpress" and api.search == "kyrgyzstan"
     assert config.source("timesca-feed").type == "feed"

@@ -32,7 +32,7 @@ TABLES = {
     "robots_txt",
     "alembic_version",
 }
-TABLES |= {"digests", "incidents"}  # issue #11
+TABLES |= {"digests", "incidents", "watchdog_messages"}  # issue #11
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -18,16 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from worker import __version__
+from worker.exits import EXIT_CONFIG, EXIT_FAILED
 from worker.logs import setup_logging
 
 if TYPE_CHECKING:
     from worker.config import Config
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = (
-    0,
-    1,
-    2,
-)  # all went well / a source or delivery failed / bad config or command line
 
 log = logging.getLogger("worker.cli")
 
@@ -460,13 +456,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command.needs_config:
         return command.handler(args, Context(None, args.config or ""))
 
-    from worker.config import ConfigError, config_warnings, find_config, load_config
+    from worker.config import ChannelCheck, ConfigError, config_warnings, find_config, load_config
 
     where = find_config(args.config)
     try:
         # apprise checks the channel URLs where they matter up front; `once` checks them when an
         # alert is due (saving ~0.4 s a run), listing commands never send
-        config = load_config(where.path, check_channels=command.check_channels)
+        checker: ChannelCheck | None = None
+        if command.check_channels:
+            from worker.notify import check_channel_urls
+
+            checker = check_channel_urls
+        config = load_config(where.path, check_channels=checker)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{exc.path}: {problem}", file=sys.stderr)

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from worker.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from worker.config import Config, config_warnings
+from worker.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     from worker.store import Store
@@ -223,7 +223,7 @@ def probe(url: str, *, name: str | None, as_json: bool, config_path: str) -> int
     http = HttpConfig()
     if os.path.exists(config_path):
         try:
-            http = load_config(config_path, check_channels=False).http
+            http = load_config(config_path).http
         except ConfigError as exc:
             logging.getLogger("worker.probe").warning(
                 "%s is invalid (%s): probing with the default [http] settings",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from worker.config import load_config
 from worker.daemon import Daemon, run_daemon
+from worker.notify import check_channel_urls
 from worker.site import SELECT_TOML, NewsSite
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ async def _demo(seconds: float | None) -> int:
             ),
             encoding="utf-8",
         )
-        config = load_config(path)
+        config = load_config(path, check_channels=check_channel_urls)
         print(
             f"[demo] local news site: {site.search_url}\n"
             f"[demo] a new article every {PUBLISH_EVERY:.0f}s; alerts print below; "

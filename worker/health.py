@@ -4,7 +4,7 @@ Off by default; `[http_status] port = 8797` turns it on. /healthz answers 200 wh
 runs and the database answers, else 503, with each source's last pass, success and error and the
 outcome of the last config reload; `/healthz?strict=1` also answers 503 while a source's last
 pass failed or the last reload was refused (the daemon runs on an older config than the file).
-To report more, add a key to `Daemon.status()`; a check that should fail strict mode goes in
+To report more, add a key to `Daemon.status()` (the daemon hands the listener its functions); a check that should fail strict mode goes in
 `strict_problems()` below. It speaks just enough HTTP/1.1 for
 probes and scrapers (GET, one request per connection) on asyncio streams, with a read deadline
 and a request-size cap, so it needs no web framework.
@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -37,9 +37,9 @@ from prometheus_client import (
 disable_created_metrics()
 
 if TYPE_CHECKING:
-    from worker.daemon import Daemon
     from worker.notify import DeliveryReport
-    from worker.pipeline import PassReport
+    from worker.report import PassReport
+    from worker.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +193,28 @@ def strict_problems(status: dict[str, Any]) -> list[str]:
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
+Status = Callable[[], Awaitable[dict[str, Any]]]  # what /healthz answers (JSON-able)
+MetricsText = Callable[[], Awaitable[bytes]]  # what /metrics answers (Prometheus text)
+Feed = Callable[[str], Awaitable[tuple[int, str, bytes]]]  # `/feeds/NAME`: (code, type, body)
+
+
 class HealthServer:
-    def __init__(self, daemon: Daemon, *, host: str, port: int) -> None:
-        self.daemon = daemon
+    """The listener; what it answers comes from the functions it is given, not from a daemon."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        status: Status,
+        metrics: MetricsText,
+        feed: Feed | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.status = status
+        self.metrics = metrics
+        self.feed = feed
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -243,50 +260,54 @@ class HealthServer:
         finally:
             writer.close()
 
-    def _counts(self) -> dict[str, int] | None:
-        from worker.store import StoreError
-
-        try:
-            return self.daemon.runtime.store.counts()
-        except StoreError:
-            return None
-
     async def _route(
         self, method: str, path: str, query: dict[str, list[str]]
     ) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
         if path == "/healthz":
-            status: dict[str, Any] = await self.daemon.status()
+            status = await self.status()
             healthy = status["status"] == "ok"
             if query.get("strict", ["0"])[-1].lower() not in ("0", "false", "no"):
                 healthy = healthy and not strict_problems(status)
             code = 200 if healthy else 503
             return code, "application/json", json.dumps(status, indent=2).encode() + b"\n"
         if path == "/metrics":
-            metrics = self.daemon.metrics
-            metrics.observe_queue(await asyncio.to_thread(self._counts))
-            return 200, CONTENT_TYPE_LATEST, metrics.render()
-        if path.startswith("/feeds/"):
-            return await self._feed(path.removeprefix("/feeds/"))
+            return 200, CONTENT_TYPE_LATEST, await self.metrics()
+        if path.startswith("/feeds/") and self.feed is not None:
+            return await self.feed(path.removeprefix("/feeds/"))
         return 404, "text/plain", b"not found\n"
 
-    async def _feed(self, name: str) -> tuple[int, str, bytes]:
-        """`/feeds/WATCHLIST.atom` and `/feeds/WATCHLIST.json`: the watchlist's last matches."""
-        from urllib.parse import unquote
 
-        from worker.feeds import FEED_SIZE, FORMATS, feed
-        from worker.store import StoreError
+async def metrics_text(metrics: Metrics, store: Store) -> bytes:
+    """/metrics: the daemon's metrics, with the queue's counts read from the store now."""
+    from worker.store import StoreError
 
-        watchlist, _, fmt = unquote(name).rpartition(".")
-        runtime = self.daemon.runtime
-        if fmt not in FORMATS or watchlist not in {w.name for w in runtime.config.watchlists}:
-            return 404, "text/plain", b"no such feed\n"
+    def counts() -> dict[str, int] | None:
         try:
-            rows = await asyncio.to_thread(runtime.store.list_matches, watchlist, limit=FEED_SIZE)
+            return store.counts()
         except StoreError:
-            return 503, "text/plain", b"the database cannot be read\n"
-        return 200, FORMATS[fmt], feed(watchlist, rows, fmt)
+            return None
+
+    metrics.observe_queue(await asyncio.to_thread(counts))
+    return metrics.render()
+
+
+async def feed_page(store: Store, watchlists: Collection[str], name: str) -> tuple[int, str, bytes]:
+    """`/feeds/WATCHLIST.atom` and `/feeds/WATCHLIST.json`: the watchlist's last matches."""
+    from urllib.parse import unquote
+
+    from worker.feeds import FEED_SIZE, FORMATS, feed
+    from worker.store import StoreError
+
+    watchlist, _, fmt = unquote(name).rpartition(".")
+    if fmt not in FORMATS or watchlist not in watchlists:
+        return 404, "text/plain", b"no such feed\n"
+    try:
+        rows = await asyncio.to_thread(store.list_matches, watchlist, limit=FEED_SIZE)
+    except StoreError:
+        return 503, "text/plain", b"the database cannot be read\n"
+    return 200, FORMATS[fmt], feed(watchlist, rows, fmt)
 
 
 DEFAULT_PORT = 8797  # the documented port: outside the exporters' 9100-9999 range (see README)
@@ -306,7 +327,7 @@ def probe(config_path: str | None = None, *, timeout: float = 4.0) -> int:
 
     path = config_path or default_config_path()
     try:
-        config = load_config(path, check_channels=False)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"{exc.path}: {exc.problems[0] if exc.problems else 'invalid'}", file=sys.stderr)
         return 1

@@ -19,13 +19,21 @@ from datetime import UTC, datetime, timedelta
 
 from worker.article_pages import describe as describe_article_pages
 from worker.article_pages import read_article_pages
-from worker.config import Config, SourceConfig, check_channel_urls
+from worker.config import Config, SourceConfig
 from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
 from worker.models import AlertPlan, Item
-from worker.notify import DeliveryReport, Notifier, Pacing, Rendering, deliver_due
+from worker.notify import (
+    DeliveryReport,
+    Notifier,
+    Pacing,
+    Rendering,
+    check_channel_urls,
+    deliver_due,
+)
 from worker.progress import PassProgress
+from worker.report import PassReport
 from worker.robots import Robots
 from worker.store import Store
 
@@ -42,34 +50,6 @@ def _text_of(item: Item) -> str:
 def owner_id() -> str:
     """Identifies this process in delivery leases (host, pid and a random part)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class PassReport:
-    """What one source's pass did: the line `worker once` prints and the daemon logs."""
-
-    source: str
-    ok: bool
-    crawl: CrawlReport
-    error: str | None = None
-    failures: int = 0  # failed passes in a row, this one included (0: it succeeded)
-    held_until: datetime | None = None  # the breaker is open: no pass before then
-
-    def line(self) -> str:
-        c = self.crawl
-        if not self.ok:
-            return (
-                f"{self.source}: FAILED after {c.pages} page(s), {c.new} new stored "
-                f"({c.duration:.1f}s): {self.error}"
-            )
-        text = (
-            f"{self.source}: {c.pages} page(s), {c.items} item(s), {c.new} new, "
-            f"{c.alerts} alert(s) queued ({c.duration:.1f}s; {'; '.join([c.stop, *c.notes])})"
-        )
-        if c.silent:
-            would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
-            text += f" [first pass: stored silently; would have alerted: {would}]"
-        return text
 
 
 @dataclass
@@ -122,6 +102,7 @@ class Runtime:
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()
+        self.sending_notices: set[int] = set()  # the same for watchdog messages
 
     @property
     def fetcher(self) -> Fetcher:
@@ -152,7 +133,7 @@ class Runtime:
     def notifier(self) -> Notifier:
         """The channels' Notifier, built on first use: a `worker once` with no alert due never
         imports apprise. Raises ChannelConfigError when apprise refuses a channel URL (a config
-        loaded with `check_channels=False` has not been checked for that)."""
+        loaded without `check_channels` has not been checked for that)."""
         if self._notifier is None:
             problems = check_channel_urls(self.config.channels)
             if problems:
@@ -284,7 +265,7 @@ class Runtime:
 
         try:
             await watchdog.after_pass(self.store, self.config, report)
-            await watchdog.send_notices(self.store, self.notifier, self.config)
+            await self._send_notices()
         except Exception:  # the watchdog must never stop a pass
             log.exception("watchdog: source=%s not recorded", report.source)
 
@@ -295,9 +276,21 @@ class Runtime:
 
         try:
             await watchdog.after_delivery(self.store, self.config, report)
-            await watchdog.send_notices(self.store, self.notifier, self.config)
+            await self._send_notices()
         except Exception:
             log.exception("watchdog: delivery round not recorded")
+
+    async def _send_notices(self) -> None:
+        """Queue and send the watchdog messages owed (durable, like alerts)."""
+        from worker import watchdog
+
+        await watchdog.send_notices(
+            self.store,
+            self.notifier,
+            self.config,
+            owner=self.owner,
+            in_flight=self.sending_notices,
+        )
 
     def _trip(self, report: PassReport, breaker: Breaker, at: datetime) -> None:
         """The source's breaker after this pass: after `breaker_after` failed passes in a row the
@@ -350,6 +343,9 @@ class Runtime:
 
     async def release_claims(self) -> int:
         """At a stop: give back the claims not tried, keeping those whose send may still run."""
+        await asyncio.to_thread(
+            self.store.release_watchdog_claims, self.owner, keep=frozenset(self.sending_notices)
+        )
         return await asyncio.to_thread(
             self.store.release_claims, self.owner, keep=frozenset(self.sending)
         )

@@ -3,25 +3,28 @@
 It watches each pass (a source failing `failing_passes` passes in a row, a source that brought
 nothing new for `stale_after`) and each delivery round (a channel whose deliveries failed for
 good), records incidents in the database (worker.store: one row per incident), and sends one
-message when an incident opens and one when it recovers, to `[watchdog] channels`. A message is
-marked sent in the database once every watchdog channel took it; one that failed is tried again
-after the next pass or round, so a restart neither repeats nor forgets one.
+message when an incident opens and one when it recovers, to `[watchdog] channels`. The messages
+are durable like alerts: queued in the database (one row per message and channel, in the
+transaction that records the incident was told), leased to one process while it sends, marked
+sent once the channel took it, retried with the alerts' backoff (`[alerts] retry_base`,
+`max_attempts`) after a failure, at the next pass or delivery round that finds them due. So a
+restart neither repeats nor forgets one, and a failing watchdog channel holds up no other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from worker.config import Config
-from worker.notify import DeliveryReport, Message, Notifier
+from worker.notify import DeliveryReport, Message, Notifier, backoff
 from worker.notify.render import FIELD_MAX, clean, escape_html, escape_markdown, inert
 from worker.store import Notice, Store
 
 if TYPE_CHECKING:
-    from worker.pipeline import PassReport
+    from worker.report import PassReport
 
 log = logging.getLogger(__name__)
 
@@ -108,31 +111,102 @@ def notice_message(notice: Notice, config: Config) -> Message:
     )
 
 
-async def send_notices(store: Store, notifier: Notifier, config: Config) -> int:
-    """Send the watchdog messages owed; how many went out."""
+LEASE_MARGIN = 30.0  # seconds of a watchdog message's lease kept for recording the outcome
+
+
+async def send_notices(
+    store: Store,
+    notifier: Notifier,
+    config: Config,
+    *,
+    owner: str,
+    in_flight: set[int] | None = None,
+) -> int:
+    """Queue the watchdog messages the incidents owe, then send what is due on each watchdog
+    channel (each in a task of its own, so a failing channel holds up no other); how many went
+    out. `in_flight` holds the id of each message from the start of its send until its outcome
+    is stored (kept claimed at a stop: the send may still finish)."""
     watchdog = config.watchdog
     if watchdog is None:
         return 0
-    notices = await asyncio.to_thread(store.pending_notices)
+    await asyncio.to_thread(store.queue_notices, watchdog.channels, at=datetime.now(UTC))
+    channels = [c for c in watchdog.channels if c in notifier.channels]
+    results = await asyncio.gather(
+        *(_send_channel(store, notifier, config, c, owner, in_flight) for c in channels),
+        return_exceptions=True,
+    )
     sent = 0
-    for notice in notices:
-        now = datetime.now(UTC)
-        if notice.event == "skip":
-            await asyncio.to_thread(store.mark_notice_sent, notice.id, "skip", at=now)
-            continue
-        message = notice_message(notice, config)
-        results = await asyncio.gather(*(notifier.send(c, message) for c in watchdog.channels))
-        if all(r.ok for r in results):
-            await asyncio.to_thread(store.mark_notice_sent, notice.id, notice.event, at=now)
+    for channel, result in zip(channels, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("watchdog: channel %s: messages not sent: %s", channel, result)
+        else:
+            sent += result
+    return sent
+
+
+async def _send_channel(
+    store: Store,
+    notifier: Notifier,
+    config: Config,
+    channel: str,
+    owner: str,
+    in_flight: set[int] | None,
+) -> int:
+    """Send the channel's due watchdog messages in order; stop at the first failure."""
+    alerts = config.alerts
+    lease = max(alerts.send_timeout, notifier.timeout) * 2 + LEASE_MARGIN
+    sent = 0
+    while True:
+        claim = await asyncio.to_thread(
+            store.claim_notice, owner=owner, channel=channel, now=datetime.now(UTC), lease=lease
+        )
+        if claim is None:
+            return sent
+        notice = claim.notice
+        if in_flight is not None:
+            in_flight.add(claim.id)
+        result = await notifier.send(
+            channel, notice_message(notice, config), skip=claim.done_targets
+        )
+        at = datetime.now(UTC)
+        attempt = claim.attempts + 1
+        what = "opened" if notice.event == "open" else "recovered"
+        if result.ok:
+            await asyncio.to_thread(store.mark_watchdog_sent, claim.id, at=at)
+            if in_flight is not None:
+                in_flight.discard(claim.id)
             sent += 1
             log.warning(
-                "watchdog: %s %s %s",
+                "watchdog: %s %s %s (message sent: channel=%s attempt=%d)",
                 notice.kind,
                 notice.subject,
-                "opened" if notice.event == "open" else "recovered",
+                what,
+                channel,
+                attempt,
             )
-        else:
-            errors = "; ".join(r.error or "failed" for r in results if not r.ok)
-            log.warning("watchdog message not sent (retried later): %s", errors)
-            break
-    return sent
+            continue
+        final = attempt >= alerts.max_attempts
+        next_at = None if final else at + timedelta(seconds=backoff(attempt, alerts))
+        error = result.error or "send failed"
+        await asyncio.to_thread(
+            store.mark_watchdog_failed,
+            claim.id,
+            error=error,
+            done_targets=result.done,
+            next_attempt_at=next_at,
+            at=at,
+        )
+        if in_flight is not None:
+            in_flight.discard(claim.id)
+        log.warning(
+            "watchdog message %s: channel=%s %s %s %s attempt=%d/%d error=%s",
+            "failed for good" if final else "not sent (retried later)",
+            channel,
+            notice.kind,
+            notice.subject,
+            what,
+            attempt,
+            alerts.max_attempts,
+            error,
+        )
+        return sent

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from worker.config import Config
-from worker.match import Explanation, Matcher
+from worker.match import Explanation, explain_watchlists
 from worker.store import Store
 from worker.store.lookup import UrlRecord
 from worker.urls import canonicalize
@@ -125,9 +125,10 @@ def _watchlists(config: Config, record: UrlRecord) -> list[dict[str, Any]]:
     delivered = {d.watchlist for d in record.deliveries}
     silent = all(x.baseline for x in record.listings)
     explained: dict[str, Explanation] = {
-        # asked of the Matcher, so that a matcher with richer rules explains them its own way
+        # asked of the Matcher (explain_watchlists builds one per watchlist), so that an
+        # explanation never disagrees with what the matcher decides
         e.watchlist: e
-        for e in Matcher(config.watchlists).explain(record.title, record.summary)
+        for e in explain_watchlists(config.watchlists, record.title, record.summary)
     }
     out: list[dict[str, Any]] = []
     for w in config.watchlists:

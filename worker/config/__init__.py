@@ -6,9 +6,9 @@ naming the key (`sources[0].select.item: ...`). Nothing outside this package rea
 
 from worker.config.load import (
     DEFAULT_CONFIG,
+    ChannelCheck,
     ConfigError,
     ConfigLocation,
-    check_channel_urls,
     config_search_path,
     config_warnings,
     default_config_path,
@@ -42,6 +42,7 @@ __all__ = [
     "NAME_RE",
     "AlertsConfig",
     "ArticleConfig",
+    "ChannelCheck",
     "Config",
     "ConfigError",
     "ConfigLocation",
@@ -55,7 +56,6 @@ __all__ = [
     "Selector",
     "SourceConfig",
     "WatchlistConfig",
-    "check_channel_urls",
     "check_css",
     "config_search_path",
     "config_warnings",

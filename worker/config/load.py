@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,12 @@ def format_validation_error(error: ValidationError) -> list[str]:
     return problems
 
 
-def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
+ChannelCheck = Callable[[dict[str, list[str]]], list[str]]
+"""Checks the channels' URLs, one problem per refused URL (`worker.notify.check_channel_urls`:
+the config stage does not import the notify stage; the caller hands it in)."""
+
+
+def _cross_checks(config: Config, *, check_channels: ChannelCheck | None) -> list[str]:
     problems = []
     seen: dict[str, int] = {}
     for i, source in enumerate(config.sources):
@@ -196,8 +201,8 @@ def _cross_checks(config: Config, *, check_channels: bool) -> list[str]:
                 problems.append(
                     f"watchdog.channels[{j}]: unknown channel {channel!r} (channels: {known})"
                 )
-    if check_channels:
-        problems.extend(check_channel_urls(config.channels))
+    if check_channels is not None:
+        problems.extend(check_channels(config.channels))
     return problems
 
 
@@ -209,20 +214,6 @@ def config_warnings(config: Config) -> list[str]:
     if not config.watchlists:
         warnings.append("watchlists: none defined: articles are stored, nothing is alerted")
     return warnings
-
-
-def check_channel_urls(channels: dict[str, list[str]]) -> list[str]:
-    """Every channel URL must be one apprise accepts (`Apprise.add()` returns False otherwise)."""
-    from worker.notify import check_url
-
-    problems = []
-    for name, urls in channels.items():
-        for i, url in enumerate(urls):
-            error = check_url(url)
-            if error:
-                key = f"channels.{name}" + (f"[{i}]" if len(urls) > 1 else "")
-                problems.append(f"{key}: {error}")
-    return problems
 
 
 def _resolve_database(url: str, base: Path) -> str:
@@ -242,13 +233,13 @@ def parse_config(
     path: str | os.PathLike[str] = "<config>",
     env: dict[str, str] | None = None,
     *,
-    check_channels: bool = True,
+    check_channels: ChannelCheck | None = None,
 ) -> Config:
     """Validate TOML text into a Config; raise ConfigError listing every problem.
 
-    `check_channels=False` leaves out one check: that apprise accepts every channel URL (it
-    imports apprise, ~0.4 s). A command that may send nothing checks them when it first needs to
-    send (`check_channel_urls`).
+    `check_channels` (e.g. `worker.notify.check_channel_urls`) adds one check: that apprise
+    accepts every channel URL (it imports apprise, ~0.4 s). Without it, a command that may send
+    nothing checks them when it first needs to send.
     """
     env = dict(os.environ) if env is None else env
     if len(text) > MAX_CONFIG_CHARS:
@@ -371,7 +362,7 @@ def default_config_path() -> str:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, check_channels: bool = True
+    path: str | os.PathLike[str] | None = None, *, check_channels: ChannelCheck | None = None
 ) -> Config:
     """Read and validate the config file; raise ConfigError (never another exception)."""
     path = path or default_config_path()

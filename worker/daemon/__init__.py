@@ -18,14 +18,16 @@
   stays stored, undelivered alerts stay queued), then the listener, the HTTP client(s) and the
   database are closed and `run_daemon` returns 0.
 
-Layout (each module builds on the one before it): `core` (shared state, task bookkeeping),
-`deliveries` (per-channel delivery loops), `schedule` (triggers and source jobs), `reload` (live
-config), `lifecycle` (`Daemon`: serve, stop, shutdown, status) and `run` (`run_daemon`).
+Layout: `Daemon` (lifecycle.py: startup, serve, shutdown, `apply`, status) owns its parts, each
+with its own state and none importing another: `SourceJobs` (jobs.py: the scheduler, the passes
+it starts; triggers in schedule.py), `ChannelLoops` (deliveries.py), `ConfigWatcher`
+(watcher.py: the file, validated, handed to `Daemon.apply`) and the `HealthServer`
+(worker/health.py, given status and metrics functions). tasks.py holds the helpers they share;
+run.py is `run_daemon`.
 """
 
 from worker.daemon.deliveries import DELIVERY_POLL, DELIVERY_RECHECK
 from worker.daemon.lifecycle import SHUTDOWN_GRACE, Daemon
-from worker.daemon.reload import CONFIG_POLL, CONFIG_SETTLE, CONFIG_SETTLE_MAX
 from worker.daemon.run import run_daemon
 from worker.daemon.schedule import (
     CRON_JITTER,
@@ -34,6 +36,7 @@ from worker.daemon.schedule import (
     crontab_day_of_week,
     trigger_for,
 )
+from worker.daemon.watcher import CONFIG_POLL, CONFIG_SETTLE, CONFIG_SETTLE_MAX
 
 __all__ = [
     "CONFIG_POLL",

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from worker.daemon.core import DaemonCore, _wait_any
+from worker.daemon.tasks import Tasks, wait_any
+from worker.health import Metrics
 from worker.notify import (
     DeliveryReport,
     Message,
@@ -18,6 +19,7 @@ from worker.notify import (
     backoff,
     deliver_due,
 )
+from worker.pipeline import Runtime
 from worker.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -26,52 +28,75 @@ DELIVERY_POLL = 30.0  # longest wait between two delivery rounds of a channel
 DELIVERY_RECHECK = 5.0  # wait when something is due but this channel found nothing to send
 
 
-class _OneChannel:
+class OneChannel:
     """A Notifier seen through one channel: `deliver_due` on it serves that channel only."""
 
     def __init__(self, notifier: Notifier, channel: str) -> None:
-        self._notifier = notifier
+        self.notifier = notifier
         self.channels = (channel,)
         self.timeout = notifier.timeout
 
     async def send(
         self, channel: str, message: Message, *, skip: Collection[int] = ()
     ) -> SendResult:
-        return await self._notifier.send(channel, message, skip=skip)
+        return await self.notifier.send(channel, message, skip=skip)
 
 
 @dataclass(frozen=True, slots=True)
-class _ChannelLoop:
+class ChannelLoop:
     task: asyncio.Task[None]
     wake: asyncio.Event  # run a round now (alerts were queued, the config changed)
     changed: asyncio.Event  # the channels changed: end a backoff pause too
 
 
-class DeliveryMixin(DaemonCore):
-    """The daemon's delivery loops, one per configured channel."""
+class ChannelLoops:
+    """The daemon's delivery loops, one per configured channel, and the rounds in flight."""
 
-    def wake_deliveries(self, *, channels_changed: bool = False) -> None:
+    def __init__(
+        self, runtime: Runtime, tasks: Tasks, metrics: Metrics, stopping: asyncio.Event
+    ) -> None:
+        self.runtime = runtime
+        self.tasks = tasks
+        self.metrics = metrics
+        self.stopping = stopping
+        self.loops: dict[str, ChannelLoop] = {}
+        self.rounds: dict[asyncio.Task[DeliveryReport], Notifier] = {}
+
+    def wake(self, *, channels_changed: bool = False) -> None:
         """Run a delivery round on every channel now; a channel that looks down waits out its
         backoff unless the channels changed (a fixed URL is tried at once)."""
-        for loop in self._channel_loops.values():
+        for loop in self.loops.values():
             loop.wake.set()
             if channels_changed:
                 loop.changed.set()
 
-    def _sync_channel_loops(self) -> None:
+    def sync(self) -> None:
         """One delivery loop per configured channel: start new ones, stop removed ones."""
         wanted = set(self.runtime.notifier.channels)
-        for name in list(self._channel_loops):
+        for name in list(self.loops):
             if name not in wanted:
-                self._channel_loops.pop(name).task.cancel()
-        for name in sorted(wanted - self._channel_loops.keys()):
+                self.loops.pop(name).task.cancel()
+        for name in sorted(wanted - self.loops.keys()):
             wake, changed = asyncio.Event(), asyncio.Event()
-            task = self._spawn(self._channel_loop(name, wake, changed), name=f"deliver:{name}")
-            self._channel_loops[name] = _ChannelLoop(task, wake, changed)
+            task = self.tasks.spawn(self._loop(name, wake, changed), name=f"deliver:{name}")
+            self.loops[name] = ChannelLoop(task, wake, changed)
 
-    async def _channel_loop(
-        self, channel: str, wake: asyncio.Event, changed: asyncio.Event
-    ) -> None:
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """The loops still running (the shutdown gives them the grace time)."""
+        return {loop.task for loop in self.loops.values() if not loop.task.done()}
+
+    def retire(self, old: Notifier) -> None:
+        """Close a replaced Notifier once the rounds that use it have finished."""
+        using = [task for task, notifier in self.rounds.items() if notifier is old]
+
+        async def close_later() -> None:
+            if using:
+                await asyncio.wait(using)
+            old.close()
+
+        self.tasks.spawn(close_later(), name="retire-notifier")
+
+    async def _loop(self, channel: str, wake: asyncio.Event, changed: asyncio.Event) -> None:
         runtime = self.runtime
         down = 0  # rounds in a row in which the channel failed and sent nothing
         while not self.stopping.is_set():
@@ -84,7 +109,7 @@ class DeliveryMixin(DaemonCore):
             round_ = asyncio.ensure_future(
                 deliver_due(
                     runtime.store,
-                    cast(Notifier, _OneChannel(notifier, channel)),
+                    cast(Notifier, OneChannel(notifier, channel)),
                     runtime.config.alerts,
                     owner=runtime.owner,
                     in_flight=runtime.sending,
@@ -92,7 +117,7 @@ class DeliveryMixin(DaemonCore):
                     pacing=runtime.pacing,
                 )
             )
-            self._rounds[round_] = notifier
+            self.rounds[round_] = notifier
             try:
                 report = await round_
                 self.metrics.observe_delivery(report)
@@ -108,14 +133,14 @@ class DeliveryMixin(DaemonCore):
                 log.exception("channel %s: delivery round failed", channel)
                 next_due = None
             finally:
-                self._rounds.pop(round_, None)
+                self.rounds.pop(round_, None)
             if report is not None and report.sent == 0 and report.retrying + report.failed:
                 # the channel looks down: probe it again after a backoff of its own (each
                 # round tries one delivery first), not once per due delivery
                 down += 1
                 pause = backoff(down, runtime.config.alerts)
                 log.debug("channel %s: down; next try in %.0fs", channel, pause)
-                await _wait_any((self.stopping, changed), seconds=pause)
+                await wait_any((self.stopping, changed), seconds=pause)
                 continue
             down = 0
             wait = DELIVERY_POLL
@@ -127,15 +152,4 @@ class DeliveryMixin(DaemonCore):
                     wait = 0.05  # more may be due at once (the round's limit)
                 else:  # due, but not on this channel (or leased elsewhere)
                     wait = DELIVERY_RECHECK
-            await _wait_any((wake, self.stopping), seconds=wait)
-
-    def _retire_notifier(self, old: Notifier) -> None:
-        """Close a replaced Notifier once the rounds that use it have finished."""
-        using = [task for task, notifier in self._rounds.items() if notifier is old]
-
-        async def close_later() -> None:
-            if using:
-                await asyncio.wait(using)
-            old.close()
-
-        self._spawn(close_later(), name="retire-notifier")
+            await wait_any((wake, self.stopping), seconds=wait)

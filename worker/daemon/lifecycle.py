@@ -1,4 +1,10 @@
-"""The daemon's lifecycle: start, serve until a stop signal, shut down; and its status."""
+"""`Daemon`: the parts it owns, and its lifecycle read top to bottom: start, serve, shut down.
+
+The parts, each with its own state: `SourceJobs` (the scheduler and the passes it starts),
+`ChannelLoops` (one delivery loop per channel), `ConfigWatcher` (the file, validated into a
+Config handed to `Daemon.apply`) and the `HealthServer` (given functions to call, not the
+daemon). `apply` is the one place that swaps the matcher, the notifier and the HTTP client.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,21 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from worker.daemon.reload import ReloadMixin
-from worker.health import HealthServer
+from worker.config import Config, WatchlistConfig
+from worker.daemon.deliveries import ChannelLoops
+from worker.daemon.jobs import SourceJobs
+from worker.daemon.tasks import Tasks
+from worker.daemon.watcher import ConfigWatcher
+from worker.fetch import Fetcher
+from worker.health import HealthServer, Metrics, feed_page, metrics_text
+from worker.logs import set_format
+from worker.pipeline import PassReport, Runtime
+from worker.search import changed_watchlists, log_would_have_matched
 from worker.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -19,17 +34,31 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds running passes and rounds get to finish after SIGTERM
 
 
-class Daemon(ReloadMixin):
+class Daemon:
     """The long-lived daemon: scheduled passes, delivery loops and live config in one loop."""
 
-    def stop(self) -> None:
-        """Stop new work; a second call cancels what still runs without waiting."""
-        if not self.stopping.is_set():
-            log.info("stopping: no new passes; running ones get up to %.0fs", SHUTDOWN_GRACE)
-            self.stopping.set()
-        elif not self._hurry.is_set():
-            log.info("stopping now: cancelling what still runs")
-            self._hurry.set()
+    def __init__(
+        self,
+        runtime: Runtime,
+        config_path: str | Path,
+        *,
+        stopping: asyncio.Event | None = None,
+        config_digest: bytes | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config_path = Path(config_path)
+        self.stopping = stopping if stopping is not None else asyncio.Event()
+        self.hurry = asyncio.Event()  # a second stop signal: cancel now
+        self.metrics = Metrics()
+        self.tasks = Tasks()
+        self.jobs = SourceJobs(runtime, self.tasks, self.stopping, self._on_pass)
+        self.channels = ChannelLoops(runtime, self.tasks, self.metrics, self.stopping)
+        self.watcher = ConfigWatcher(
+            self.config_path, self.apply, self.metrics, self.stopping, digest=config_digest
+        )
+        self.health: HealthServer | None = None
+
+    # --- the lifecycle -------------------------------------------------------------------------
 
     async def serve(self, *, on_ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
         """Run until `stop()` (SIGTERM/SIGINT), then shut down; signals are handled here."""
@@ -37,33 +66,27 @@ class Daemon(ReloadMixin):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(
-            signal.SIGHUP, lambda: self._spawn(self.reload(), name="reload:SIGHUP")
+            signal.SIGHUP, lambda: self.tasks.spawn(self.reload(), name="reload:SIGHUP")
         )
         try:
             if not self.stopping.is_set():
-                await self._start()
+                await self.startup()
                 if on_ready is not None:
                     result = on_ready()
                     if result is not None:
                         await result
-            await self.stopping.wait()
+            await self.stopping.wait()  # the main loop: the parts run as tasks until the stop
         finally:
-            await self._shutdown()
+            await self.shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
-    async def _start(self) -> None:
+    async def startup(self) -> None:
         config = self.runtime.config
-        if config.http_status.port:
-            self.health = HealthServer(
-                self, host=config.http_status.host, port=config.http_status.port
-            )
-            await self.health.start()
-        for source in config.sources:
-            self._add_job(source)
-        self.scheduler.start()
-        self._sync_channel_loops()
-        self._watcher = self._spawn(self._watch_config(), name="config-watch")
+        await self._start_health(config)
+        self.jobs.start()
+        self.channels.sync()
+        self.watcher.task = self.tasks.spawn(self.watcher.watch(), name="config-watch")
         self._count_matches(config.watchlists)
         log.info(
             "worker running: %d source(s), %d watchlist(s), %d channel(s); config %s",
@@ -73,20 +96,27 @@ class Daemon(ReloadMixin):
             self.config_path,
         )
 
-    async def _shutdown(self) -> None:
+    def stop(self) -> None:
+        """Stop new work; a second call cancels what still runs without waiting."""
+        if not self.stopping.is_set():
+            log.info("stopping: no new passes; running ones get up to %.0fs", SHUTDOWN_GRACE)
+            self.stopping.set()
+        elif not self.hurry.is_set():
+            log.info("stopping now: cancelling what still runs")
+            self.hurry.set()
+
+    async def shutdown(self) -> None:
         started = time.monotonic()
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        self.jobs.shutdown()
         self.stopping.set()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        if self.watcher.task is not None:
+            self.watcher.task.cancel()
         # running passes and delivery rounds get the grace time; then they are cancelled
-        work: set[asyncio.Task[Any]] = {t for t in self._passes.values() if not t.done()}
-        work |= {loop.task for loop in self._channel_loops.values() if not loop.task.done()}
+        work: set[asyncio.Task[Any]] = {*self.jobs.in_flight(), *self.channels.in_flight()}
         if work:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + SHUTDOWN_GRACE
-            hurry = asyncio.ensure_future(self._hurry.wait())
+            hurry = asyncio.ensure_future(self.hurry.wait())
             while work and not hurry.done() and (left := deadline - loop.time()) > 0:
                 done, _ = await asyncio.wait(
                     [*work, hurry], timeout=left, return_when=asyncio.FIRST_COMPLETED
@@ -101,7 +131,7 @@ class Daemon(ReloadMixin):
                     len(work),
                     ", ".join(sorted(t.get_name() for t in work)),
                 )
-        leftovers = [t for t in self._background if not t.done()]
+        leftovers = [t for t in self.tasks.running if not t.done()]
         for task in leftovers:
             if not task.get_name().startswith("retire-"):
                 task.cancel()
@@ -111,6 +141,102 @@ class Daemon(ReloadMixin):
             await self.health.stop()
         self.runtime.close_notifier()
         log.info("stopped in %.1fs", time.monotonic() - started)
+
+    # --- live config ---------------------------------------------------------------------------
+
+    async def reload(self, data: bytes | None = None) -> bool:
+        """Validate the config file (or `data`, its content) and apply it (see ConfigWatcher)."""
+        return await self.watcher.reload(data)
+
+    async def apply(self, new: Config) -> None:
+        """Switch to a valid new config: the one place where the parts get what changed."""
+        runtime = self.runtime
+        old = runtime.config
+        if new == old:
+            log.info("config file changed; nothing to apply")
+            return
+        if new.database != old.database:
+            log.warning("config: `database` changed; restart the worker to use the new one")
+            new = new.model_copy(update={"database": old.database})
+        if new.http_status != old.http_status:
+            await self._move_health(new)
+        # the matcher, the notifier and the HTTP client: passes and rounds in flight finish
+        # with the ones they started with
+        old_notifier, old_fetcher = runtime.notifier, runtime.fetcher
+        runtime.apply(new)
+        if runtime.notifier is not old_notifier:
+            self.channels.retire(old_notifier)
+        if new.http != old.http:
+            runtime.fetcher = Fetcher(new.http)
+            self._retire_fetcher(old_fetcher)
+            log.info("config: [http] changed; new passes use a new HTTP client")
+        if new.logging != old.logging:
+            logging.getLogger().setLevel(new.logging.level)
+            if new.logging.format != old.logging.format:
+                set_format(new.logging.format)
+        self.jobs.apply(old, new)
+        self.channels.sync()
+        self.channels.wake(channels_changed=new.channels != old.channels)
+        self._count_matches(changed_watchlists(old.watchlists, new.watchlists))
+        log.info(
+            "config reloaded: %d source(s), %d watchlist(s), %d channel(s)",
+            len(new.sources),
+            len(new.watchlists),
+            len(new.channels),
+        )
+
+    def _retire_fetcher(self, old: Fetcher) -> None:
+        """Close a replaced Fetcher once the passes that use it have finished."""
+        using = list(self.jobs.in_flight())
+
+        async def close_later() -> None:
+            if using:
+                await asyncio.wait(using)
+            await old.aclose()
+
+        self.tasks.spawn(close_later(), name="retire-fetcher")
+
+    def _count_matches(self, watchlists: Sequence[WatchlistConfig]) -> None:
+        """Log, in the background, what new or changed watchlists would have matched."""
+        if watchlists:
+            store = self.runtime.store
+            self.tasks.spawn(
+                asyncio.to_thread(log_would_have_matched, store, list(watchlists)),
+                name="would-have-matched",
+            )
+
+    def _on_pass(self, report: PassReport) -> None:
+        self.metrics.observe_pass(report)
+        if report.crawl.alerts:
+            self.channels.wake()
+
+    # --- the health listener -------------------------------------------------------------------
+
+    async def _start_health(self, config: Config) -> None:
+        status = config.http_status
+        if status.port:
+            health = HealthServer(
+                host=status.host,
+                port=status.port,
+                status=self.status,
+                metrics=self.metrics_text,
+                feed=self.feed,
+            )
+            await health.start()
+            self.health = health
+
+    async def _move_health(self, new: Config) -> None:
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
+        await self._start_health(new)
+
+    async def metrics_text(self) -> bytes:
+        return await metrics_text(self.metrics, self.runtime.store)
+
+    async def feed(self, name: str) -> tuple[int, str, bytes]:
+        runtime = self.runtime
+        return await feed_page(runtime.store, {w.name for w in runtime.config.watchlists}, name)
 
     async def status(self) -> dict[str, Any]:
         """What /healthz reports: the scheduler, the database, and each source's last pass."""
@@ -132,12 +258,11 @@ class Daemon(ReloadMixin):
             except StoreError:
                 pass
         known = {row.name: row for row in rows}
-        running = self.scheduler.running and not self.stopping.is_set()
+        running = self.jobs.running and not self.stopping.is_set()
         sources: dict[str, dict[str, Any]] = {}
         for source in self.runtime.config.sources:
             row = known.get(source.name)
-            job = self.scheduler.get_job(source.name) if running else None
-            task = self._passes.get(source.name)
+            next_run = self.jobs.next_run(source.name) if running else None
             last_pass = row.last_pass_at if row else None
             error = row.last_error if row else None
             breaker = self.runtime.breakers.get(source.name)
@@ -155,8 +280,8 @@ class Daemon(ReloadMixin):
                 "walk_seen": row.walk_seen if row else None,
                 "walk_total": row.walk_total if row else None,
                 "walk_incomplete": bool(row and row.walk_missing),
-                "running": task is not None and not task.done(),
-                "next_run": _iso(job.next_run_time) if job is not None else None,
+                "running": self.jobs.is_passing(source.name),
+                "next_run": _iso(next_run),
                 "failures": row.failures if row else 0,  # failed passes in a row
                 # "open": passes spaced out until `breaker_until` (after `[http] breaker_after`)
                 "breaker": "open" if until is not None else "closed",

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from worker.config import Config
-from worker.daemon.core import _file_digest
 from worker.daemon.lifecycle import Daemon
+from worker.daemon.tasks import file_digest
 from worker.fetch import Fetcher
 from worker.pipeline import Runtime
 from worker.store import Store, StoreError
@@ -48,7 +48,7 @@ async def run_daemon(
     stopping = asyncio.Event()  # a signal during start-up stops the daemon before it runs
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    digest = await asyncio.to_thread(_file_digest, Path(config_path))
+    digest = await asyncio.to_thread(file_digest, Path(config_path))
     store = await _open_store(config.database)
     if store is None:
         for sig in (signal.SIGTERM, signal.SIGINT):

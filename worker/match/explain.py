@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from worker.match.matcher import Matcher
+
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
@@ -36,8 +38,6 @@ class Explanation:
 
 
 def _terms(watchlist: Any, title: str, summary: str, **change: Any) -> tuple[str, ...] | None:
-    from worker.match.matcher import Matcher
-
     fields = {
         "name": watchlist.name,
         "keywords": watchlist.keywords,

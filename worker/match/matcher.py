@@ -30,13 +30,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
 from worker.match.text import parse_keyword, stem, words
-
-if TYPE_CHECKING:
-    from worker.match.explain import Explanation
 
 __all__ = ["Matcher"]
 
@@ -173,7 +170,6 @@ class Matcher:
     """
 
     def __init__(self, watchlists: Sequence[Any]) -> None:
-        self._watchlists = list(watchlists)  # for explain()
         self._names: list[str] = []
         self._leaf_ids: dict[tuple[Any, ...], int] = {}
         self._units: list[tuple[Unit, ...]] = []  # leaf -> units (the left side of a NEAR)
@@ -505,12 +501,6 @@ class Matcher:
         return False
 
     # --- matching ------------------------------------------------------------------------------
-
-    def explain(self, title: str, summary: str) -> list[Explanation]:
-        """Each watchlist's Explanation for this article (`worker why`), in config order."""
-        from worker.match.explain import explain_watchlists
-
-        return explain_watchlists(self._watchlists, title, summary)
 
     def match(self, title: str, summary: str) -> dict[str, tuple[str, ...]]:
         """Watchlist name -> the terms that matched (as written, in query order), for an article

@@ -4,7 +4,7 @@ apprise is imported on first use (checking a channel URL, building a Notifier), 
 package; the `console://` schema (alerts printed to stdout) is registered then.
 """
 
-from worker.notify.channels import Notifier, SendResult, check_url, redact
+from worker.notify.channels import Notifier, SendResult, check_channel_urls, check_url, redact
 from worker.notify.deliver import (
     DeliveryQueue,
     DeliveryReport,
@@ -33,6 +33,7 @@ __all__ = [
     "Templates",
     "alert_test_message",
     "backoff",
+    "check_channel_urls",
     "check_url",
     "deliver_due",
     "redact",

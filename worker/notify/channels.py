@@ -202,6 +202,20 @@ def check_url(url: str) -> str | None:
     return f"not a URL apprise accepts: {scheme}://... (incomplete or malformed for this service)"
 
 
+def check_channel_urls(channels: dict[str, list[str]]) -> list[str]:
+    """Every channel URL must be one apprise accepts (`Apprise.add()` returns False otherwise):
+    one problem per refused URL, naming its key. The config stage's `check_channels`."""
+
+    problems = []
+    for name, urls in channels.items():
+        for i, url in enumerate(urls):
+            error = check_url(url)
+            if error:
+                key = f"channels.{name}" + (f"[{i}]" if len(urls) > 1 else "")
+                problems.append(f"{key}: {error}")
+    return problems
+
+
 def _known(scheme: str) -> bool:
     from apprise.plugins import N_MGR
 

@@ -4,11 +4,18 @@ All of it is read from the config and the database at each delivery round, so a 
 changes nothing: what is held is marked in the database (deliveries.hold), what a digest carries
 is recorded there (deliveries.digest_id), and a rate limit counts the messages the database
 says were sent in the window.
+
+`WORKER_CLOCK_OFFSET` (seconds, may be negative), read in `clock_offset` only, shifts the wall
+clock that quiet hours and cron digests read: a test hook (the tests set it to be at 06:59:50
+in New York, say, and watch quiet hours end ten seconds later) and a way to try a schedule. The
+worker logs a warning when it is set; never set it in production.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -16,6 +23,32 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from worker.config import Config
+
+log = logging.getLogger(__name__)
+
+CLOCK_OFFSET_ENV = "WORKER_CLOCK_OFFSET"
+
+
+def clock_offset(environ: Mapping[str, str] | None = None) -> timedelta:
+    """The shift of the pacing's wall clock: `WORKER_CLOCK_OFFSET` seconds (a test hook)."""
+    value = (os.environ if environ is None else environ).get(CLOCK_OFFSET_ENV, "").strip()
+    return _parse_offset(value) if value else timedelta(0)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_offset(value: str) -> timedelta:
+    try:
+        offset = timedelta(seconds=float(value))
+    except (ValueError, OverflowError):
+        log.warning("%s=%r is not a number of seconds: ignored", CLOCK_OFFSET_ENV, value)
+        return timedelta(0)
+    log.warning(
+        "%s=%s: quiet hours and cron digests read a clock shifted by %s (a test hook)",
+        CLOCK_OFFSET_ENV,
+        value,
+        offset,
+    )
+    return offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +63,7 @@ class Pacing:
     channels: Mapping[str, ChannelRule] = field(default_factory=dict)
     digests: Mapping[str, str] = field(default_factory=dict)  # watchlist -> "0 8 * * *" / "1h"
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # watchlist -> channels
+    offset: timedelta = timedelta(0)  # the wall clock's shift (WORKER_CLOCK_OFFSET, tests)
 
     @classmethod
     def from_config(cls, config: Config) -> Pacing:
@@ -39,7 +73,7 @@ class Pacing:
         }
         digests = {w.name: w.digest for w in config.watchlists if w.digest is not None}
         routes = {w.name: tuple(w.channels) for w in config.watchlists}
-        return cls(config.tz, rules, digests, routes)
+        return cls(config.tz, rules, digests, routes, clock_offset())
 
     @property
     def active(self) -> bool:
@@ -58,7 +92,7 @@ class Pacing:
         if rule is None or rule.quiet_hours is None:
             return False
         start, end = rule.quiet_hours
-        local = now.astimezone(self.tz)
+        local = (now + self.offset).astimezone(self.tz)
         minute = local.hour * 60 + local.minute
         if start < end:
             return start <= minute < end
@@ -72,8 +106,8 @@ class Pacing:
         """Whether the digest of `watchlist` whose period began at `since` is due at `now`."""
         schedule = self.digests[watchlist]
         if len(schedule.split()) == 5:
-            fire = _cron(schedule, self.tz).get_next_fire_time(None, since)
-            return fire is not None and fire <= now
+            fire = _cron(schedule, self.tz).get_next_fire_time(None, since + self.offset)
+            return fire is not None and fire <= now + self.offset
         from worker.config.models import parse_duration
 
         return since + timedelta(seconds=parse_duration(schedule)) <= now

@@ -56,6 +56,9 @@ class NewsSite(SiteServer):
         # the REST API at /wp-json/wp/v2/posts: "on", "404" (switched off) or "html" (a plugin
         # that answers the home page instead)
         self.rest_api = "on"
+        # a new theme (`redesign()`): the teasers are <div class="card ..."> instead of
+        # <article>, as when a site changes its markup (SELECT_TOML's items match nothing)
+        self.redesigned = False
 
     # --- construction ---------------------------------------------------------------------
 
@@ -286,7 +289,14 @@ class NewsSite(SiteServer):
         if snippet is None:
             snippet = article.teaser_html(base)
             self._teasers[article.id] = snippet
+        if self.redesigned:
+            snippet = snippet.replace(" <article ", ' <div data-card="1" ', 1)
+            snippet = snippet.replace("</article>", "</div>")
         return snippet
+
+    def redesign(self, on: bool = True) -> None:
+        """Switch to a new theme whose teasers are no `<article>` elements (on), or back."""
+        self.redesigned = on
 
     def _base_changed(self) -> None:
         self._teasers.clear()

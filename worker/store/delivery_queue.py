@@ -20,6 +20,7 @@ from worker.store.tables import (
     deliveries,
     digests,
     matches,
+    watchdog_messages,
 )
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,13 @@ class QueueMixin(StoreBase):
             conn.execute(
                 sa.update(g)
                 .where(g.c.status == "failed")
+                .values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None)
+            )
+            # and so is a watchdog message that failed for good
+            w = watchdog_messages
+            conn.execute(
+                sa.update(w)
+                .where(w.c.status == "failed")
                 .values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None)
             )
             return count

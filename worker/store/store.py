@@ -13,7 +13,7 @@ from worker.store.article_pages import ArticlePagesMixin, PendingPage
 from worker.store.delivery_queue import QueueMixin
 from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
-from worker.store.incidents import IncidentsMixin, Notice
+from worker.store.incidents import IncidentsMixin, Notice, NoticeClaim
 from worker.store.lookup import LookupMixin
 from worker.store.matched import MatchedMixin, MatchRow
 from worker.store.pages import PagesMixin
@@ -28,6 +28,7 @@ __all__ = [
     "DigestClaim",
     "MatchRow",
     "Notice",
+    "NoticeClaim",
     "PendingPage",
     "SourceStatus",
     "Store",

@@ -282,8 +282,9 @@ robots_txt = sa.Table(
 # The watchdog's incidents (migration 0006): a source failing pass after pass ("failing"),
 # bringing nothing new for too long ("stale"), a channel whose deliveries fail for good
 # ("channel"). "suspect": failures counted (`streak`), not yet an incident. One message when an
-# incident opens (open_sent_at) and one when it closes (close_sent_at), recorded here, so a
-# restart neither repeats nor forgets one.
+# incident opens (open_sent_at) and one when it closes (close_sent_at): since migration 0010 these
+# record when the messages were queued (watchdog_messages), so a restart neither repeats nor
+# forgets one.
 incidents = sa.Table(
     "incidents",
     metadata,
@@ -299,4 +300,36 @@ incidents = sa.Table(
     sa.Column("close_sent_at", UTCDateTime, nullable=True),
     sa.CheckConstraint("status IN ('suspect', 'open', 'closed')", name="status"),
     sa.Index(None, "kind", "subject", "status"),
+)
+
+# The watchdog's messages (migration 0010): one row per message (an incident's "open" or
+# "close") and channel, queued when the incident opens or closes (incidents.open_sent_at /
+# close_sent_at then record when it was queued) and sent like a delivery: claimed under a lease,
+# retried with backoff, "sent" once the channel took it; "skipped": an opening not sent yet when
+# the incident closed (neither is told). A channel sends its messages in order, one at a time.
+watchdog_messages = sa.Table(
+    "watchdog_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "incident_id",
+        sa.Integer,
+        sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("done_targets", sa.JSON, nullable=False),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
+    sa.CheckConstraint("event IN ('open', 'close')", name="event"),
+    sa.Index(None, "channel", "status"),
+    sa.Index(None, "incident_id"),
 )
