@@ -10,7 +10,10 @@ certificate (`mailtos://...&mode=starttls&verify=no`), `webhook` a threaded HTTP
 answering `json://` posts. The alerts are queued in a fresh SQLite store, then `deliver_due`
 runs rounds (500 alerts a round, as the daemon does) until the queue is empty. Prints
 messages/s, the SMTP sessions (TCP connections) the server saw and the most requests it had at
-once. `--profile DIR` writes a pyinstrument profile (HTML and text) of the first run of each kind.
+once. `--profile DIR` writes a pyinstrument profile (HTML and text) of the first run of each
+kind: pyinstrument sees the event loop's thread only; `--sample-threads` prints, for the first
+run of each kind, the frames most often on the stacks of every thread (wall-clock samples every
+millisecond: the sending threads and the store's too).
 
 Measures the `worker` package on PYTHONPATH: `PYTHONPATH=/path/to/other/checkout python
 bench/bench_delivery.py` gives the other tree's figures (the "before" of a change).
@@ -185,7 +188,48 @@ def channel_url(kind: str, port: int) -> str:
 # --- one run -------------------------------------------------------------------------------
 
 
-def run_once(kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path | None) -> dict:
+class _ThreadSampler:
+    """Samples the stacks of every other thread each millisecond (wall clock)."""
+
+    def __init__(self) -> None:
+        import collections
+
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == self._thread.ident:
+                    continue
+                kind = names.get(ident, "?").split("_")[0]
+                seen = set()
+                f: Any = frame
+                while f is not None:
+                    where = f"{Path(f.f_code.co_filename).name}:{f.f_code.co_name}"
+                    if where not in seen:
+                        seen.add(where)
+                        self.counts[(kind, where)] += 1
+                    f = f.f_back
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def print_top(self, n: int) -> None:
+        skip = ("threading.py", "thread.py:_worker", "thread.py:run", "runners.py", "events.py")
+        rows = [(c, k, w) for (k, w), c in self.counts.most_common() if not w.startswith(skip)]
+        for count, kind, where in rows[:n]:
+            print(f"  {count:6d} {kind:10s} {where}")
+
+
+def run_once(
+    kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path | None, sample: bool = False
+) -> dict:
     from worker.config import AlertsConfig
     from worker.models import AlertPlan, Item
     from worker.notify import Notifier, deliver_due
@@ -222,6 +266,7 @@ def run_once(kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path
             if report.sent == 0 or sent >= n:
                 return sent, rounds
 
+    sampler = _ThreadSampler() if sample else None
     profiler = None
     if profile is not None:
         from pyinstrument import Profiler
@@ -231,6 +276,9 @@ def run_once(kind: str, receiver: Receiver, n: int, workdir: Path, profile: Path
     cpu0, started = time.process_time(), time.perf_counter()
     sent, rounds = asyncio.run(drain())
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    if sampler is not None:
+        sampler.stop()
+        sampler.print_top(40)
     if profiler is not None and profile is not None:
         profiler.stop()
         profile.mkdir(parents=True, exist_ok=True)
@@ -263,6 +311,7 @@ def main() -> int:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--sample-threads", action="store_true")
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,7 +333,8 @@ def main() -> int:
                 runs = []
                 for i in range(args.repeat):
                     profile = args.profile if i == 0 else None
-                    result = run_once(kind, receiver, args.alerts, workdir, profile)
+                    sample = args.sample_threads and i == 0
+                    result = run_once(kind, receiver, args.alerts, workdir, profile, sample)
                     runs.append(result)
                     print(
                         f"  {kind:9} run {i + 1}: {result['rate']:7.1f} messages/s "
