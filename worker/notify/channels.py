@@ -360,7 +360,7 @@ def _prepare(plugin: Any, kind: str, scheme: str, timeout: float) -> None:
     current = float(getattr(plugin, "request_rate_per_sec", 0) or 0)
     plugin.request_rate_per_sec = 0 if kind != "chat" else min(current, MAX_SEND_INTERVAL)
     if kind == "chat":
-        sessions.route_requests(plugin)  # HTTP keep-alive per slot
+        sessions.route_requests(plugin)  # a generic webhook: HTTP keep-alive per slot
         sessions.direct(plugin)  # a generic webhook: called directly
     if scheme in DISCORD_SCHEMES:
         _no_discord_mentions(plugin)

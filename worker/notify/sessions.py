@@ -11,14 +11,15 @@ replace only that:
   sending in this thread keeps its SMTP session for the next message (checked with NOOP when it
   has been idle a while, replaced when it broke); TLS uses one SSL context per process. Every
   SMTP error is noted, with the server's reply (`550 5.1.1 ...`), for the send's result.
-- `RequestsShim` stands for the `requests` module in the modules of the HTTP plugins in use:
-  their `requests.post(...)` goes through the slot's `requests.Session` (keep-alive; cookies
-  refused, as a one-off request keeps none), with its timeouts capped to the send's deadline.
-  Anything else (exceptions, `requests.codes`) is the real module's. The generic webhooks
-  (json://, form://, xml:// - plain HTTP, the ones sent the most) skip requests' per-request
-  machinery (~0.7 ms of CPU a request: environment proxies, pool keys, cookie jars): a small
-  keep-alive client on http.client (`KeptHTTP`) sends them, unless a proxy applies to the URL,
-  the request carries files, or the answer is a redirect to follow (then requests does it).
+- `RequestsShim` stands for the `requests` module in the modules of the generic webhook
+  plugins (json://, form://, xml://: the ones sent the most; a chat service is paced by apprise
+  and keeps its plain `requests` calls): their requests skip requests' per-request machinery
+  (~0.7 ms of CPU a request: environment proxies, pool keys, cookie jars) and go through a small
+  keep-alive client on http.client (`KeptHTTP`) of the slot, with timeouts capped to the send's
+  deadline; unless it is https, a proxy applies to the URL, the request carries files, or the
+  answer is a redirect to follow: then the slot's `requests.Session` sends it (keep-alive too;
+  cookies refused, as a one-off request keeps none). Anything else (exceptions,
+  `requests.codes`) is the real module's.
 
 The thread's current slot and deadline are set by `sending()`; without one (a plugin used
 outside a Notifier send) both shims behave as apprise does, bar the shared SSL context.
@@ -421,7 +422,7 @@ def _capped(timeout: Any) -> Any:
     return remaining(far if timeout is None else float(timeout))
 
 
-_shims: dict[tuple[int, bool], RequestsShim] = {}
+_shims: dict[int, RequestsShim] = {}
 _shims_lock = threading.Lock()
 
 
@@ -434,19 +435,16 @@ def direct(plugin: Any) -> bool:
 
 
 def route_requests(plugin: Any) -> None:
-    """Route the module-level `requests` calls of the plugin's modules (its class and bases,
-    apprise's own) through RequestsShim."""
+    """Route the module-level `requests` calls of a generic webhook plugin's module through
+    RequestsShim (other plugins are left as they are)."""
+    module = sys.modules.get(type(plugin).__module__)
+    if module is None or module.__name__ not in KEPT_HTTP_MODULES:
+        return
     with _shims_lock:
-        for cls in type(plugin).__mro__:
-            module = sys.modules.get(cls.__module__)
-            if module is None or not module.__name__.startswith("apprise."):
-                continue
-            real = getattr(module, "requests", None)
-            if real is None or isinstance(real, RequestsShim) or not hasattr(real, "Session"):
-                continue
-            kept = module.__name__ in KEPT_HTTP_MODULES
-            shim = _shims.setdefault((id(real), kept), RequestsShim(real, kept=kept))
-            module.requests = shim  # type: ignore[attr-defined]
+        real = getattr(module, "requests", None)
+        if real is None or isinstance(real, RequestsShim) or not hasattr(real, "Session"):
+            return
+        module.requests = _shims.setdefault(id(real), RequestsShim(real, kept=True))  # type: ignore[attr-defined]
 
 
 class KeptResponse:
