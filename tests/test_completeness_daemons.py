@@ -1,5 +1,9 @@
 """Two `worker run` daemons on one PostgreSQL, over the same source: one is cut off mid-listing
-while the other's pass runs; between them they miss nothing and alert each article once."""
+while the other's pass runs; between them they miss nothing and alert each article once.
+
+Two passes of one source at once is what a fleet prevents (test_fleet.py), so these daemons
+schedule alone (`[fleet] enabled = false`): the resume mark must still hold when passes overlap
+(a `worker once` beside a daemon, or such daemons)."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ def daemon_config(path: Path, db_url: str, url: str, hook: str, *, counter: bool
     )
     path.write_text(
         f'database = "{db_url}"\n\n[http]\nmin_delay = 0\ntimeout = 30\nretries = 0\n\n'
-        f'[alerts]\nretry_base = "1s"\n\n[channels]\nhook = {json.dumps(hook)}\n\n'
+        f'[alerts]\nretry_base = "1s"\n\n[fleet]\nenabled = false\n\n'
+        f"[channels]\nhook = {json.dumps(hook)}\n\n"
         f'[[sources]]\nname = "news"\nurl = "{url}"\nevery = "1s"\n{select}\n'
         '[[watchlists]]\nname = "zebra"\nkeywords = ["zebrafish"]\nchannels = ["hook"]\n'
     )

@@ -33,6 +33,7 @@ TABLES = {
     "alembic_version",
 }
 TABLES |= {"digests", "incidents", "watchdog_messages"}  # issue #11
+TABLES |= {"source_schedule", "replicas"}  # issue #13: a fleet
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -133,6 +133,18 @@ class Metrics:
         self.articles_stored = Gauge(
             "worker_articles_stored", "Articles in the database", registry=r
         )
+        self.lateness = Histogram(
+            "worker_pass_start_lateness_seconds",
+            "How late a claimed pass started after its source was due (a fleet's replica)",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.replica = Gauge(
+            "worker_replica_info",
+            "1, labelled with this process's replica id ([fleet] replica, or host:pid)",
+            ["replica"],
+            registry=r,
+        )
         # what /healthz says about the last reload
         self.last_reload: dict[str, Any] = {"reload": None, "at": None, "problems": []}
 

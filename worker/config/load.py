@@ -201,7 +201,7 @@ def _cross_checks(config: Config, *, check_channels: ChannelCheck | None) -> lis
                 problems.append(
                     f"watchdog.channels[{j}]: unknown channel {channel!r} (channels: {known})"
                 )
-    if check_channels is not None:
+    if check_channels:  # None (or an older caller's `False`): no URL check
         problems.extend(check_channels(config.channels))
     return problems
 

@@ -575,6 +575,16 @@ class HttpStatusConfig(Frozen):
     host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
 
 
+class FleetConfig(Frozen):
+    """`worker run` replicas on one PostgreSQL share the sources' schedule (README: a fleet)."""
+
+    # false: this daemon schedules every source itself even on PostgreSQL (as before fleets:
+    # two such daemons both pass every source)
+    enabled: bool = True
+    # this replica's id in /healthz, /metrics and the claims; default host:pid
+    replica: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^\S+$")
+
+
 class LoggingConfig(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"  # json: one object a line (worker.logs)
@@ -607,6 +617,7 @@ class Config(Frozen):
     http: HttpConfig = HttpConfig()
     alerts: AlertsConfig = AlertsConfig()
     http_status: HttpStatusConfig = HttpStatusConfig()
+    fleet: FleetConfig = FleetConfig()
     logging: LoggingConfig = LoggingConfig()
     channels: dict[str, ChannelUrls] = Field(default_factory=dict)
     # the channels written as tables ([channels.NAME]), by name; their URLs are in `channels`

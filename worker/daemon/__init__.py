@@ -19,8 +19,9 @@
   database are closed and `run_daemon` returns 0.
 
 Layout: `Daemon` (lifecycle.py: startup, serve, shutdown, `apply`, status) owns its parts, each
-with its own state and none importing another: `SourceJobs` (jobs.py: the scheduler, the passes
-it starts; triggers in schedule.py), `ChannelLoops` (deliveries.py), `ConfigWatcher`
+with its own state (none holds the daemon): `SourceJobs` (jobs.py: the scheduler, the passes
+it starts; triggers in schedule.py) or, on PostgreSQL, `FleetJobs` (fleet.py: sources claimed
+from the schedule the replicas share), `ChannelLoops` (deliveries.py), `ConfigWatcher`
 (watcher.py: the file, validated, handed to `Daemon.apply`) and the `HealthServer`
 (worker/health.py, given status and metrics functions). tasks.py holds the helpers they share;
 run.py is `run_daemon`.

@@ -1,4 +1,9 @@
-"""Source jobs: the scheduler (one job per source), the passes it starts, and what they report."""
+"""Source jobs: the passes of the sources, started by a schedule.
+
+`Passes` runs passes (never two of one source at once) and says what they did. What starts
+them is a `Jobs`: `SourceJobs` (here: one APScheduler job per source, the daemon alone on its
+database) or `FleetJobs` (fleet.py: sources claimed from the schedule shared in PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -17,9 +23,35 @@ from worker.pipeline import PassReport, Runtime
 log = logging.getLogger(__name__)
 
 
-class SourceJobs:
-    """One APScheduler job per source; a job only *starts* a pass task, and never a second one
-    while the source's previous pass still runs. `on_report` hears of each finished pass."""
+class Jobs(Protocol):
+    """What the daemon asks of the part that starts its passes."""
+
+    passes: Passes
+
+    async def start(self) -> None: ...
+
+    def stop(self) -> None:
+        """No new passes (the running ones are the daemon's to wait for or cancel)."""
+
+    async def close(self) -> None:
+        """After the last pass: give back what this process held."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def in_flight(self) -> set[asyncio.Task[Any]]: ...
+
+    async def apply(self, old: Config, new: Config) -> None:
+        """Sources added, removed or rescheduled (passes in flight finish)."""
+
+    async def next_runs(self) -> dict[str, datetime]: ...
+
+    async def status(self) -> dict[str, Any]:
+        """What /healthz says about the replica and its fleet."""
+
+
+class Passes:
+    """The passes in flight, one per source at most; `on_report` hears of each one's end."""
 
     def __init__(
         self,
@@ -32,43 +64,111 @@ class SourceJobs:
         self.tasks = tasks
         self.stopping = stopping
         self.on_report = on_report
+        self.running: dict[str, asyncio.Task[PassReport]] = {}
+
+    def is_passing(self, name: str) -> bool:
+        task = self.running.get(name)
+        return task is not None and not task.done()
+
+    def in_flight(self) -> set[asyncio.Task[PassReport]]:
+        return {task for task in self.running.values() if not task.done()}
+
+    def start(self, name: str) -> asyncio.Task[PassReport] | None:
+        """Start a pass of `name`, unless the daemon stops, the source's previous pass still
+        runs, it is gone from the config or held (active hours, the breaker): then None."""
+        if self.stopping.is_set():
+            return None
+        if self.is_passing(name):
+            log.debug("source=%s previous pass still running; this run is skipped", name)
+            return None
+        try:
+            source = self.runtime.config.source(name)
+        except KeyError:  # removed by a reload a moment ago
+            return None
+        held = self.runtime.held(source)
+        if held is not None:
+            log.debug("source=%s no pass now: %s", name, held)
+            return None
+        task = self.tasks.spawn(self._pass(source), name=f"pass:{name}")
+        self.running[name] = task
+        return task
+
+    async def _pass(self, source: SourceConfig) -> PassReport:
+        report = await self.runtime.run_pass(source)
+        self.on_report(report)
+        return report
+
+    def explain(self, report: PassReport, next_run: datetime | None) -> None:
+        """Say what an operator would otherwise wonder about: a first pass that alerted nothing
+        on purpose, and when a failing source is tried again."""
+        c = report.crawl
+        if report.ok and c.silent:
+            would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
+            log.info(
+                "source=%s first pass was a silent baseline: %d article(s) stored without "
+                "alerts (would have alerted: %s); new matching articles are alerted from now on",
+                report.source,
+                c.new,
+                would,
+                extra={"source": report.source, "baseline": True, "new": c.new},
+            )
+        elif not report.ok and next_run is not None:
+            wait = max(0.0, (next_run - datetime.now(UTC)).total_seconds())
+            log.warning(
+                "source=%s will be tried again at %s (in %.0fs)%s",
+                report.source,
+                next_run.astimezone(UTC).isoformat(timespec="seconds"),
+                wait,
+                "; what it stored stays stored, the next pass picks up" if c.pages else "",
+                extra={"source": report.source, "next_try": next_run.astimezone(UTC).isoformat()},
+            )
+
+
+class SourceJobs:
+    """One APScheduler job per source, the first run at start; a job only *starts* a pass, and
+    none while the source's previous pass still runs (missed runs are coalesced into one)."""
+
+    def __init__(self, passes: Passes) -> None:
+        self.passes = passes
+        self.runtime = passes.runtime
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.passes: dict[str, asyncio.Task[PassReport]] = {}
 
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
+    async def start(self) -> None:
         for source in self.runtime.config.sources:
             self.add(source)
         self.scheduler.start()
 
-    def shutdown(self) -> None:
-        """No new passes (the running ones are the daemon's to wait for or cancel)."""
+    def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def close(self) -> None:
+        return None
 
     @property
     def running(self) -> bool:
         return self.scheduler.running
 
-    def in_flight(self) -> set[asyncio.Task[PassReport]]:
-        return {task for task in self.passes.values() if not task.done()}
-
-    # --- what /healthz shows -------------------------------------------------------------------
-
-    def is_passing(self, name: str) -> bool:
-        task = self.passes.get(name)
-        return task is not None and not task.done()
+    def in_flight(self) -> set[asyncio.Task[Any]]:
+        return set(self.passes.in_flight())
 
     def next_run(self, name: str) -> datetime | None:
         job = self.scheduler.get_job(name) if self.scheduler.running else None
         return getattr(job, "next_run_time", None) if job is not None else None
 
-    # --- jobs ----------------------------------------------------------------------------------
+    async def next_runs(self) -> dict[str, datetime]:
+        return {
+            s.name: when
+            for s in self.runtime.config.sources
+            if (when := self.next_run(s.name)) is not None
+        }
+
+    async def status(self) -> dict[str, Any]:
+        return {}
 
     def add(self, source: SourceConfig) -> None:
         self.scheduler.add_job(
-            self.start_pass,
+            self.run_job,
             trigger_for(source, self.runtime.config.tz),
             args=[source.name],
             id=source.name,
@@ -80,8 +180,18 @@ class SourceJobs:
             next_run_time=datetime.now(UTC),  # the first run at start
         )
 
-    def apply(self, old: Config, new: Config) -> None:
-        """Sources added, removed or rescheduled between two configs (passes in flight finish)."""
+    async def run_job(self, name: str) -> None:
+        """The scheduler's job: start a pass (its end is explained when it comes)."""
+        task = self.passes.start(name)
+        if task is not None:
+            task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[PassReport]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            report = task.result()
+            self.passes.explain(report, None if report.ok else self.next_run(report.source))
+
+    async def apply(self, old: Config, new: Config) -> None:
         old_sources = {s.name: s for s in old.sources}
         new_sources = {s.name: s for s in new.sources}
         for name in old_sources.keys() - new_sources.keys():
@@ -98,54 +208,3 @@ class SourceJobs:
                 log.info("config: source %s rescheduled", name)
             elif before != source:
                 log.info("config: source %s changed (from its next pass on)", name)
-
-    async def start_pass(self, name: str) -> None:
-        """The scheduler's job: start a pass unless this source's previous one still runs."""
-        if self.stopping.is_set():
-            return
-        if self.is_passing(name):
-            log.debug("source=%s previous pass still running; this run is skipped", name)
-            return
-        try:
-            source = self.runtime.config.source(name)
-        except KeyError:  # removed by a reload a moment ago
-            return
-        held = self.runtime.held(source)  # active hours, the breaker
-        if held is not None:
-            log.debug("source=%s no pass now: %s", name, held)
-            return
-        self.passes[name] = self.tasks.spawn(self._pass(source), name=f"pass:{name}")
-
-    async def _pass(self, source: SourceConfig) -> PassReport:
-        report = await self.runtime.run_pass(source)
-        self.on_report(report)
-        self._explain(report)
-        return report
-
-    def _explain(self, report: PassReport) -> None:
-        """Say what an operator would otherwise wonder about: a first pass that alerted nothing
-        on purpose, and when a failing source is tried again."""
-        c = report.crawl
-        if report.ok and c.silent:
-            would = ", ".join(f"{w}={n}" for w, n in sorted(c.would_alert.items())) or "none"
-            log.info(
-                "source=%s first pass was a silent baseline: %d article(s) stored without "
-                "alerts (would have alerted: %s); new matching articles are alerted from now on",
-                report.source,
-                c.new,
-                would,
-                extra={"source": report.source, "baseline": True, "new": c.new},
-            )
-        elif not report.ok:
-            when = self.next_run(report.source)
-            if when is None:
-                return
-            wait = max(0.0, (when - datetime.now(UTC)).total_seconds())
-            log.warning(
-                "source=%s will be tried again at %s (in %.0fs)%s",
-                report.source,
-                when.astimezone(UTC).isoformat(timespec="seconds"),
-                wait,
-                "; what it stored stays stored, the next pass picks up" if c.pages else "",
-                extra={"source": report.source, "next_try": when.astimezone(UTC).isoformat()},
-            )

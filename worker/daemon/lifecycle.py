@@ -19,7 +19,8 @@ from typing import Any
 
 from worker.config import Config, WatchlistConfig
 from worker.daemon.deliveries import ChannelLoops
-from worker.daemon.jobs import SourceJobs
+from worker.daemon.fleet import FleetJobs, replica_id
+from worker.daemon.jobs import Jobs, Passes, SourceJobs
 from worker.daemon.tasks import Tasks
 from worker.daemon.watcher import ConfigWatcher
 from worker.fetch import Fetcher
@@ -51,7 +52,17 @@ class Daemon:
         self.hurry = asyncio.Event()  # a second stop signal: cancel now
         self.metrics = Metrics()
         self.tasks = Tasks()
-        self.jobs = SourceJobs(runtime, self.tasks, self.stopping, self._on_pass)
+        passes = Passes(runtime, self.tasks, self.stopping, self._on_pass)
+        self.replica = replica_id(runtime.config.fleet.replica)
+        self.metrics.replica.labels(replica=self.replica).set(1)
+        # on PostgreSQL the daemon is a replica of a fleet sharing the sources' schedule; on
+        # SQLite (one process per database file) it schedules them itself
+        self.fleet = runtime.store.dialect == "postgresql" and runtime.config.fleet.enabled
+        self.jobs: Jobs = (
+            FleetJobs(passes, self.replica, on_start=self.metrics.lateness.observe)
+            if self.fleet
+            else SourceJobs(passes)
+        )
         self.channels = ChannelLoops(runtime, self.tasks, self.metrics, self.stopping)
         self.watcher = ConfigWatcher(
             self.config_path, self.apply, self.metrics, self.stopping, digest=config_digest
@@ -84,7 +95,7 @@ class Daemon:
     async def startup(self) -> None:
         config = self.runtime.config
         await self._start_health(config)
-        self.jobs.start()
+        await self.jobs.start()
         self.channels.sync()
         self.watcher.task = self.tasks.spawn(self.watcher.watch(), name="config-watch")
         self._count_matches(config.watchlists)
@@ -107,7 +118,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         started = time.monotonic()
-        self.jobs.shutdown()
+        self.jobs.stop()
         self.stopping.set()
         if self.watcher.task is not None:
             self.watcher.task.cancel()
@@ -137,6 +148,7 @@ class Daemon:
                 task.cancel()
         if leftovers:
             await asyncio.wait(leftovers, timeout=SHUTDOWN_GRACE)
+        await self.jobs.close()
         if self.health is not None:
             await self.health.stop()
         self.runtime.close_notifier()
@@ -158,6 +170,9 @@ class Daemon:
         if new.database != old.database:
             log.warning("config: `database` changed; restart the worker to use the new one")
             new = new.model_copy(update={"database": old.database})
+        if new.fleet != old.fleet:
+            log.warning("config: [fleet] changed; restart the worker to apply it")
+            new = new.model_copy(update={"fleet": old.fleet})
         if new.http_status != old.http_status:
             await self._move_health(new)
         # the matcher, the notifier and the HTTP client: passes and rounds in flight finish
@@ -174,7 +189,7 @@ class Daemon:
             logging.getLogger().setLevel(new.logging.level)
             if new.logging.format != old.logging.format:
                 set_format(new.logging.format)
-        self.jobs.apply(old, new)
+        await self.jobs.apply(old, new)
         self.channels.sync()
         self.channels.wake(channels_changed=new.channels != old.channels)
         self._count_matches(changed_watchlists(old.watchlists, new.watchlists))
@@ -259,10 +274,10 @@ class Daemon:
                 pass
         known = {row.name: row for row in rows}
         running = self.jobs.running and not self.stopping.is_set()
+        next_runs = await self.jobs.next_runs() if running else {}
         sources: dict[str, dict[str, Any]] = {}
         for source in self.runtime.config.sources:
             row = known.get(source.name)
-            next_run = self.jobs.next_run(source.name) if running else None
             last_pass = row.last_pass_at if row else None
             error = row.last_error if row else None
             breaker = self.runtime.breakers.get(source.name)
@@ -280,8 +295,8 @@ class Daemon:
                 "walk_seen": row.walk_seen if row else None,
                 "walk_total": row.walk_total if row else None,
                 "walk_incomplete": bool(row and row.walk_missing),
-                "running": self.jobs.is_passing(source.name),
-                "next_run": _iso(next_run),
+                "running": self.jobs.passes.is_passing(source.name),
+                "next_run": _iso(next_runs.get(source.name)),
                 "failures": row.failures if row else 0,  # failed passes in a row
                 # "open": passes spaced out until `breaker_until` (after `[http] breaker_after`)
                 "breaker": "open" if until is not None else "closed",
@@ -291,6 +306,10 @@ class Daemon:
         return {
             "status": "ok" if running and db_ok else "unhealthy",
             "scheduler": "running" if running else "stopped",
+            "replica": self.replica,
+            # "fleet": the schedule is shared in PostgreSQL; "alone": this process schedules it
+            "schedule": "fleet" if self.fleet else "alone",
+            **(await self.jobs.status() if db_ok else {}),
             "database": "ok" if db_ok else "unreachable",
             "failing_sources": sorted(n for n, s in sources.items() if s["ok"] is False),
             "sources": sources,

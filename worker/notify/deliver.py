@@ -93,7 +93,14 @@ class DigestQueue(DeliveryQueue, Protocol):
 
     def first_waiting_at(self, channel: str, watchlist: str | None) -> datetime | None: ...
 
-    def cut_digest(self, channel: str, *, watchlist: str | None, at: datetime) -> int | None: ...
+    def cut_digest(
+        self,
+        channel: str,
+        *,
+        watchlist: str | None,
+        at: datetime,
+        last: datetime | None = None,
+    ) -> int | None: ...
 
     def hold_channel(
         self, channel: str, reason: str, *, exclude_watchlists: Sequence[str] = ()
@@ -223,7 +230,9 @@ async def _paced_round(
         last = await asyncio.to_thread(queue.last_digest_at, channel, watchlist)
         since = last or await asyncio.to_thread(queue.first_waiting_at, channel, watchlist)
         if since is not None and pacing.digest_due(watchlist, since, now):
-            cut = await asyncio.to_thread(queue.cut_digest, channel, watchlist=watchlist, at=now)
+            cut = await asyncio.to_thread(
+                queue.cut_digest, channel, watchlist=watchlist, at=now, last=last
+            )
             if cut is not None:
                 log.info("channel %s: digest %d of watchlist %s cut", channel, cut, watchlist)
     if pacing.quiet(channel, now):

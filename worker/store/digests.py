@@ -59,9 +59,20 @@ class DigestMixin(StoreBase):
         with self._tx("holding a channel's alerts") as conn:
             return int(conn.execute(sa.update(d).where(where).values(hold=reason)).rowcount or 0)
 
-    def cut_digest(self, channel: str, *, watchlist: str | None, at: datetime) -> int | None:
+    def cut_digest(
+        self,
+        channel: str,
+        *,
+        watchlist: str | None,
+        at: datetime,
+        last: datetime | None = None,
+    ) -> int | None:
         """Put every waiting delivery of `watchlist` on `channel` (or, with None, every one the
-        channel held) in a new digest; its id, or None when there was none to put."""
+        channel held) in a new digest; its id, or None when there was none to put.
+
+        `last` is the last digest's time the caller saw (`last_digest_at`) when it found the
+        digest due: if another process cut one since, nothing is cut (replicas of a fleet
+        deciding at once cut one digest, not two)."""
         at = _aware(at, "at")
         d, g = deliveries, digests
         where = _waiting(channel)
@@ -71,6 +82,26 @@ class DigestMixin(StoreBase):
             where = sa.and_(where, d.c.hold.is_not(None))
         kind = "digest" if watchlist is not None else "held"
         with self._tx("cutting a digest") as conn:
+            if watchlist is not None:
+                if self.dialect == "postgresql":  # one cut of a watchlist's digest at a time
+                    key = sa.func.hashtext(f"digest:{channel}:{watchlist}")
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+                newest = conn.scalar(
+                    sa.select(
+                        sa.type_coerce(
+                            sa.select(sa.func.max(g.c.created))
+                            .where(
+                                g.c.channel == channel,
+                                g.c.watchlist == watchlist,
+                                g.c.kind == "digest",
+                            )
+                            .scalar_subquery(),
+                            g.c.created.type,
+                        )
+                    )
+                )
+                if newest != last:
+                    return None  # cut by another process since the caller looked
             digest_id = conn.execute(
                 sa.insert(g)
                 .values(

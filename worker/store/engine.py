@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger(__name__)
 
 # the newest migration in MIGRATIONS_DIR (tests check that it is Alembic's head)
-SCHEMA_HEAD = "0010_i11wd"
+SCHEMA_HEAD = "0011_i13fleet"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for the lock
 PG_CONNECT_TIMEOUT = 10  # seconds (unless the URL sets connect_timeout)

@@ -67,6 +67,9 @@ class IncidentsMixin(StoreBase):
             raise ValueError(f"kind must be one of {KINDS}")
         i = incidents
         with self._tx("recording an incident") as conn:
+            if self.dialect == "postgresql":  # replicas observing one subject: one after another
+                key = sa.func.hashtext(f"incident:{kind}:{subject}")
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
             row = conn.execute(
                 sa.select(i.c.id, i.c.status, i.c.streak)
                 .where(i.c.kind == kind, i.c.subject == subject, i.c.status != "closed")

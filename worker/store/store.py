@@ -13,6 +13,7 @@ from worker.store.article_pages import ArticlePagesMixin, PendingPage
 from worker.store.delivery_queue import QueueMixin
 from worker.store.digests import DigestClaim, DigestMixin
 from worker.store.engine import MIGRATIONS_DIR, StoreError
+from worker.store.fleet import FleetMixin, Replica
 from worker.store.incidents import IncidentsMixin, Notice, NoticeClaim
 from worker.store.lookup import LookupMixin
 from worker.store.matched import MatchedMixin, MatchRow
@@ -30,6 +31,7 @@ __all__ = [
     "Notice",
     "NoticeClaim",
     "PendingPage",
+    "Replica",
     "SourceStatus",
     "Store",
     "StoreError",
@@ -46,5 +48,6 @@ class Store(
     MatchedMixin,
     IncidentsMixin,
     ArticlePagesMixin,
+    FleetMixin,
 ):
     """One process's handle on the database. Thread-safe (a connection pool underneath)."""

@@ -333,3 +333,27 @@ watchdog_messages = sa.Table(
     sa.Index(None, "channel", "status"),
     sa.Index(None, "incident_id"),
 )
+
+# A fleet (migration 0011): each source's next due time, shared by the replicas on one
+# PostgreSQL; a replica claims a due source (FOR UPDATE SKIP LOCKED) under a lease it renews
+# while the pass runs, then sets the next due time and clears the claim.
+source_schedule = sa.Table(
+    "source_schedule",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("next_due", UTCDateTime, nullable=False),
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Index(None, "next_due"),
+)
+
+# the replicas of a fleet: a heartbeat every few seconds (/healthz lists the live ones)
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("heartbeat", UTCDateTime, nullable=False),
+)
