@@ -1,5 +1,10 @@
 """Channels: apprise URLs checked, masked, and sent to, one apprise.Apprise per URL.
 
+Throughput: each URL has a few apprise instances of its own (slots, up to SENDS_PER_URL), so
+that a few messages to it can be in flight, each slot keeping its connections between sends
+(an SMTP session, HTTP keep-alive: worker.notify.sessions). A service apprise paces (most chat
+services) gets one slot: its messages go one at a time, at apprise's pace.
+
 Secrets: a URL is only ever shown as apprise's `url(privacy=True)`. apprise itself logs raw URLs
 in a few places (an unparseable URL at ERROR, request URLs with tokens at DEBUG), so a filter on
 the `apprise` and `urllib3` loggers drops apprise's records while a URL is being parsed here and
@@ -24,6 +29,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
+from worker.notify import sessions
 from worker.notify.render import Message, escape_html, escape_markdown
 
 if TYPE_CHECKING:
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 CONSOLE_SCHEME = "console"
 MAX_SEND_INTERVAL = 1.0  # seconds between two sends to one chat URL, at most
+SENDS_PER_URL = 4  # messages in flight to one URL at most (one slot each), unless apprise paces it
 ERROR_MAX = 300
 
 _SCHEME_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]{0,31})://")
@@ -152,6 +159,7 @@ def _apprise() -> ModuleType:
 
     _register_console()
     _install_message_ids()
+    sessions.install_smtp_sessions()
     return apprise
 
 
@@ -225,13 +233,75 @@ class SendResult:
     error: str | None  # masked, short
 
 
-@dataclass(frozen=True, slots=True)
 class _Target:
-    app: apprise.Apprise
-    masked: str
-    kind: str  # "email", "console" or "chat"
-    title_in_body: bool  # the service has no title field: apprise puts the title in the body
-    body_format: str = "markdown"  # what we send it: "html", "markdown" or "text"
+    """One channel URL: how it is shown and sent, and its slots (apprise instances of it, each
+    used by one sending thread at a time, with the connections it keeps)."""
+
+    def __init__(
+        self,
+        url: str,
+        app: apprise.Apprise,
+        *,
+        timeout: float,
+        masked: str,
+        kind: str,  # "email", "console" or "chat"
+        title_in_body: bool,  # the service has no title field: apprise puts it in the body
+        body_format: str = "markdown",  # what we send it: "html", "markdown" or "text"
+        window: int = 1,  # slots at most: messages in flight to this URL
+    ) -> None:
+        self.url, self.timeout = url, timeout
+        self.masked, self.kind = masked, kind
+        self.title_in_body, self.body_format = title_in_body, body_format
+        self.window = window
+        self._idle = [sessions.Slot(app)]  # the last one used on top: its connections are warm
+        self._made = 1
+        self._cond = threading.Condition()
+
+    def acquire(self, deadline: float) -> sessions.Slot | None:
+        """A free slot (a new one while fewer than `window` exist); None at the deadline."""
+        with self._cond:
+            while not self._idle:
+                if self._made < self.window:
+                    self._made += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            else:
+                return self._idle.pop()
+        try:
+            app = _load(self.url, _asset())
+            if app is None:  # pragma: no cover - it loaded a moment ago
+                raise ValueError("apprise refused the URL it took before")
+            _prepare(app[0], self.kind, _scheme(self.url) or "", self.timeout)
+        except BaseException:
+            with self._cond:
+                self._made -= 1
+                self._cond.notify()
+            raise
+        return sessions.Slot(app)
+
+    def release(self, slot: sessions.Slot) -> None:
+        slot.used = time.monotonic()
+        with self._cond:
+            self._idle.append(slot)
+            self._cond.notify()
+
+    def close_idle(self, older_than: float | None = None) -> bool:
+        """Close the connections of the free slots unused for `older_than` seconds (all free
+        slots when None); whether some connection is still open afterwards."""
+        now = time.monotonic()
+        with self._cond:  # taken out while they are closed: no send can pick them meanwhile
+            old = [s for s in self._idle if older_than is None or now - s.used >= older_than]
+            self._idle = [s for s in self._idle if s not in old]
+            left_open = any(s.has_connections for s in self._idle)
+        for slot in old:
+            slot.close()
+        with self._cond:
+            self._idle[:0] = old  # at the bottom: the warm ones are used first
+            self._cond.notify_all()
+        return left_open
 
 
 def body_format_for(kind: str, formats: Sequence[str]) -> str:
@@ -261,27 +331,39 @@ def _target(url: str, timeout: float) -> _Target | None:
     plugin = app[0]
     masked = plugin.url(privacy=True)
     _remember_secrets(_secret_values(url, plugin))
+    scheme = _scheme(url) or ""
+    kind = "email" if scheme in EMAIL_SCHEMES else "console" if scheme == CONSOLE_SCHEME else "chat"
+    _prepare(plugin, kind, scheme, timeout)
+    paced = float(getattr(plugin, "request_rate_per_sec", 0) or 0) > 0
+    return _Target(
+        url,
+        app,
+        timeout=timeout,
+        masked=masked,
+        kind=kind,
+        title_in_body=plugin.title_maxlen <= 0,
+        body_format=body_format_for(kind, _declared_formats(plugin)),
+        window=1 if paced or kind == "console" else SENDS_PER_URL,
+    )
+
+
+def _prepare(plugin: Any, kind: str, scheme: str, timeout: float) -> None:
+    """Set up one apprise instance of a channel URL for sending alerts."""
     # apprise's own socket timeouts stay inside our deadline, so its threads end soon after
     for attr in ("socket_connect_timeout", "socket_read_timeout"):
         current = getattr(plugin, attr, None)
         if isinstance(current, int | float) and current > timeout:
             setattr(plugin, attr, timeout)
-    scheme = _scheme(url) or ""
-    kind = "email" if scheme in EMAIL_SCHEMES else "console" if scheme == CONSOLE_SCHEME else "chat"
     # apprise waits request_rate_per_sec seconds between two sends to one URL (5.5 s for
     # email): a burst of 20 alerts would take minutes. Email and the console need no pause;
     # chat services keep their own pace, capped at MAX_SEND_INTERVAL.
     current = float(getattr(plugin, "request_rate_per_sec", 0) or 0)
     plugin.request_rate_per_sec = 0 if kind != "chat" else min(current, MAX_SEND_INTERVAL)
+    if kind == "chat":
+        sessions.route_requests(plugin)  # a generic webhook: HTTP keep-alive per slot
+        sessions.direct(plugin)  # a generic webhook: called directly
     if scheme in DISCORD_SCHEMES:
         _no_discord_mentions(plugin)
-    return _Target(
-        app,
-        masked,
-        kind,
-        title_in_body=plugin.title_maxlen <= 0,
-        body_format=body_format_for(kind, _declared_formats(plugin)),
-    )
 
 
 DISCORD_SCHEMES = frozenset({"discord"})
@@ -309,8 +391,24 @@ def _short(text: str) -> str:
     return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 1] + "…"
 
 
-def _send_blocking(target: _Target, message: Message) -> str | None:
-    """Send through apprise in this (worker) thread; None on success, else the reason."""
+def _send_blocking(target: _Target, message: Message, deadline: float) -> str | None:
+    """Send through apprise in this (worker) thread, on a free slot of the URL; None on
+    success, else the reason."""
+    slot = target.acquire(deadline)
+    if slot is None:  # its slots are all held by sends that outlived their deadline
+        return "timed out waiting for a free connection"
+    try:
+        with sessions.sending(slot, deadline):
+            error = _send_on(slot, target, message)
+            noted = sessions.take_error()
+    finally:
+        target.release(slot)
+    if error is not None and noted is not None and target.kind == "email":
+        return _short(noted)  # the SMTP server's reply, not apprise's "Sending email failed"
+    return error
+
+
+def _send_on(slot: sessions.Slot, target: _Target, message: Message) -> str | None:
     from apprise.common import NotifyFormat
 
     if target.kind == "email":
@@ -331,7 +429,11 @@ def _send_blocking(target: _Target, message: Message) -> str | None:
     else:
         body, fmt, title = message.chat_text, NotifyFormat.TEXT, message.chat_title
     try:
-        result = target.app.notify(body=body, title=title, body_format=fmt)
+        if slot.direct:
+            if slot.plugin.notify(body=body, title=title, body_format=fmt):
+                return None
+            return _short(sessions.take_error() or "apprise reported a failure")
+        result = slot.app.notify(body=body, title=title, body_format=fmt)
     except Exception as exc:  # a plugin bug must fail this URL, not the caller
         return f"{type(exc).__name__}: {_short(str(exc))}"
     finally:
@@ -368,16 +470,44 @@ class Notifier:
         # apprise is synchronous: each send runs in a thread of this pool, not asyncio's default
         # one (a few threads, shared with the store calls), so that URLs hanging until their
         # socket timeouts cannot hold up other channels' sends nor the store. Two threads per
-        # URL: a send abandoned at the deadline may still hold one when the next round starts.
-        n_urls = sum(len(t) for t in self._targets.values())
+        # slot: a send abandoned at the deadline may still hold one when the next round starts.
+        slots = sum(t.window for targets in self._targets.values() for t in targets)
         self._executor = ThreadPoolExecutor(
-            max_workers=min(64, max(4, 2 * n_urls)), thread_name_prefix="notify"
+            max_workers=min(128, max(4, 2 * slots)), thread_name_prefix="notify"
         )
+        self._reaper: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
-        """Let the sending threads end (sends still running finish in the background)."""
+        """Let the sending threads end (sends still running finish in the background) and close
+        the connections kept (in a thread of its own: a QUIT may wait on a gone server)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        targets = [t for targets in self._targets.values() for t in targets]
+        threading.Thread(
+            target=lambda: [t.close_idle() for t in targets], name="notify-close", daemon=True
+        ).start()
+
+    def _reap_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections unused for SESSION_IDLE seconds, that long after a send."""
+        if self._reaper is None:
+            self._reaper = loop.call_later(sessions.SESSION_IDLE, self._reap, loop)
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._reaper = None
+        targets = [t for targets in self._targets.values() for t in targets]
+
+        def close_idle() -> None:
+            if any([t.close_idle(sessions.SESSION_IDLE) for t in targets]) and not loop.is_closed():
+                loop.call_soon_threadsafe(self._reap_later, loop)  # some were in use: again
+
+        assert self._executor is not None
+        try:
+            self._executor.submit(close_idle)
+        except RuntimeError:  # closed
+            pass
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -404,14 +534,16 @@ class Notifier:
             return SendResult(True, tuple(sorted(done)), None)
         loop = asyncio.get_running_loop()
         assert self._executor is not None
+        started = time.monotonic()
+        deadline = started + self.timeout
         tasks = {
             i: asyncio.ensure_future(
-                loop.run_in_executor(self._executor, _send_blocking, targets[i], message)
+                loop.run_in_executor(self._executor, _send_blocking, targets[i], message, deadline)
             )
             for i in todo
         }
+        self._reap_later(loop)
         errors: list[str] = []
-        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
                 await asyncio.wait(tasks.values())

@@ -1,14 +1,17 @@
 """The delivery loop: claim due deliveries per channel, send them, record the outcome.
 
 Each channel runs in its own task, so a slow or failing channel never delays another. Within a
-channel, deliveries are sent one after another; the first claim of a round takes a single
-delivery (a probe), later claims take batches. After a failure the channel stops for this round:
-the deliveries it had claimed but not tried are left untouched - no attempt is counted against
-them and their next_attempt_at is kept - and become claimable again when their lease ends. (A
-failed attempt would burn one of their `max_attempts` for a send that was never tried, and the
-channel has just shown it is down: the failed delivery's own backoff paces the retries.) The
-probe-first claim keeps that lease-held set small: a channel that is down leases one delivery
-per round, not a batch.
+channel, up to SEND_WINDOW deliveries are in flight at once, in id order, the alerts of one
+article one after another (in order); the first claim of a round takes a single delivery (a
+probe) and waits for its outcome, later claims take batches. After a failure the channel stops
+for this round: the sends already in flight finish and are recorded; the deliveries it had
+claimed but not tried are left untouched - no attempt is counted against them and their
+next_attempt_at is kept - and become claimable again when their lease ends. (A failed attempt
+would burn one of their `max_attempts` for a send that was never tried, and the channel has
+just shown it is down: the failed delivery's own backoff paces the retries.) The probe-first
+claim keeps that lease-held set small: a channel that is down leases one delivery per round,
+not a batch. Sent alerts are recorded in batches (see _Window and MARK_BATCH for what a crash
+may send twice); a failed attempt is recorded at once.
 
 Store calls are synchronous (SQLAlchemy) and run in threads via asyncio.to_thread.
 """
@@ -16,6 +19,7 @@ Store calls are synchronous (SQLAlchemy) and run in threads via asyncio.to_threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from worker.config import AlertsConfig
 from worker.models import Delivery
-from worker.notify.channels import Notifier, SendResult
+from worker.notify.channels import SENDS_PER_URL, Notifier, SendResult
 from worker.notify.pacing import Pacing
 from worker.notify.render import Message, Rendering, alert_test_message
 
@@ -37,6 +41,13 @@ log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20  # deliveries claimed at once per channel after a successful probe
 LEASE_MARGIN = 30.0  # seconds of lease kept free for recording an outcome
+SEND_WINDOW = SENDS_PER_URL  # sends in flight per channel at most (4)
+# Deliveries of one channel started and not yet recorded as sent, at most: those in flight and
+# those sent and waiting for the transaction that records them. A crash at any moment leaves at
+# most this many alerts sent (or maybe sent) while the database still has them pending; after
+# their lease they are sent again. So a crash doubles at most one batch per channel - it was at
+# most one alert when each send was recorded alone, at one transaction per alert.
+MARK_BATCH = 2 * SEND_WINDOW
 
 
 class DeliveryQueue(Protocol):
@@ -64,6 +75,14 @@ class DeliveryQueue(Protocol):
         next_attempt_at: datetime | None,
         at: datetime,
     ) -> None: ...
+
+
+@runtime_checkable
+class BatchQueue(Protocol):
+    """A queue that records several sent deliveries in one transaction (worker.store.Store);
+    another DeliveryQueue gets one mark_sent each."""
+
+    def mark_sent_many(self, sent: Sequence[tuple[int, datetime]]) -> None: ...
 
 
 @runtime_checkable
@@ -370,41 +389,249 @@ async def _channel_round(
 ) -> None:
     send_time = _send_time(alerts, notifier)
     lease = send_time * 2 + LEASE_MARGIN
-    tried = 0
-    batch_size = 1  # probe first
-    while tried < limit:
-        want = min(batch_size, limit - tried)
-        claimed_at = time.monotonic()
-        # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
-        extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
-        batch = await asyncio.to_thread(
-            queue.claim_due,
-            owner=owner,
-            now=clock(),
-            lease=lease,
-            limit=want,
-            channels=[channel],
-            **extra,
-        )
-        if not batch:
-            return
-        for k, delivery in enumerate(batch):
-            # never start a send that could outlast the lease (another worker could claim it)
-            if time.monotonic() - claimed_at + send_time + LEASE_MARGIN > lease:
-                _defer(report, channel, batch[k:], "time is up for this round")
+    window = _Window(queue, notifier, alerts, channel, clock, report, in_flight, rendering)
+    # (hold_watchlists only when there are some: a DeliveryQueue may predate it)
+    extra = {"hold_watchlists": hold_watchlists} if hold_watchlists else {}
+
+    async def claim(want: int) -> tuple[float, list[Delivery]]:
+        async with window.store_turn:
+            claimed_at = time.monotonic()
+            batch = await asyncio.to_thread(
+                queue.claim_due,
+                owner=owner,
+                now=clock(),
+                lease=lease,
+                limit=want,
+                channels=[channel],
+                **extra,
+            )
+        return claimed_at, batch
+
+    # The probe first, alone; then batches, the next one claimed while this one is sent (so
+    # the window does not run dry during a claim). Every delivery claimed is started or
+    # deferred; at most `limit` are claimed.
+    want = min(1, limit)
+    upcoming: asyncio.Future[tuple[float, list[Delivery]]] | None = None
+    upcoming = asyncio.ensure_future(claim(want)) if want > 0 else None
+    probe, claimed = True, 0
+    try:
+        while upcoming is not None:
+            claimed_at, batch = await upcoming
+            upcoming = None
+            claimed += len(batch)
+            if not batch:
+                break
+            more = len(batch) == want and claimed < limit
+            if more and not probe:
+                want = min(CLAIM_BATCH, limit - claimed)
+                upcoming = asyncio.ensure_future(claim(want))
+            why = None
+            for k, delivery in enumerate(batch):
+                await window.room_for(delivery)
+                if window.stopped:
+                    why = "the channel failed"
+                # never start a send that could outlast the lease (another worker could claim it)
+                elif time.monotonic() - claimed_at + send_time + LEASE_MARGIN > lease:
+                    why = "time is up for this round"
+                if why is not None:
+                    _defer(report, channel, batch[k:], why)
+                    break
+                window.start(delivery)
+            if why is not None:
+                if upcoming is not None:  # claimed meanwhile, not tried either
+                    _, rest = await upcoming
+                    upcoming = None
+                    _defer(report, channel, rest, why)
+                break
+            if probe:
+                probe = False
+                await window.drain()  # the probe's outcome first
+                if more and not window.stopped:
+                    want = min(CLAIM_BATCH, limit - claimed)
+                    upcoming = asyncio.ensure_future(claim(want))
+        await window.drain()
+    except asyncio.CancelledError:
+        if upcoming is not None:
+            upcoming.cancel()
+        await window.abandon()
+        raise
+    window.raise_error()
+
+
+class _Window:
+    """One channel's sends in flight this round, and the sent ones not yet recorded.
+
+    At most SEND_WINDOW sends run at once, and at most MARK_BATCH deliveries are started and not
+    yet recorded as sent (see MARK_BATCH). The sent ones are recorded in one transaction once a
+    window's worth (SEND_WINDOW) waits, or nothing else is running, or the window cannot start
+    another send until they are: a busy channel records several per transaction, a quiet one
+    each at once. A delivery's id stays in `in_flight` from the start of its send until its
+    outcome is stored."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        notifier: Notifier,
+        alerts: AlertsConfig,
+        channel: str,
+        clock: Callable[[], datetime],
+        report: DeliveryReport,
+        in_flight: set[int] | None,
+        rendering: Rendering,
+    ) -> None:
+        self.queue, self.notifier, self.alerts = queue, notifier, alerts
+        self.channel, self.clock, self.report = channel, clock, report
+        self.in_flight, self.rendering = in_flight, rendering
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.last_of_article: dict[str, asyncio.Task[None]] = {}
+        self.sent: list[tuple[Delivery, datetime]] = []  # sent, waiting to be recorded
+        self.recording = 0  # sent, in the transaction that records them
+        self.recorder: asyncio.Task[None] | None = None
+        self.failed = False
+        self.error: BaseException | None = None  # a queue (store) error, raised at the end
+        # the round's store writes one at a time: two at once from one process would make
+        # SQLite's busy handler sleep (ms at a time) for its own write lock
+        self.store_turn = asyncio.Lock()
+
+    @property
+    def stopped(self) -> bool:
+        return self.failed or self.error is not None
+
+    def _unrecorded(self) -> int:
+        return len(self.running) + len(self.sent) + self.recording
+
+    async def room_for(self, delivery: Delivery) -> None:
+        """Wait until `delivery` may start: a free place in the window, under MARK_BATCH, and
+        no earlier alert of its article still in flight (or the window stopped)."""
+        while not self.stopped:
+            before = self.last_of_article.get(delivery.article_url)
+            if before is not None and not before.done():
+                await asyncio.wait({before})
+                continue
+            free = len(self.running) < SEND_WINDOW
+            if free and self._unrecorded() < MARK_BATCH:
                 return
-            if in_flight is not None:
-                in_flight.add(delivery.id)
-            ok = await _deliver_one(queue, notifier, alerts, delivery, clock, report, rendering)
-            if in_flight is not None:  # (not reached when cancelled: the id stays)
-                in_flight.discard(delivery.id)
-            tried += 1
-            if not ok:
-                _defer(report, channel, batch[k + 1 :], "the channel failed")
+            self._record_soon(urgent=free)  # waiting on MARK_BATCH: record what was sent
+            busy = self._tasks()
+            if not busy:  # pragma: no cover - nothing to wait for: a place is free
                 return
-        if len(batch) < want:
-            return
-        batch_size = CLAIM_BATCH
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+
+    def start(self, delivery: Delivery) -> None:
+        if self.in_flight is not None:
+            self.in_flight.add(delivery.id)
+        task = asyncio.ensure_future(self._send(delivery))
+        self.running[delivery.id] = task
+        self.last_of_article[delivery.article_url] = task
+
+    async def _send(self, delivery: Delivery) -> None:
+        try:
+            result = await self.notifier.send(
+                delivery.channel, _message(delivery, self.rendering), skip=delivery.done_targets
+            )
+            at = self.clock()
+            if result.ok:
+                self.sent.append((delivery, at))
+                return
+            self.failed = True
+            async with self.store_turn:
+                await _record_failure(self.queue, self.alerts, delivery, result, at, self.report)
+            if self.in_flight is not None:
+                self.in_flight.discard(delivery.id)
+        except asyncio.CancelledError:
+            raise  # (the id stays in in_flight: the send may still finish in its thread)
+        except Exception as exc:  # the queue's: the round stops, the error is raised at its end
+            self.error = self.error or exc
+        finally:
+            self.running.pop(delivery.id, None)
+            if self.last_of_article.get(delivery.article_url) is asyncio.current_task():
+                del self.last_of_article[delivery.article_url]
+            self._record_soon()
+
+    def _record_due(self, urgent: bool) -> bool:
+        """Whether the sent ones waiting are to be recorded now: a window's worth, or nothing
+        else running (no more will join them soon), or `urgent` (the window waits for it)."""
+        return bool(self.sent) and (urgent or len(self.sent) >= SEND_WINDOW or not self.running)
+
+    def _record_soon(self, *, urgent: bool = False) -> None:
+        if self._record_due(urgent) and (self.recorder is None or self.recorder.done()):
+            self.recorder = asyncio.ensure_future(self._record())
+
+    async def _record(self) -> None:
+        while self.sent and self.error is None:
+            batch, self.sent = self.sent, []
+            self.recording = len(batch)
+            try:
+                async with self.store_turn:
+                    await _record_sent(self.queue, batch)
+            except Exception as exc:  # the round stops; these stay in in_flight (they went out)
+                self.error = self.error or exc
+                return
+            finally:
+                self.recording = 0
+            for delivery, _ in batch:
+                if self.in_flight is not None:
+                    self.in_flight.discard(delivery.id)
+                attempt = delivery.attempts + 1
+                log.info(
+                    "alert sent: watchlist=%s channel=%s article=%s attempt=%d",
+                    delivery.watchlist,
+                    delivery.channel,
+                    delivery.article_url,
+                    attempt,
+                    extra=_fields(delivery, attempt, "sent"),
+                )
+                self.report._count(delivery.channel, "sent")
+            if not self._record_due(urgent=False):
+                return
+
+    async def drain(self) -> None:
+        """Wait for every send started and for the record of every one sent."""
+        while True:
+            self._record_soon(urgent=True)
+            waits = self._tasks()
+            if not waits:
+                return
+            await asyncio.wait(waits)
+
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        """The sends running and the recording transaction."""
+        busy: set[asyncio.Task[None]] = set(self.running.values())
+        if self.recorder is not None and not self.recorder.done():
+            busy.add(self.recorder)
+        return busy
+
+    async def abandon(self) -> None:
+        """At a cancel: stop the sends in flight (their ids stay in in_flight), record the ones
+        already sent."""
+        for task in list(self.running.values()):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            if self.recorder is not None and not self.recorder.done():
+                await asyncio.shield(self.recorder)
+            if self.sent and self.error is None:
+                await asyncio.shield(_record_sent(self.queue, list(self.sent)))
+                for delivery, _ in self.sent:
+                    if self.in_flight is not None:
+                        self.in_flight.discard(delivery.id)
+                self.sent = []
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+async def _record_sent(queue: DeliveryQueue, batch: Sequence[tuple[Delivery, datetime]]) -> None:
+    sent = [(delivery.id, at) for delivery, at in batch]
+    if isinstance(queue, BatchQueue):
+        await asyncio.to_thread(queue.mark_sent_many, sent)
+        return
+
+    def one_by_one() -> None:
+        for delivery_id, at in sent:
+            queue.mark_sent(delivery_id, at=at)
+
+    await asyncio.to_thread(one_by_one)
 
 
 def _defer(report: DeliveryReport, channel: str, rest: Sequence[Delivery], why: str) -> None:
@@ -426,62 +653,48 @@ def _fields(delivery: Delivery, attempt: int, outcome: str) -> dict[str, object]
     }
 
 
-async def _deliver_one(
-    queue: DeliveryQueue,
-    notifier: Notifier,
-    alerts: AlertsConfig,
-    delivery: Delivery,
-    clock: Callable[[], datetime],
-    report: DeliveryReport,
-    rendering: Rendering,
-) -> bool:
-    attempt = delivery.attempts + 1
+def _message(delivery: Delivery, rendering: Rendering) -> Message:
     try:
-        message = rendering.message(delivery)
+        return rendering.message(delivery)
     except Exception as exc:  # a template failing on this article (checked on a sample one)
         log.warning("template failed for delivery %d: %s; built-in layout used", delivery.id, exc)
-        message = Rendering(tz=rendering.tz).message(delivery)
-    result = await notifier.send(delivery.channel, message, skip=delivery.done_targets)
-    at = clock()
-    if result.ok:
-        await asyncio.to_thread(queue.mark_sent, delivery.id, at=at)
-        report_outcome = "sent"
-        log.info(
-            "alert sent: watchlist=%s channel=%s article=%s attempt=%d",
-            delivery.watchlist,
-            delivery.channel,
-            delivery.article_url,
-            attempt,
-            extra=_fields(delivery, attempt, "sent"),
-        )
-    else:
-        final = attempt >= alerts.max_attempts
-        next_at = None if final else at + timedelta(seconds=backoff(attempt, alerts))
-        error = result.error or "send failed"
-        await asyncio.to_thread(
-            queue.mark_attempt_failed,
-            delivery.id,
-            error=error,
-            done_targets=result.done,
-            next_attempt_at=next_at,
-            at=at,
-        )
-        report_outcome = "failed" if final else "retrying"
-        log.warning(
-            "alert %s: watchlist=%s channel=%s article=%s attempt=%d/%d error=%s%s",
-            "failed for good" if final else "not sent",
-            delivery.watchlist,
-            delivery.channel,
-            delivery.article_url,
-            attempt,
-            alerts.max_attempts,
-            error,
-            "" if next_at is None else f" next_try={next_at.isoformat(timespec='seconds')}",
-            extra=_fields(delivery, attempt, "failed" if final else "retrying")
-            | {"error": error, "next_try": next_at.isoformat() if next_at else None},
-        )
-    report._count(delivery.channel, report_outcome)
-    return result.ok
+        return Rendering(tz=rendering.tz).message(delivery)
+
+
+async def _record_failure(
+    queue: DeliveryQueue,
+    alerts: AlertsConfig,
+    delivery: Delivery,
+    result: SendResult,
+    at: datetime,
+    report: DeliveryReport,
+) -> None:
+    attempt = delivery.attempts + 1
+    final = attempt >= alerts.max_attempts
+    next_at = None if final else at + timedelta(seconds=backoff(attempt, alerts))
+    error = result.error or "send failed"
+    await asyncio.to_thread(
+        queue.mark_attempt_failed,
+        delivery.id,
+        error=error,
+        done_targets=result.done,
+        next_attempt_at=next_at,
+        at=at,
+    )
+    log.warning(
+        "alert %s: watchlist=%s channel=%s article=%s attempt=%d/%d error=%s%s",
+        "failed for good" if final else "not sent",
+        delivery.watchlist,
+        delivery.channel,
+        delivery.article_url,
+        attempt,
+        alerts.max_attempts,
+        error,
+        "" if next_at is None else f" next_try={next_at.isoformat(timespec='seconds')}",
+        extra=_fields(delivery, attempt, "failed" if final else "retrying")
+        | {"error": error, "next_try": next_at.isoformat() if next_at else None},
+    )
+    report._count(delivery.channel, "failed" if final else "retrying")
 
 
 async def test_alert(notifier: Notifier, channel: str | None = None) -> dict[str, SendResult]:

@@ -187,6 +187,35 @@ class QueueMixin(StoreBase):
                 self._require_delivery(conn, delivery_id)
                 log.debug("delivery %d was already marked sent", delivery_id)
 
+    def mark_sent_many(self, sent: Sequence[tuple[int, datetime]]) -> None:
+        """Several deliveries went out, each at its time: `mark_sent` for each, in one
+        transaction (the delivery loop records a channel's sends in batches; the bound this
+        puts on the alerts a crash sends twice is in worker.notify.deliver, MARK_BATCH)."""
+        if not sent:
+            return
+        rows = [{"b_id": int(i), "b_at": _aware(at, "at")} for i, at in sent]
+        d = deliveries
+        stmt = (
+            sa.update(d)
+            .where(d.c.id == sa.bindparam("b_id"), d.c.status != "sent")
+            .values(
+                status="sent",
+                attempts=d.c.attempts + 1,
+                sent_at=sa.bindparam("b_at", type_=d.c.sent_at.type),
+                next_attempt_at=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+        ids = sorted({int(i) for i, _ in sent})
+        with self._tx("recording sent alerts") as conn:
+            changed = conn.execute(stmt, rows).rowcount
+            if changed is None or changed < 0 or changed < len(rows):
+                known = set(conn.scalars(sa.select(d.c.id).where(d.c.id.in_(ids))))
+                missing = [i for i in ids if i not in known]
+                if missing:
+                    raise StoreError(f"no delivery with id {missing[0]}")
+
     def mark_attempt_failed(
         self,
         delivery_id: int,
