@@ -497,7 +497,7 @@ def test_healthz_and_metrics_report_sources_passes_and_deliveries(
     worker.wait_passes(1, "flaky")
     assert received("/chat") == expected  # nothing twice
 
-    code, body = http_get(f"http://127.0.0.1:{port}/healthz")
+    code, body = http_get(f"http://127.0.0.1:{port}/healthz?detail=sources")
     assert code == 200, body
     health = json.loads(body)
     assert health["status"] == "ok" and health["database"] == "ok"

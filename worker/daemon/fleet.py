@@ -306,6 +306,20 @@ class FleetJobs:
         except StoreError:
             return {}
 
+    def replicas_now(self) -> list[dict[str, Any]]:
+        """The live replicas (read in the health snapshot's thread)."""
+        live = self.store.live_replicas(since=datetime.now(UTC) - timedelta(seconds=FLEET_LIVE))
+        return [
+            {
+                "id": r.id,
+                "host": r.host,
+                "pid": r.pid,
+                "started": r.started.isoformat(),
+                "heartbeat": r.heartbeat.isoformat(),
+            }
+            for r in live
+        ]
+
     async def status(self) -> dict[str, Any]:
         since = datetime.now(UTC) - timedelta(seconds=FLEET_LIVE)
         try:
