@@ -30,7 +30,7 @@ class HoggingRuntime(TimedRuntime):
         if source.name == "hog" and not self.hogged.is_set():
             await asyncio.sleep(1.5)  # let the others pass and the snapshot be read first
             self.hogging.set()
-            time.sleep(4.0)  # blocks the loop
+            time.sleep(4.0)  # noqa: ASYNC251 (blocks the loop on purpose)
             self.hogged.set()
         return await super().run_pass(source)
 
