@@ -9,6 +9,7 @@ daemon). `apply` is the one place that swaps the matcher, the notifier and the H
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -111,6 +112,10 @@ class Daemon:
         self.channels.sync()
         self.watcher.task = self.tasks.spawn(self.watcher.watch(), name="config-watch")
         self._count_matches(config.watchlists)
+        # what start-up built (modules, the config, the matcher) lives as long as the process:
+        # out of the collector's full passes, which otherwise pause the loop for longer the more
+        # watchlists there are (a reload's build in its thread too)
+        gc.freeze()
         log.info(
             "worker running: %d source(s), %d watchlist(s), %d channel(s); config %s",
             len(config.sources),
@@ -192,7 +197,10 @@ class Daemon:
         # the matcher, the notifier and the HTTP client: passes and rounds in flight finish
         # with the ones they started with
         old_notifier, old_fetcher = runtime.notifier, runtime.fetcher
-        runtime.apply(new)
+        # the matcher and routes are built in a thread (seconds for 10,000 watchlists): the loop
+        # runs passes and rounds meanwhile, with the old ones, and the new ones swap in at once
+        prepared = await asyncio.to_thread(runtime.prepare, new)
+        runtime.apply(new, prepared)
         if runtime.notifier is not old_notifier:
             self.channels.retire(old_notifier)
         if new.http != old.http:
