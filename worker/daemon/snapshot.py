@@ -181,27 +181,16 @@ class HealthSnapshot:
             row = db.rows.get(name)
             mine = passed.get(name)
             last_pass = row.last_pass_at if row else None
-            error = row.last_error if row else None
-            entry: dict[str, Any] = {
-                "ok": None if last_pass is None else error is None,
-                "last_pass": _iso(last_pass),
-                "last_success": _iso(row.last_success_at if row else None),
-                "last_error": error,
-                "last_pages": row.last_pages if row else None,
-                "last_new": row.last_new if row else None,
-                "last_duration": row.last_duration if row else None,
-                "baselined": bool(row and row.baselined_at),
-                "failures": row.failures if row else 0,  # failed passes in a row
-            }
-            if mine is not None and (last_pass is None or mine["last_pass"] >= last_pass):
-                entry.update(
-                    {k: _iso(v) if isinstance(v, datetime) else v for k, v in mine.items()}
-                )
+            newer = mine is not None and (last_pass is None or mine["last_pass"] >= last_pass)
+            if newer:
+                ok = mine["ok"]  # type: ignore[index]
+            else:
+                ok = None if last_pass is None else row.last_error is None  # type: ignore[union-attr]
             until = loop.breakers.get(name)
             counts["total"] += 1
-            if entry["ok"] is None:
+            if ok is None:
                 counts["never_passed"] += 1
-            elif entry["ok"]:
+            elif ok:
                 counts["ok"] += 1
             else:
                 counts["failing"] += 1
@@ -209,20 +198,8 @@ class HealthSnapshot:
             counts["running"] += name in loop.passing
             counts["breaker_open"] += until is not None
             if detail:
-                entry.update(
-                    {
-                        "last_walk": _iso(row.walked_at if row else None),
-                        "walk_seen": row.walk_seen if row else None,
-                        "walk_total": row.walk_total if row else None,
-                        "walk_incomplete": bool(row and row.walk_missing),
-                        "running": name in loop.passing,
-                        "next_run": _iso(next_runs.get(name)) if running else None,
-                        # "open": passes spaced out until `breaker_until`
-                        "breaker": "open" if until is not None else "closed",
-                        "breaker_until": _iso(until),
-                        "active": loop.active.get(name, True),
-                    }
-                )
+                entry = _entry(name, row, mine if newer else None, until, loop)
+                entry["next_run"] = _iso(next_runs.get(name)) if running else None
                 sources[name] = entry
         status: dict[str, Any] = {
             "status": "ok" if running and db_ok else "unhealthy",
@@ -252,6 +229,46 @@ class HealthSnapshot:
         if detail:
             status["sources"] = sources
         return status
+
+
+def _entry(
+    name: str,
+    row: SourceStatus | None,
+    mine: dict[str, Any] | None,
+    until: datetime | None,
+    loop: LoopState,
+) -> dict[str, Any]:
+    """One source in /healthz?detail=sources: its row, the last pass's report over it."""
+    last_pass = row.last_pass_at if row else None
+    error = row.last_error if row else None
+    entry: dict[str, Any] = {
+        "ok": None if last_pass is None else error is None,
+        "last_pass": _iso(last_pass),
+        "last_success": _iso(row.last_success_at if row else None),
+        "last_error": error,
+        "last_pages": row.last_pages if row else None,
+        "last_new": row.last_new if row else None,
+        "last_duration": row.last_duration if row else None,
+        "baselined": bool(row and row.baselined_at),
+        "failures": row.failures if row else 0,  # failed passes in a row
+    }
+    if mine is not None:
+        entry.update({k: _iso(v) if isinstance(v, datetime) else v for k, v in mine.items()})
+    entry.update(
+        {
+            "last_walk": _iso(row.walked_at if row else None),
+            "walk_seen": row.walk_seen if row else None,
+            "walk_total": row.walk_total if row else None,
+            "walk_incomplete": bool(row and row.walk_missing),
+            "running": name in loop.passing,
+            "next_run": None,  # set by the caller
+            # "open": passes spaced out until `breaker_until`
+            "breaker": "open" if until is not None else "closed",
+            "breaker_until": _iso(until),
+            "active": loop.active.get(name, True),
+        }
+    )
+    return entry
 
 
 def _iso(value: datetime | None) -> str | None:
