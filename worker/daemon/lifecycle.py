@@ -169,7 +169,7 @@ class Daemon:
         await self.jobs.close()
         if self.health is not None:
             await self.health.stop()
-        self.snapshot.stop()
+        await asyncio.to_thread(self.snapshot.stop, SHUTDOWN_GRACE)
         self.runtime.close_notifier()
         log.info("stopped in %.1fs", time.monotonic() - started)
 

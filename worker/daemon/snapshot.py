@@ -130,7 +130,8 @@ class HealthSnapshot:
             log.debug("health: the database could not be read: %s", exc)
             state.ok = False
         except Exception:
-            log.exception("health: reading the database's state failed")
+            if not self._stop.is_set():  # the store may be closing under a stop
+                log.exception("health: reading the database's state failed")
             state.ok = False
         state.at = time.monotonic()
         with self.lock:
@@ -146,9 +147,13 @@ class HealthSnapshot:
         self._thread = threading.Thread(target=self._run, name="health-refresh", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """End the refresh thread; with `wait`, let a read in progress finish (the store is
+        closed next) for up to that many seconds."""
         self._stop.set()
         self._poked.set()
+        if wait and self._thread is not None:
+            self._thread.join(wait)
 
     def poke(self) -> None:
         """Read the database's part soon (a pass ended, the config changed)."""
