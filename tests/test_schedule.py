@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from tests.test_daemon import daemon_running, fake_config, wait_for
+from tests.test_daemon import TimedRuntime, daemon_running, fake_config, source_toml, wait_for
+from worker.config import parse_config
 from worker.daemon.fleet import FleetJobs
+from worker.daemon.jobs import Passes
 from worker.daemon.schedule import (
     START_BURST,
     START_RATE,
@@ -26,6 +28,9 @@ from worker.daemon.schedule import (
     spread_offset,
     start_wave,
 )
+from worker.daemon.tasks import Tasks
+from worker.fetch import Fetcher
+from worker.store import Store
 
 NAMES = [f"source-{i:04d}" for i in range(1000)]
 
@@ -127,3 +132,32 @@ async def test_a_daemon_passes_a_few_sources_at_once_and_paces_sixty(tmp_path: P
     first = starts[0]
     assert sum(s - first < 0.25 for s in starts) >= START_BURST  # the burst at once, then ...
     assert starts[-1] - first > 1.0  # ... the other 40 paced at 20 a second (~2 s), not bunched
+
+
+async def test_a_fleet_starting_from_nothing_paces_its_first_passes_in_the_schedule(
+    pg_url: str, tmp_path: Path
+) -> None:
+    names = [f"f{i:02d}" for i in range(60)]
+    text = f'database = "{pg_url}"\n\n' + "".join(
+        source_toml(name, f"http://127.0.0.1:9/{name}/", every="1h") for name in names
+    )
+    config = parse_config(text, tmp_path / "worker.toml")
+    store = Store(config.database)
+    store.migrate()
+    try:
+        async with Fetcher(config.http) as fetcher:
+            runtime = TimedRuntime(config, store, fetcher, 0.01)
+            passes = Passes(runtime, Tasks(), asyncio.Event(), lambda report: None)
+            jobs = FleetJobs(passes, "pacer")
+            jobs.halt.set()  # no claims: the schedule as the join wrote it
+            started = datetime.now(UTC)
+            await jobs.start()
+            due = await asyncio.to_thread(store.next_due, names)
+            await jobs.close()
+    finally:
+        store.close()
+    delays = sorted((due[name] - started).total_seconds() for name in names)
+    assert sum(d < 0.5 for d in delays) == START_BURST  # a burst at once, then ...
+    per_second = collections.Counter(math.ceil(d - 0.5) for d in delays)  # steps of a second
+    assert max(per_second.values()) <= START_BURST  # ... 20 a second, not 60 at once
+    assert 1.5 <= delays[-1] <= 3.5

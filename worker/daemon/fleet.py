@@ -121,7 +121,7 @@ class FleetJobs:
         else:
             steps: dict[datetime, dict[str, datetime]] = {}
             for name, at in first.items():
-                step = now + timedelta(seconds=math.floor((at - now).total_seconds()))
+                step = now + timedelta(seconds=math.ceil((at - now).total_seconds()))
                 steps.setdefault(step, {})[name] = step
             for step, due in sorted(steps.items()):
                 await asyncio.to_thread(self.store.schedule_sources, due, reset_before=step)
