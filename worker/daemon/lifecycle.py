@@ -114,7 +114,8 @@ class Daemon:
         self._count_matches(config.watchlists)
         # what start-up built (modules, the config, the matcher) lives as long as the process:
         # out of the collector's full passes, which otherwise pause the loop for longer the more
-        # watchlists there are (a reload's build in its thread too)
+        # watchlists there are (a reload's build in its thread too); garbage collected first
+        gc.collect()
         gc.freeze()
         log.info(
             "worker running: %d source(s), %d watchlist(s), %d channel(s); config %s",
@@ -322,7 +323,3 @@ class Daemon:
         self.publish()
         await asyncio.to_thread(self.snapshot.refresh)
         return self.snapshot.compose(detail=True)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
