@@ -526,6 +526,8 @@ def test_healthz_lists_the_open_incidents(tmp_path, db_url, news_site, webhook_s
         except urllib.error.HTTPError as exc:  # 503 while a source fails? (not strict: 200)
             return json.loads(exc.read())["incidents"]
 
+    # /healthz reads the database's part every 2 s (sooner after a pass): it shows soon
+    worker.expect(incidents, 10, "the incident in /healthz")
     found = incidents()
     assert [(i["kind"], i["subject"]) for i in found] == [("failing", "local")]
     assert "div.gone" in found[0]["detail"]

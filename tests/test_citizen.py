@@ -256,7 +256,7 @@ def test_the_breaker_spaces_out_passes_while_the_site_answers_503_and_one_succes
     worker.wait_passes(1, timeout=60)  # the baseline, robots.txt fetched and kept
 
     def source() -> dict:
-        _, body = http_get(f"http://127.0.0.1:{port}/healthz")
+        _, body = http_get(f"http://127.0.0.1:{port}/healthz/sources")
         return json.loads(body)["sources"]["news"]
 
     news_site.fail(503)

@@ -24,6 +24,7 @@ from tests.test_daemon import (
     source_toml,
     watchlist_toml,
 )
+from worker.daemon.schedule import spread_offset
 from worker.progress import PROGRESS_LOG_EVERY
 from worker.site import NewsSite
 
@@ -154,6 +155,9 @@ def test_run_logs_when_a_failing_source_will_be_tried_next(
     assert found, line
     when = datetime.fromisoformat(found.group(1))
     wait = (when - datetime.now(UTC)).total_seconds()
-    assert 3500 < wait <= 3600 + 30  # its `every`, plus at most 30 s of jitter
-    assert 3500 < int(found.group(2)) <= 3630
+    # the next point of its spread grid (issue #15) nearest an `every` after the first pass,
+    # plus at most 30 s of jitter
+    assert 1800 - 60 < wait <= 5400 + 30
+    assert 1800 - 60 < int(found.group(2)) <= 5430
+    assert (when.timestamp() - spread_offset("news", 3600)) % 3600 <= 30 + 1
     assert daemon.stop()[0] == 0

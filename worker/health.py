@@ -1,13 +1,15 @@
 """Health and metrics: a small HTTP listener serving /healthz (JSON) and /metrics (Prometheus).
 
 Off by default; `[http_status] port = 8797` turns it on. /healthz answers 200 while the scheduler
-runs and the database answers, else 503, with each source's last pass, success and error and the
-outcome of the last config reload; `/healthz?strict=1` also answers 503 while a source's last
-pass failed or the last reload was refused (the daemon runs on an older config than the file).
-To report more, add a key to `Daemon.status()` (the daemon hands the listener its functions); a check that should fail strict mode goes in
-`strict_problems()` below. It speaks just enough HTTP/1.1 for
-probes and scrapers (GET, one request per connection) on asyncio streams, with a read deadline
-and a request-size cap, so it needs no web framework.
+runs and the database answers, else 503, with a summary (compact JSON): the failing sources,
+counts of sources by state, open incidents and the outcome of the last config reload;
+`/healthz?detail=sources` (or `/healthz/sources`) adds each source's last pass, success and
+error. `/healthz?strict=1` also answers 503 while a source's last pass failed or the last reload
+was refused (the daemon runs on an older config than the file). The answer is composed from a
+snapshot kept in memory (worker/daemon/snapshot.py): to report more, add a key there; a check
+that should fail strict mode goes in `strict_problems()` below. It speaks just enough HTTP/1.1
+for probes and scrapers (GET, one request per connection) from http.server, in threads of its
+own, so it needs no web framework and never waits on the event loop.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import asyncio
 import json
 import logging
 import math
+import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -205,13 +210,15 @@ def strict_problems(status: dict[str, Any]) -> list[str]:
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
-Status = Callable[[], Awaitable[dict[str, Any]]]  # what /healthz answers (JSON-able)
-MetricsText = Callable[[], Awaitable[bytes]]  # what /metrics answers (Prometheus text)
-Feed = Callable[[str], Awaitable[tuple[int, str, bytes]]]  # `/feeds/NAME`: (code, type, body)
+Status = Callable[[bool], dict[str, Any]]  # /healthz (JSON-able); True: with each source
+MetricsText = Callable[[], bytes]  # what /metrics answers (Prometheus text)
+Feed = Callable[[str], tuple[int, str, bytes]]  # `/feeds/NAME`: (code, type, body)
 
 
 class HealthServer:
-    """The listener; what it answers comes from the functions it is given, not from a daemon."""
+    """The listener, in a thread of its own (one more per request): a busy or blocked event
+    loop never delays an answer. What it answers comes from the functions it is given, called
+    in its threads: they must not need the loop (/healthz reads a snapshot kept in memory)."""
 
     def __init__(
         self,
@@ -227,86 +234,107 @@ class HealthServer:
         self.status = status
         self.metrics = metrics
         self.feed = feed
-        self._server: asyncio.base_events.Server | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        sockets = list(self._server.sockets)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        server_class = _Server6 if ":" in self.host else _Server
+        self._server = server = server_class((self.host, self.port), _Handler)
+        server.health = self
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="health", daemon=True
+        )
+        self._thread.start()
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        server, self._server = self._server, None
+        if server is not None:
+            await asyncio.to_thread(server.shutdown)
+            server.server_close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        method = "GET"
-        try:
-            async with asyncio.timeout(5):
-                head = await reader.readuntil(b"\r\n\r\n")
-            if len(head) > 8192:
-                raise ValueError("request too large")
-            method, target, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            path, _, query = target.partition("?")
-            status, content_type, body = await self._route(
-                method, path, parse_qs(query, keep_blank_values=True)
-            )
-        except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            writer.close()
-            return
-        except Exception:
-            log.exception("health endpoint failed")
-            status, content_type, body = 503, "text/plain", b"error\n"
-        header = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode()
-        try:
-            writer.write(header + (body if method != "HEAD" else b""))
-            await writer.drain()
-        except ConnectionError:  # the client went away
-            pass
-        finally:
-            writer.close()
-
-    async def _route(
-        self, method: str, path: str, query: dict[str, list[str]]
-    ) -> tuple[int, str, bytes]:
+    def route(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n"
-        if path == "/healthz":
-            status = await self.status()
+        if path in ("/healthz", "/healthz/sources"):
+            detail = path == "/healthz/sources" or "sources" in query.get("detail", [])
+            status = self.status(detail)
             healthy = status["status"] == "ok"
             if query.get("strict", ["0"])[-1].lower() not in ("0", "false", "no"):
                 healthy = healthy and not strict_problems(status)
             code = 200 if healthy else 503
-            return code, "application/json", json.dumps(status, indent=2).encode() + b"\n"
+            body = json.dumps(status, separators=(",", ":")).encode() + b"\n"
+            return code, "application/json", body
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await self.metrics()
+            return 200, CONTENT_TYPE_LATEST, self.metrics()
         if path.startswith("/feeds/") and self.feed is not None:
-            return await self.feed(path.removeprefix("/feeds/"))
+            return self.feed(path.removeprefix("/feeds/"))
         return 404, "text/plain", b"not found\n"
 
 
-async def metrics_text(metrics: Metrics, store: Store) -> bytes:
-    """/metrics: the daemon's metrics, with the queue's counts read from the store now."""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+    health: HealthServer
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Just enough HTTP/1.1 for probes and scrapers: GET or HEAD, one request per connection,
+    a read deadline and the request-size cap of http.server."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = 5  # seconds to read the request
+
+    def _answer(self) -> None:
+        path, _, query = self.path.partition("?")
+        try:
+            code, content_type, body = self.server.health.route(
+                self.command, path, parse_qs(query, keep_blank_values=True)
+            )
+        except Exception:
+            log.exception("health endpoint failed")
+            code, content_type, body = 503, "text/plain", b"error\n"
+        self.close_connection = True
+        try:
+            self.send_response_only(code, _REASONS.get(code, "Error"))
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:  # the client went away
+            pass
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None  # no line per probe
+
+
+def metrics_text(metrics: Metrics, store: Store) -> bytes:
+    """/metrics: the daemon's metrics, with the queue's counts read from the store now (in the
+    listener's thread)."""
     from worker.store import StoreError
 
-    def counts() -> dict[str, int] | None:
-        try:
-            return store.counts()
-        except StoreError:
-            return None
-
-    metrics.observe_queue(await asyncio.to_thread(counts))
+    try:
+        counts: dict[str, int] | None = store.counts()
+    except StoreError:
+        counts = None
+    metrics.observe_queue(counts)
     return metrics.render()
 
 
-async def feed_page(store: Store, watchlists: Collection[str], name: str) -> tuple[int, str, bytes]:
-    """`/feeds/WATCHLIST.atom` and `/feeds/WATCHLIST.json`: the watchlist's last matches."""
+def feed_page(store: Store, watchlists: Collection[str], name: str) -> tuple[int, str, bytes]:
+    """`/feeds/WATCHLIST.atom` and `/feeds/WATCHLIST.json`: the watchlist's last matches (read
+    in the listener's thread)."""
     from urllib.parse import unquote
 
     from worker.feeds import FEED_SIZE, FORMATS, feed
@@ -316,7 +344,7 @@ async def feed_page(store: Store, watchlists: Collection[str], name: str) -> tup
     if fmt not in FORMATS or watchlist not in watchlists:
         return 404, "text/plain", b"no such feed\n"
     try:
-        rows = await asyncio.to_thread(store.list_matches, watchlist, limit=FEED_SIZE)
+        rows = store.list_matches(watchlist, limit=FEED_SIZE)
     except StoreError:
         return 503, "text/plain", b"the database cannot be read\n"
     return 200, FORMATS[fmt], feed(watchlist, rows, fmt)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from worker.article_pages import describe as describe_article_pages
 from worker.article_pages import read_article_pages
-from worker.config import Config, SourceConfig
+from worker.config import Config, SourceConfig, WatchlistConfig
 from worker.crawl import CrawlError, CrawlReport, Plan, crawl_source
 from worker.fetch import Fetcher
 from worker.match import Matcher
@@ -87,6 +87,32 @@ class OnceResult:
         return all(p.ok for p in self.passes) and delivery_ok
 
 
+class Routes:
+    """Which watchlists a source's articles go to, and to which channels: computed once per
+    config (a watchlist for all sources in one shared map, the others by source), each
+    source's map merged on its first pass and kept."""
+
+    def __init__(self, watchlists: Sequence[WatchlistConfig]) -> None:
+        self.shared: dict[str, tuple[str, ...]] = {}
+        self.by_source: dict[str, dict[str, tuple[str, ...]]] = {}
+        for w in watchlists:
+            if w.sources is None:
+                self.shared[w.name] = tuple(w.channels)
+            else:
+                for source in w.sources:
+                    self.by_source.setdefault(source, {})[w.name] = tuple(w.channels)
+        self._merged: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def of(self, source: str) -> dict[str, tuple[str, ...]]:
+        """{watchlist: channels} of the watchlists that take `source`'s articles."""
+        merged = self._merged.get(source)
+        if merged is None:
+            own = self.by_source.get(source)
+            merged = {**self.shared, **own} if own else self.shared
+            self._merged[source] = merged
+        return merged
+
+
 class Runtime:
     """The long-lived objects of one worker process, for a given (swappable) config."""
 
@@ -97,6 +123,7 @@ class Runtime:
         self.owner = owner or owner_id()
         self.breakers: dict[str, Breaker] = {}
         self.matcher = Matcher(config.watchlists)
+        self.routes = Routes(config.watchlists)
         self.rendering = Rendering.from_config(config)
         self.pacing = Pacing.from_config(config)
         self._notifier: Notifier | None = None
@@ -146,18 +173,24 @@ class Runtime:
         if self._notifier is not None:
             self._notifier.close()
 
-    def apply(self, config: Config) -> None:
+    @staticmethod
+    def prepare(config: Config) -> tuple[Matcher, Routes]:
+        """The matcher and routes of a config: the costly part of `apply`, to build in a thread
+        (10,000 watchlists take seconds) while the loop goes on with the old ones."""
+        return Matcher(config.watchlists), Routes(config.watchlists)
+
+    def apply(self, config: Config, prepared: tuple[Matcher, Routes] | None = None) -> None:
         """Switch to a new config: later pages are matched and delivered by it."""
-        matcher = Matcher(config.watchlists)
+        matcher, routes = prepared if prepared is not None else self.prepare(config)
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
-        self.config, self.matcher, self._notifier = config, matcher, notifier
+        self.config, self.matcher, self.routes, self._notifier = config, matcher, routes, notifier
         self.rendering = Rendering.from_config(config)
         self.pacing = Pacing.from_config(config)
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""
         matcher = self.matcher
-        routes = {w.name: tuple(w.channels) for w in self.config.watchlists_for(source)}
+        routes = self.routes.of(source)
 
         def plan(item: Item) -> list[AlertPlan]:
             return [

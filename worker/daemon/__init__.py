@@ -1,7 +1,8 @@
 """`worker run`: the long-lived daemon.
 
-- Schedule: one APScheduler job per source (its `every` or `cron`), the first run at start, a
-  little jitter (10% of the interval, at most 30 s; 5 s for cron). The job only *starts* a pass
+- Schedule: one APScheduler job per source (its `every` or `cron`), the first run at start (a
+  big wave paced), an `every` on the source's spread grid (a stable offset within the interval,
+  see schedule.py), a little jitter (10% of the interval, at most 30 s; 5 s for cron). The job only *starts* a pass
   task; a source whose previous pass still runs skips the run (never two passes of one source at
   once), and runs missed while the loop was busy are coalesced into one.
 - Deliveries: one loop per channel, so a slow or hanging channel never holds up another. A loop

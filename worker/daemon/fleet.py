@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from worker.config import Config, SourceConfig
 from worker.daemon.jobs import Passes
-from worker.daemon.schedule import schedule_key, trigger_for
+from worker.daemon.schedule import SpreadTrigger, schedule_key, start_wave, trigger_for
 from worker.daemon.tasks import wait_any
 from worker.pipeline import PassReport
 from worker.store import StoreError
@@ -84,7 +84,7 @@ class FleetJobs:
             others = await self._join()
         except StoreError as exc:  # the claim loop writes the schedule once the database answers
             log.error("fleet: replica %s could not join yet: %s", self.replica, exc)
-            self.unscheduled = dict.fromkeys(self.triggers, datetime.now(UTC))
+            self.unscheduled = start_wave(list(self.triggers), datetime.now(UTC))
         else:
             log.info(
                 "fleet: replica %s joined (%d other live replica(s)); claims last %.0fs",
@@ -112,13 +112,19 @@ class FleetJobs:
             self.store.live_replicas, since=now - timedelta(seconds=FLEET_LIVE)
         )
         others = [r for r in live if r.id != self.replica]
-        # a new source is due at once; a fleet starting from nothing passes every source at
-        # start, as a lone daemon does; a replica joining a live fleet takes its schedule
-        await asyncio.to_thread(
-            self.store.schedule_sources,
-            dict.fromkeys(self.triggers, now),
-            reset_before=None if others else now,
-        )
+        # a new source is due at start (a big wave paced, see `start_wave`); a fleet starting
+        # from nothing passes every source at start, as a lone daemon does (the same pacing,
+        # in steps of a second); a replica joining a live fleet takes its schedule
+        first = start_wave(list(self.triggers), now)
+        if others:
+            await asyncio.to_thread(self.store.schedule_sources, first)
+        else:
+            steps: dict[datetime, dict[str, datetime]] = {}
+            for name, at in first.items():
+                step = now + timedelta(seconds=math.ceil((at - now).total_seconds()))
+                steps.setdefault(step, {})[name] = step
+            for step, due in sorted(steps.items()):
+                await asyncio.to_thread(self.store.schedule_sources, due, reset_before=step)
         return len(others)
 
     def stop(self) -> None:
@@ -241,13 +247,16 @@ class FleetJobs:
             )
 
     def next_due(self, trigger: BaseTrigger, due: datetime, report: PassReport | None) -> datetime:
-        """When the source is due next: for `every`, the first tick after now of the interval
-        from when it was due (runs missed while the pass ran are coalesced into that one), with
-        the trigger's jitter; for `cron`, the next fire time after now. Never before an open
-        breaker's end."""
+        """When the source is due next: for `every`, the next point of the source's spread grid
+        after now (and half an interval after it was due; runs missed while the pass ran are
+        coalesced into that one), with the trigger's jitter, so replicas keep the spread; for
+        `cron`, the next fire time after now. Never before an open breaker's end."""
         now = datetime.now(UTC)
         when: datetime | None
-        if isinstance(trigger, IntervalTrigger):
+        if isinstance(trigger, SpreadTrigger):
+            jitter = random.uniform(0, trigger.jitter or 0)
+            when = trigger.next_after(due, now) + timedelta(seconds=jitter)
+        elif isinstance(trigger, IntervalTrigger):
             step = trigger.interval_length
             ticks = max(1, math.floor((now - due).total_seconds() / step) + 1)
             jitter = random.uniform(0, trigger.jitter or 0)
@@ -266,6 +275,7 @@ class FleetJobs:
         old_sources = {s.name: s for s in old.sources}
         new_sources: dict[str, SourceConfig] = {s.name: s for s in new.sources}
         now = datetime.now(UTC)
+        first = start_wave([name for name in new_sources if name not in old_sources], now)
         for name in old_sources.keys() - new_sources.keys():
             self.triggers.pop(name, None)
             self.unscheduled.pop(name, None)
@@ -274,7 +284,7 @@ class FleetJobs:
             before = old_sources.get(name)
             if before is None:
                 self.triggers[name] = trigger_for(source, new.tz)
-                self.unscheduled[name] = now  # due at once: the claim loop writes its row
+                self.unscheduled[name] = first[name]  # due at start: the claim loop writes it
                 log.info("config: source %s added", name)
             elif schedule_key(before) != schedule_key(source) or new.timezone != old.timezone:
                 trigger = self.triggers[name] = trigger_for(source, new.tz)
@@ -295,6 +305,20 @@ class FleetJobs:
             return await asyncio.to_thread(self.store.next_due, list(self.triggers))
         except StoreError:
             return {}
+
+    def replicas_now(self) -> list[dict[str, Any]]:
+        """The live replicas (read in the health snapshot's thread)."""
+        live = self.store.live_replicas(since=datetime.now(UTC) - timedelta(seconds=FLEET_LIVE))
+        return [
+            {
+                "id": r.id,
+                "host": r.host,
+                "pid": r.pid,
+                "started": r.started.isoformat(),
+                "heartbeat": r.heartbeat.isoformat(),
+            }
+            for r in live
+        ]
 
     async def status(self) -> dict[str, Any]:
         since = datetime.now(UTC) - timedelta(seconds=FLEET_LIVE)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from worker.config import Config, SourceConfig
-from worker.daemon.schedule import schedule_key, trigger_for
+from worker.daemon.schedule import schedule_key, start_wave, trigger_for
 from worker.daemon.tasks import Tasks
 from worker.pipeline import PassReport, Runtime
 
@@ -125,8 +125,9 @@ class Passes:
 
 
 class SourceJobs:
-    """One APScheduler job per source, the first run at start; a job only *starts* a pass, and
-    none while the source's previous pass still runs (missed runs are coalesced into one)."""
+    """One APScheduler job per source, the first run at start (a big wave of them paced, see
+    `start_wave`), then on the source's spread grid; a job only *starts* a pass, and none while
+    the source's previous pass still runs (missed runs are coalesced into one)."""
 
     def __init__(self, passes: Passes) -> None:
         self.passes = passes
@@ -134,8 +135,10 @@ class SourceJobs:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def start(self) -> None:
-        for source in self.runtime.config.sources:
-            self.add(source)
+        sources = self.runtime.config.sources
+        first = start_wave([s.name for s in sources], datetime.now(UTC))
+        for source in sources:
+            self.add(source, first[source.name])
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -166,7 +169,7 @@ class SourceJobs:
     async def status(self) -> dict[str, Any]:
         return {}
 
-    def add(self, source: SourceConfig) -> None:
+    def add(self, source: SourceConfig, first: datetime) -> None:
         self.scheduler.add_job(
             self.run_job,
             trigger_for(source, self.runtime.config.tz),
@@ -177,7 +180,7 @@ class SourceJobs:
             coalesce=True,
             misfire_grace_time=None,
             replace_existing=True,
-            next_run_time=datetime.now(UTC),  # the first run at start
+            next_run_time=first,  # the first run: at start, or paced in a big wave
         )
 
     async def run_job(self, name: str) -> None:
@@ -194,6 +197,8 @@ class SourceJobs:
     async def apply(self, old: Config, new: Config) -> None:
         old_sources = {s.name: s for s in old.sources}
         new_sources = {s.name: s for s in new.sources}
+        added = [name for name in new_sources if name not in old_sources]
+        first = start_wave(added, datetime.now(UTC))
         for name in old_sources.keys() - new_sources.keys():
             if self.scheduler.get_job(name) is not None:
                 self.scheduler.remove_job(name)
@@ -201,7 +206,7 @@ class SourceJobs:
         for name, source in new_sources.items():
             before = old_sources.get(name)
             if before is None:
-                self.add(source)
+                self.add(source, first[name])
                 log.info("config: source %s added", name)
             elif schedule_key(before) != schedule_key(source) or new.timezone != old.timezone:
                 self.scheduler.reschedule_job(name, trigger=trigger_for(source, new.tz))

@@ -9,6 +9,7 @@ daemon). `apply` is the one place that swaps the matcher, the notifier and the H
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -21,14 +22,14 @@ from worker.config import Config, WatchlistConfig
 from worker.daemon.deliveries import ChannelLoops
 from worker.daemon.fleet import FleetJobs, replica_id
 from worker.daemon.jobs import Jobs, Passes, SourceJobs
-from worker.daemon.tasks import Tasks
+from worker.daemon.snapshot import HEALTH_PUBLISH, HealthSnapshot, LoopState
+from worker.daemon.tasks import Tasks, wait_any
 from worker.daemon.watcher import ConfigWatcher
 from worker.fetch import Fetcher
 from worker.health import HealthServer, Metrics, feed_page, metrics_text
 from worker.logs import set_format
 from worker.pipeline import PassReport, Runtime
 from worker.search import changed_watchlists, log_would_have_matched
-from worker.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,14 @@ class Daemon:
             self.config_path, self.apply, self.metrics, self.stopping, digest=config_digest
         )
         self.health: HealthServer | None = None
+        # what /healthz answers, kept in memory (the loop's part and the database's part)
+        self.snapshot = HealthSnapshot(
+            runtime.store,
+            replica=self.replica,
+            fleet=self.fleet,
+            live_replicas=self.jobs.replicas_now if isinstance(self.jobs, FleetJobs) else None,
+            config=lambda: {"file": str(self.config_path), **self.metrics.last_reload},
+        )
 
     # --- the lifecycle -------------------------------------------------------------------------
 
@@ -94,11 +103,20 @@ class Daemon:
 
     async def startup(self) -> None:
         config = self.runtime.config
+        self.publish()
+        self.snapshot.start()
         await self._start_health(config)
         await self.jobs.start()
+        self.publish()
+        self.tasks.spawn(self._publish_loop(), name="health-publish")
         self.channels.sync()
         self.watcher.task = self.tasks.spawn(self.watcher.watch(), name="config-watch")
         self._count_matches(config.watchlists)
+        # what start-up built (modules, the config, the matcher) lives as long as the process:
+        # out of the collector's full passes, which otherwise pause the loop for longer the more
+        # watchlists there are (a reload's build in its thread too); garbage collected first
+        gc.collect()
+        gc.freeze()
         log.info(
             "worker running: %d source(s), %d watchlist(s), %d channel(s); config %s",
             len(config.sources),
@@ -120,6 +138,7 @@ class Daemon:
         started = time.monotonic()
         self.jobs.stop()
         self.stopping.set()
+        self.publish()  # /healthz: stopped
         if self.watcher.task is not None:
             self.watcher.task.cancel()
         # running passes and delivery rounds get the grace time; then they are cancelled
@@ -151,6 +170,7 @@ class Daemon:
         await self.jobs.close()
         if self.health is not None:
             await self.health.stop()
+        await asyncio.to_thread(self.snapshot.stop, SHUTDOWN_GRACE)
         self.runtime.close_notifier()
         log.info("stopped in %.1fs", time.monotonic() - started)
 
@@ -178,7 +198,10 @@ class Daemon:
         # the matcher, the notifier and the HTTP client: passes and rounds in flight finish
         # with the ones they started with
         old_notifier, old_fetcher = runtime.notifier, runtime.fetcher
-        runtime.apply(new)
+        # the matcher and routes are built in a thread (seconds for 10,000 watchlists): the loop
+        # runs passes and rounds meanwhile, with the old ones, and the new ones swap in at once
+        prepared = await asyncio.to_thread(runtime.prepare, new)
+        runtime.apply(new, prepared)
         if runtime.notifier is not old_notifier:
             self.channels.retire(old_notifier)
         if new.http != old.http:
@@ -190,6 +213,8 @@ class Daemon:
             if new.logging.format != old.logging.format:
                 set_format(new.logging.format)
         await self.jobs.apply(old, new)
+        self.publish()
+        self.snapshot.poke()
         self.channels.sync()
         self.channels.wake(channels_changed=new.channels != old.channels)
         self._count_matches(changed_watchlists(old.watchlists, new.watchlists))
@@ -222,6 +247,8 @@ class Daemon:
 
     def _on_pass(self, report: PassReport) -> None:
         self.metrics.observe_pass(report)
+        self.snapshot.observe_pass(report)
+        self.snapshot.poke()  # what the pass wrote (its incidents too) read soon
         if report.crawl.alerts:
             self.channels.wake()
 
@@ -233,7 +260,7 @@ class Daemon:
             health = HealthServer(
                 host=status.host,
                 port=status.port,
-                status=self.status,
+                status=self.health_status,
                 metrics=self.metrics_text,
                 feed=self.feed,
             )
@@ -246,78 +273,53 @@ class Daemon:
             self.health = None
         await self._start_health(new)
 
-    async def metrics_text(self) -> bytes:
-        return await metrics_text(self.metrics, self.runtime.store)
+    def metrics_text(self) -> bytes:
+        return metrics_text(self.metrics, self.runtime.store)
 
-    async def feed(self, name: str) -> tuple[int, str, bytes]:
+    def feed(self, name: str) -> tuple[int, str, bytes]:
         runtime = self.runtime
-        return await feed_page(runtime.store, {w.name for w in runtime.config.watchlists}, name)
+        return feed_page(runtime.store, {w.name for w in runtime.config.watchlists}, name)
+
+    def health_status(self, detail: bool) -> dict[str, Any]:
+        """/healthz, from the snapshot (called in the listener's threads)."""
+        return self.snapshot.compose(detail=detail)
+
+    # --- what /healthz shows -------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Hand the snapshot what only the loop knows: the scheduler, the passes running, the
+        next runs, the breakers and the last reload."""
+        runtime, config = self.runtime, self.runtime.config
+        now = datetime.now(UTC)
+        jobs = self.jobs
+        running = jobs.running and not self.stopping.is_set()
+        next_runs: dict[str, datetime] = {}
+        if isinstance(jobs, SourceJobs) and running:
+            next_runs = {
+                job.id: job.next_run_time
+                for job in jobs.scheduler.get_jobs()
+                if job.next_run_time is not None
+            }
+        self.snapshot.publish(
+            LoopState(
+                running=running,
+                sources=[s.name for s in config.sources],
+                active={s.name: s.is_active(now, config.timezone) for s in config.sources},
+                passing={n for n, t in jobs.passes.running.items() if not t.done()},
+                next_runs=next_runs,
+                breakers={n: b.until for n, b in runtime.breakers.items() if b.until is not None},
+                claimed=sorted(jobs.claimed) if isinstance(jobs, FleetJobs) else [],
+            )
+        )
+
+    async def _publish_loop(self) -> None:
+        while not self.stopping.is_set():
+            await wait_any((self.stopping,), seconds=HEALTH_PUBLISH)
+            self.publish()
 
     async def status(self) -> dict[str, Any]:
-        """What /healthz reports: the scheduler, the database, and each source's last pass."""
-        store = self.runtime.store
-
-        def read_db() -> tuple[bool, list[Any]]:
-            if not store.ping():
-                return False, []
-            try:
-                return True, store.source_status()
-            except StoreError:
-                return False, []
-
-        db_ok, rows = await asyncio.to_thread(read_db)
-        open_incidents: list[dict[str, Any]] = []
-        if db_ok:
-            try:
-                open_incidents = await asyncio.to_thread(store.open_incidents)
-            except StoreError:
-                pass
-        known = {row.name: row for row in rows}
-        running = self.jobs.running and not self.stopping.is_set()
-        next_runs = await self.jobs.next_runs() if running else {}
-        sources: dict[str, dict[str, Any]] = {}
-        for source in self.runtime.config.sources:
-            row = known.get(source.name)
-            last_pass = row.last_pass_at if row else None
-            error = row.last_error if row else None
-            breaker = self.runtime.breakers.get(source.name)
-            until = breaker.until if breaker is not None else None
-            sources[source.name] = {
-                "ok": None if last_pass is None else error is None,
-                "last_pass": _iso(last_pass),
-                "last_success": _iso(row.last_success_at if row else None),
-                "last_error": error,
-                "last_pages": row.last_pages if row else None,
-                "last_new": row.last_new if row else None,
-                "last_duration": row.last_duration if row else None,
-                "baselined": bool(row and row.baselined_at),
-                "last_walk": _iso(row.walked_at if row else None),
-                "walk_seen": row.walk_seen if row else None,
-                "walk_total": row.walk_total if row else None,
-                "walk_incomplete": bool(row and row.walk_missing),
-                "running": self.jobs.passes.is_passing(source.name),
-                "next_run": _iso(next_runs.get(source.name)),
-                "failures": row.failures if row else 0,  # failed passes in a row
-                # "open": passes spaced out until `breaker_until` (after `[http] breaker_after`)
-                "breaker": "open" if until is not None else "closed",
-                "breaker_until": _iso(until),
-                "active": source.is_active(datetime.now(UTC), self.runtime.config.timezone),
-            }
-        return {
-            "status": "ok" if running and db_ok else "unhealthy",
-            "scheduler": "running" if running else "stopped",
-            "replica": self.replica,
-            # "fleet": the schedule is shared in PostgreSQL; "alone": this process schedules it
-            "schedule": "fleet" if self.fleet else "alone",
-            **(await self.jobs.status() if db_ok else {}),
-            "database": "ok" if db_ok else "unreachable",
-            "failing_sources": sorted(n for n, s in sources.items() if s["ok"] is False),
-            "sources": sources,
-            "incidents": open_incidents,  # the watchdog's open incidents (issue #11)
-            # the last reload: {"reload": null | "applied" | "refused", "at", "problems"}
-            "config": {"file": str(self.config_path), **self.metrics.last_reload},
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+        """What /healthz?detail=sources reports, read now: the scheduler, the database, and each
+        source's last pass."""
+        self.publish()
+        await asyncio.to_thread(self.snapshot.refresh)
+        return self.snapshot.compose(detail=True)

@@ -1,0 +1,156 @@
+"""One daemon, N sources every S seconds (SQLite): how its passes are spread and how fast
+/healthz answers.
+
+A lone `worker run` (SQLite, /healthz on), N sources on the local site, each every S seconds.
+After a warm-up of one interval (every source's first pass), for `--seconds`: /healthz polled
+every 0.1 s (the summary; with `--detail`, also `?detail=sources`): p50, p95, p99, max latency;
+and from the site's request log, each source's page-1 requests: the largest number of passes
+started in one second (a bunched schedule shows as a wave of N), and the share of the gaps
+between two passes of a source within 10 % of the interval.
+
+    python bench/bench_healthz.py                      # 1,000 sources every 60 s, 120 s window
+    python bench/bench_healthz.py --sources 300 --every 20 --seconds 40
+    PYTHONPATH=/path/to/other/checkout python bench/bench_healthz.py   # the same, other code
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from _common import ROOT, machine
+from bench_fleet import RequestClock, cpu_seconds, free_port, rss_mb, wait_healthy
+
+from worker.site import SELECT_TOML, NewsSite
+
+
+def write_config(path: Path, db: Path, site: NewsSite, n: int, every: int, port: int) -> None:
+    lines = [
+        f'database = "sqlite:///{db}"',
+        "",
+        "[http]\nmin_delay = 0\nconcurrency = 32\nper_host = 32\ntimeout = 30\nretries = 0\n",
+        f"[http_status]\nport = {port}\n",
+        '[logging]\nlevel = "WARNING"\n',
+    ]
+    for k in range(n):
+        lines.append(
+            f'[[sources]]\nname = "s{k:05d}"\nurl = "{site.search_url}&src=s{k:05d}"\n'
+            f'every = "{every}s"\n{SELECT_TOML}'
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+class Poller(threading.Thread):
+    """GET `url` every 0.1 s; the latency of each answer (seconds; a timeout counts as 10 s)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.times: list[float] = []
+        self.sizes: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as response:
+                    self.sizes.append(len(response.read()))
+            except urllib.error.HTTPError as exc:
+                self.sizes.append(len(exc.read()))
+            except OSError:
+                self.times.append(10.0)
+                continue
+            self.times.append(time.monotonic() - started)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=60)
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--detail", action="store_true", help="also poll ?detail=sources")
+    args = parser.parse_args()
+    print(machine())
+    print(f"worker from {os.environ.get('PYTHONPATH') or ROOT}")
+    site = NewsSite.synthetic(8, per_page=20)
+    site.start()
+    with TemporaryDirectory() as tmp:
+        port = free_port()
+        config = Path(tmp) / "worker.toml"
+        write_config(config, Path(tmp) / "w.db", site, args.sources, args.every, port)
+        env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--config", str(config), "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            if not wait_healthy(port, 120):
+                raise SystemExit("the daemon did not answer /healthz")
+            clock = RequestClock(site)
+            clock.start()
+            time.sleep(args.every)  # warm-up: the first pass of every source
+            pollers = [Poller(f"http://127.0.0.1:{port}/healthz")]
+            if args.detail:
+                pollers.append(Poller(f"http://127.0.0.1:{port}/healthz?detail=sources"))
+            cpu_before = cpu_seconds(proc.pid)
+            window_start = time.monotonic()
+            for poller in pollers:
+                poller.start()
+            time.sleep(args.seconds)
+            for poller in pollers:
+                poller.stop.set()
+            cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - window_start)
+            _, peak = rss_mb(proc.pid)
+            clock.stop.set()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            site.stop()
+    print(f"{args.sources} sources every {args.every} s; window {args.seconds} s after a warm-up")
+    for poller in pollers:
+        t = poller.times
+        print(
+            f"{poller.url.rsplit('/', 1)[1]:<25} {len(t)} answers, "
+            f"{statistics.median(poller.sizes or [0]):.0f} bytes: p50 {pct(t, 0.5) * 1000:.1f} "
+            f"ms, p95 {pct(t, 0.95) * 1000:.1f} ms, p99 {pct(t, 0.99) * 1000:.1f} ms, "
+            f"max {max(t or [0]) * 1000:.1f} ms"
+        )
+    starts = [s for times in clock.times.values() for s in times if s >= window_start]
+    per_second = collections.Counter(int(s - window_start) for s in starts)
+    gaps = [
+        b - a
+        for times in clock.times.values()
+        for a, b in itertools.pairwise(times)
+        if a >= window_start
+    ]
+    near = sum(abs(g - args.every) <= 0.1 * args.every for g in gaps)
+    print(
+        f"passes started in the window: {len(starts)} (due ~{args.sources * args.seconds / args.every:.0f}); "
+        f"most in one second: {max(per_second.values() or [0])}; "
+        f"gaps within 10 % of the interval: {near}/{len(gaps)} "
+        f"({100 * near / max(1, len(gaps)):.1f} %)"
+    )
+    print(f"CPU {100 * cpu:.0f} % of one core, peak RSS {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""/healthz from a snapshot (issue #15 item 3): it answers while the event loop is blocked, a
+summary by default, each source's detail on request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+from tests.test_daemon import TimedRuntime, fake_config, free_port, http_get, wait_for
+from worker.config import SourceConfig, parse_config
+from worker.daemon import Daemon
+from worker.fetch import Fetcher
+from worker.pipeline import PassReport
+from worker.store import Store
+
+
+class HoggingRuntime(TimedRuntime):
+    """Passes that sleep on the loop's thread (a deliberately slow, CPU-bound pass): the event
+    loop answers nothing while one runs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.hogging = threading.Event()
+        self.hogged = threading.Event()
+
+    async def run_pass(self, source: SourceConfig) -> PassReport:
+        if source.name == "hog" and not self.hogged.is_set():
+            await asyncio.sleep(1.5)  # let the others pass and the snapshot be read first
+            self.hogging.set()
+            time.sleep(4.0)  # noqa: ASYNC251 (blocks the loop on purpose)
+            self.hogged.set()
+        return await super().run_pass(source)
+
+
+async def test_healthz_answers_fast_while_the_event_loop_is_blocked(tmp_path: Path) -> None:
+    port = free_port()
+    names = ["hog", *(f"s{i}" for i in range(5))]
+    text = fake_config(tmp_path, names, every="1h") + f"\n[http_status]\nport = {port}\n"
+    path = tmp_path / "worker.toml"
+    path.write_text(text)
+    config = parse_config(text, path)
+    store = Store(config.database)
+    store.migrate()
+    answers: list[tuple[float, int, dict[str, object], bool]] = []
+
+    def probe() -> None:  # from another thread, as a probe would
+        runtime.hogging.wait(20)
+        while not runtime.hogged.is_set():
+            started = time.monotonic()
+            code, body = http_get(f"http://127.0.0.1:{port}/healthz")
+            answers.append(
+                (time.monotonic() - started, code, json.loads(body), not runtime.hogged.is_set())
+            )
+            time.sleep(0.2)
+
+    async with Fetcher(config.http) as fetcher:
+        runtime = HoggingRuntime(config, store, fetcher, 0.01)
+        daemon = Daemon(runtime, path)
+        task = asyncio.create_task(daemon.serve())
+        try:
+            prober = threading.Thread(target=probe)
+            prober.start()
+            await wait_for(runtime.hogged.is_set, 30)
+            await asyncio.to_thread(prober.join, 10)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+            store.close()
+    during = [a for a in answers if a[3]]  # answered while the loop was blocked
+    assert len(during) >= 5, answers
+    assert max(seconds for seconds, *_ in during) < 1.0, [round(a[0], 3) for a in during]
+    assert all(code == 200 and body["status"] == "ok" for _, code, body, _ in during)
+    counts = during[-1][2]["source_counts"]
+    assert counts == {  # type: ignore[comparison-overlap]
+        "total": 6,
+        "ok": 5,
+        "failing": 0,
+        "never_passed": 1,
+        "running": 1,
+        "breaker_open": 0,
+    }
+
+
+async def test_healthz_is_a_compact_summary_with_each_source_on_request(tmp_path: Path) -> None:
+    port = free_port()
+    names = [f"s{i}" for i in range(3)]
+    text = fake_config(tmp_path, names, every="1h") + f"\n[http_status]\nport = {port}\n"
+    path = tmp_path / "worker.toml"
+    path.write_text(text)
+    config = parse_config(text, path)
+    store = Store(config.database)
+    store.migrate()
+    async with Fetcher(config.http) as fetcher:
+        runtime = TimedRuntime(config, store, fetcher, 0.01)
+        daemon = Daemon(runtime, path)
+        task = asyncio.create_task(daemon.serve())
+        try:
+            await wait_for(lambda: len(runtime.runs) >= 3, 10)
+            await asyncio.sleep(1.5)  # a publication of the loop's state after the passes
+            url = f"http://127.0.0.1:{port}/healthz"
+            code, summary_text = await asyncio.to_thread(http_get, url)
+            _, detail_text = await asyncio.to_thread(http_get, url + "?detail=sources")
+            _, path_text = await asyncio.to_thread(http_get, url + "/sources")
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+            store.close()
+    assert code == 200
+    assert "\n " not in summary_text and ": " not in summary_text  # compact
+    summary = json.loads(summary_text)
+    assert "sources" not in summary
+    assert summary["status"] == "ok" and summary["database"] == "ok"
+    assert summary["source_counts"]["total"] == 3 and summary["failing_sources"] == []
+    for text_ in (detail_text, path_text):
+        detail = json.loads(text_)
+        assert sorted(detail["sources"]) == names
+        s0 = detail["sources"]["s0"]
+        assert s0["ok"] is True and s0["next_run"] is not None and s0["breaker"] == "closed"

@@ -1,0 +1,280 @@
+"""What /healthz answers, kept in memory: the request never waits on the database or the loop.
+
+Three writers, one lock. The event loop publishes what only it knows (the scheduler, the passes
+running, next runs, breakers, the last reload) every HEALTH_PUBLISH seconds and at once after
+each pass (from its report). A thread of its own reads what the database knows (its ping, the
+sources' rows, the open incidents, a fleet's live replicas and next due times) every
+HEALTH_REFRESH seconds. The health listener's thread composes the answer from these parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.report import PassReport
+from worker.store import SourceStatus, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+HEALTH_PUBLISH = 1.0  # seconds between two publications of the loop's state
+HEALTH_REFRESH = 2.0  # seconds between two reads of the database's state
+HEALTH_POKED = 0.5  # seconds a read asked for by a pass waits (for the passes ending with it)
+HEALTH_STALE = 30.0  # a database read older than this: the database counts as unreachable
+LOOP_STALE = 120.0  # the loop's state older than this: the daemon counts as stuck
+
+
+@dataclass
+class LoopState:
+    """What the event loop knows, as of `at` (time.monotonic())."""
+
+    at: float = 0.0
+    running: bool = False
+    sources: list[str] = field(default_factory=list)
+    active: dict[str, bool] = field(default_factory=dict)
+    passing: set[str] = field(default_factory=set)
+    next_runs: dict[str, datetime] = field(default_factory=dict)
+    breakers: dict[str, datetime] = field(default_factory=dict)  # open: until then
+    claimed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DbState:
+    """What the database says, as of `at` (time.monotonic(); 0: never read)."""
+
+    at: float = 0.0
+    ok: bool = False
+    rows: dict[str, SourceStatus] = field(default_factory=dict)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    replicas: list[dict[str, Any]] | None = None  # a fleet's live replicas
+    next_due: dict[str, datetime] = field(default_factory=dict)  # a fleet's schedule
+
+
+class HealthSnapshot:
+    """The state /healthz is composed from; `compose()` is safe from any thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        replica: str,
+        fleet: bool,
+        live_replicas: Callable[[], list[dict[str, Any]]] | None = None,
+        config: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.store = store
+        self.replica = replica
+        self.fleet = fleet
+        self.live_replicas = live_replicas  # read in the refresh thread (a fleet's)
+        self.config = config  # the last reload's outcome (a dict replaced whole: thread-safe)
+        self.lock = threading.Lock()
+        self.loop = LoopState()
+        self.db = DbState()
+        self.passed: dict[str, dict[str, Any]] = {}  # from the last pass reports, by source
+        self._stop = threading.Event()
+        self._poked = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the writers -----------------------------------------------------------------------------
+
+    def publish(self, state: LoopState) -> None:
+        state.at = time.monotonic()
+        with self.lock:
+            self.loop = state
+
+    def observe_pass(self, report: PassReport) -> None:
+        """A pass ended: what its report says shows at once (the database read catches up)."""
+        c = report.crawl
+        now = datetime.now(UTC)
+        with self.lock:
+            before = self.passed.get(report.source, {})
+            row = self.db.rows.get(report.source)
+            self.passed[report.source] = {
+                "last_pass": now,
+                "ok": report.ok,
+                "last_error": None if report.ok else (report.error or "failed"),
+                "last_success": now
+                if report.ok
+                else before.get("last_success", row.last_success_at if row else None),
+                "last_pages": c.pages,
+                "last_new": c.new,
+                "last_duration": c.duration,
+                "failures": report.failures,
+                "baselined": report.ok
+                or bool(before.get("baselined"))
+                or bool(row and row.baselined_at),
+            }
+            if report.held_until is not None:
+                self.loop.breakers[report.source] = report.held_until
+
+    def refresh(self) -> None:
+        """Read the database's part (in the refresh thread; or once, by `Daemon.status()`)."""
+        with self.lock:
+            names = list(self.loop.sources)
+        state = DbState()
+        try:
+            state.ok = self.store.ping()
+            if state.ok:
+                state.rows = {row.name: row for row in self.store.source_status()}
+                state.incidents = self.store.open_incidents()
+                if self.fleet:
+                    state.next_due = self.store.next_due(names)
+                    if self.live_replicas is not None:
+                        state.replicas = self.live_replicas()
+        except StoreError as exc:
+            log.debug("health: the database could not be read: %s", exc)
+            state.ok = False
+        except Exception:
+            if not self._stop.is_set():  # the store may be closing under a stop
+                log.exception("health: reading the database's state failed")
+            state.ok = False
+        state.at = time.monotonic()
+        with self.lock:
+            self.db = state
+            for name, passed in list(self.passed.items()):
+                row = state.rows.get(name)
+                if row is not None and row.last_pass_at is not None:
+                    if row.last_pass_at > passed["last_pass"] + timedelta(seconds=1):
+                        del self.passed[name]  # a later pass (another replica's) is in the row
+
+    def start(self) -> None:
+        """The refresh thread (a daemon thread: it never holds up the exit)."""
+        self._thread = threading.Thread(target=self._run, name="health-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: float = 0.0) -> None:
+        """End the refresh thread; with `wait`, let a read in progress finish (the store is
+        closed next) for up to that many seconds."""
+        self._stop.set()
+        self._poked.set()
+        if wait and self._thread is not None:
+            self._thread.join(wait)
+
+    def poke(self) -> None:
+        """Read the database's part soon (a pass ended, the config changed)."""
+        self._poked.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._poked.clear()
+            self.refresh()
+            if self._poked.wait(HEALTH_REFRESH):
+                self._stop.wait(HEALTH_POKED)  # many passes ending: one read for them all
+
+    # --- the reader ------------------------------------------------------------------------------
+
+    def compose(self, *, detail: bool = False) -> dict[str, Any]:
+        """The /healthz answer: a summary, and with `detail` each source's last pass."""
+        now = time.monotonic()
+        with self.lock:
+            loop, db = self.loop, self.db
+            passed = dict(self.passed)
+        db_ok = db.ok and now - db.at < HEALTH_STALE
+        loop_age = now - loop.at if loop.at else None
+        running = loop.running and loop_age is not None and loop_age < LOOP_STALE
+        next_runs = db.next_due if self.fleet else loop.next_runs
+        sources: dict[str, dict[str, Any]] = {}
+        counts = {"total": 0, "ok": 0, "failing": 0, "never_passed": 0, "running": 0}
+        counts["breaker_open"] = 0
+        failing: list[str] = []
+        for name in loop.sources:
+            row = db.rows.get(name)
+            mine = passed.get(name)
+            last_pass = row.last_pass_at if row else None
+            newer = mine is not None and (last_pass is None or mine["last_pass"] >= last_pass)
+            if newer:
+                ok = mine["ok"]  # type: ignore[index]
+            else:
+                ok = None if last_pass is None else row.last_error is None  # type: ignore[union-attr]
+            until = loop.breakers.get(name)
+            counts["total"] += 1
+            if ok is None:
+                counts["never_passed"] += 1
+            elif ok:
+                counts["ok"] += 1
+            else:
+                counts["failing"] += 1
+                failing.append(name)
+            counts["running"] += name in loop.passing
+            counts["breaker_open"] += until is not None
+            if detail:
+                entry = _entry(name, row, mine if newer else None, until, loop)
+                entry["next_run"] = _iso(next_runs.get(name)) if running else None
+                sources[name] = entry
+        status: dict[str, Any] = {
+            "status": "ok" if running and db_ok else "unhealthy",
+            "scheduler": "running" if running else "stopped",
+            "replica": self.replica,
+            # "fleet": the schedule is shared in PostgreSQL; "alone": this process schedules it
+            "schedule": "fleet" if self.fleet else "alone",
+        }
+        if self.fleet and db_ok:
+            status["replicas"] = db.replicas or []
+            status["claimed"] = sorted(loop.claimed)
+        status.update(
+            {
+                "database": "ok" if db_ok else "unreachable",
+                "failing_sources": sorted(failing),
+                "source_counts": counts,
+                "incidents": db.incidents if db_ok else [],  # the watchdog's open incidents
+                # the last reload: {"reload": null | "applied" | "refused", "at", "problems"}
+                "config": self.config(),
+                # how old (seconds) the parts of this answer are
+                "age": {
+                    "loop": None if loop_age is None else round(loop_age, 1),
+                    "database": round(now - db.at, 1) if db.at else None,
+                },
+            }
+        )
+        if detail:
+            status["sources"] = sources
+        return status
+
+
+def _entry(
+    name: str,
+    row: SourceStatus | None,
+    mine: dict[str, Any] | None,
+    until: datetime | None,
+    loop: LoopState,
+) -> dict[str, Any]:
+    """One source in /healthz?detail=sources: its row, the last pass's report over it."""
+    last_pass = row.last_pass_at if row else None
+    error = row.last_error if row else None
+    entry: dict[str, Any] = {
+        "ok": None if last_pass is None else error is None,
+        "last_pass": _iso(last_pass),
+        "last_success": _iso(row.last_success_at if row else None),
+        "last_error": error,
+        "last_pages": row.last_pages if row else None,
+        "last_new": row.last_new if row else None,
+        "last_duration": row.last_duration if row else None,
+        "baselined": bool(row and row.baselined_at),
+        "failures": row.failures if row else 0,  # failed passes in a row
+    }
+    if mine is not None:
+        entry.update({k: _iso(v) if isinstance(v, datetime) else v for k, v in mine.items()})
+    entry.update(
+        {
+            "last_walk": _iso(row.walked_at if row else None),
+            "walk_seen": row.walk_seen if row else None,
+            "walk_total": row.walk_total if row else None,
+            "walk_incomplete": bool(row and row.walk_missing),
+            "running": name in loop.passing,
+            "next_run": None,  # set by the caller
+            # "open": passes spaced out until `breaker_until`
+            "breaker": "open" if until is not None else "closed",
+            "breaker_until": _iso(until),
+            "active": loop.active.get(name, True),
+        }
+    )
+    return entry
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
