@@ -9,7 +9,14 @@ import threading
 import time
 from pathlib import Path
 
-from tests.test_daemon import TimedRuntime, fake_config, free_port, http_get, wait_for
+from tests.test_daemon import (
+    TimedRuntime,
+    daemon_running,
+    fake_config,
+    free_port,
+    http_get,
+    wait_for,
+)
 from worker.config import SourceConfig, parse_config
 from worker.daemon import Daemon
 from worker.fetch import Fetcher
@@ -88,26 +95,13 @@ async def test_healthz_is_a_compact_summary_with_each_source_on_request(tmp_path
     port = free_port()
     names = [f"s{i}" for i in range(3)]
     text = fake_config(tmp_path, names, every="1h") + f"\n[http_status]\nport = {port}\n"
-    path = tmp_path / "worker.toml"
-    path.write_text(text)
-    config = parse_config(text, path)
-    store = Store(config.database)
-    store.migrate()
-    async with Fetcher(config.http) as fetcher:
-        runtime = TimedRuntime(config, store, fetcher, 0.01)
-        daemon = Daemon(runtime, path)
-        task = asyncio.create_task(daemon.serve())
-        try:
-            await wait_for(lambda: len(runtime.runs) >= 3, 10)
-            await asyncio.sleep(1.5)  # a publication of the loop's state after the passes
-            url = f"http://127.0.0.1:{port}/healthz"
-            code, summary_text = await asyncio.to_thread(http_get, url)
-            _, detail_text = await asyncio.to_thread(http_get, url + "?detail=sources")
-            _, path_text = await asyncio.to_thread(http_get, url + "/sources")
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(task, 10)
-            store.close()
+    async with daemon_running(tmp_path, text, delay=0.01) as (_, runtime):
+        await wait_for(lambda: len(runtime.runs) >= 3, 10)
+        await asyncio.sleep(1.5)  # a publication of the loop's state after the passes
+        url = f"http://127.0.0.1:{port}/healthz"
+        code, summary_text = await asyncio.to_thread(http_get, url)
+        _, detail_text = await asyncio.to_thread(http_get, url + "?detail=sources")
+        _, path_text = await asyncio.to_thread(http_get, url + "/sources")
     assert code == 200
     assert "\n " not in summary_text and ": " not in summary_text  # compact
     summary = json.loads(summary_text)
