@@ -76,6 +76,27 @@ def write_config(
     return path
 
 
+def write_sources_config(
+    path: Path, *, database: str, search_url: str, n: int, every: int, port: int, extra: str = ""
+) -> None:
+    """A daemon's config of `n` sources (`s00000`...) on one local search page, each every
+    `every` seconds, /healthz and /metrics on `port`, logging at WARNING; `extra`: more TOML."""
+    lines = [
+        f'database = "{database}"',
+        "",
+        "[http]\nmin_delay = 0\nconcurrency = 32\nper_host = 32\ntimeout = 30\nretries = 0\n",
+        f"[http_status]\nport = {port}\n",
+        extra,
+        '[logging]\nlevel = "WARNING"\n',
+    ]
+    for k in range(n):
+        lines.append(
+            f'[[sources]]\nname = "s{k:05d}"\nurl = "{search_url}&src=s{k:05d}"\n'
+            f'every = "{every}s"\n{SELECT_TOML}'
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
 @dataclass(frozen=True)
 class Measured:
     wall: float  # seconds, from fork to exit

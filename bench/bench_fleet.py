@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from _common import PG_ADMIN_URL, machine
+from _common import PG_ADMIN_URL, machine, write_sources_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.site import SELECT_TOML, NewsSite
+from worker.site import NewsSite
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -71,20 +71,10 @@ def free_port() -> int:
 def write_config(
     path: Path, db: str, site: NewsSite, n: int, every: int, port: int, i: int
 ) -> None:
-    lines = [
-        f'database = "{db}"',
-        "",
-        "[http]\nmin_delay = 0\nconcurrency = 32\nper_host = 32\ntimeout = 30\nretries = 0\n",
-        f"[http_status]\nport = {port}\n",
-        f'[fleet]\nreplica = "r{i}"\n',
-        '[logging]\nlevel = "WARNING"\n',
-    ]
-    for k in range(n):
-        lines.append(
-            f'[[sources]]\nname = "s{k:05d}"\nurl = "{site.search_url}&src=s{k:05d}"\n'
-            f'every = "{every}s"\n{SELECT_TOML}'
-        )
-    path.write_text("\n".join(lines) + "\n")
+    fleet = f'[fleet]\nreplica = "r{i}"\n'
+    write_sources_config(
+        path, database=db, search_url=site.search_url, n=n, every=every, port=port, extra=fleet
+    )
 
 
 def metrics(port: int) -> tuple[float, dict[float, float]]:

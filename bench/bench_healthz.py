@@ -29,26 +29,16 @@ import urllib.request
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from _common import ROOT, machine
+from _common import ROOT, machine, write_sources_config
 from bench_fleet import RequestClock, cpu_seconds, free_port, rss_mb, wait_healthy
 
-from worker.site import SELECT_TOML, NewsSite
+from worker.site import NewsSite
 
 
 def write_config(path: Path, db: Path, site: NewsSite, n: int, every: int, port: int) -> None:
-    lines = [
-        f'database = "sqlite:///{db}"',
-        "",
-        "[http]\nmin_delay = 0\nconcurrency = 32\nper_host = 32\ntimeout = 30\nretries = 0\n",
-        f"[http_status]\nport = {port}\n",
-        '[logging]\nlevel = "WARNING"\n',
-    ]
-    for k in range(n):
-        lines.append(
-            f'[[sources]]\nname = "s{k:05d}"\nurl = "{site.search_url}&src=s{k:05d}"\n'
-            f'every = "{every}s"\n{SELECT_TOML}'
-        )
-    path.write_text("\n".join(lines) + "\n")
+    write_sources_config(
+        path, database=f"sqlite:///{db}", search_url=site.search_url, n=n, every=every, port=port
+    )
 
 
 class Poller(threading.Thread):
