@@ -4,11 +4,15 @@ the matcher in a thread while the event loop keeps ticking; routes are computed 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
-from tests.test_daemon import daemon_running, fake_config
+from tests.test_daemon import daemon_running, fake_config, wait_for
 from worker.config import parse_config
+from worker.match import Matcher
 from worker.pipeline import Routes
 
 
@@ -36,19 +40,88 @@ async def test_a_reload_of_10000_watchlists_does_not_stall_the_event_loop(tmp_pa
                 await asyncio.sleep(0.01)
                 lags.append(time.monotonic() - started - 0.01)
 
+        # start-up's end (its own collection, then its freeze)
+        await wait_for(lambda: daemon.watcher.task is not None, 10)
+        collections: list[int] = []  # the generation of each collection during the reload
+
+        def heard(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
         tick = asyncio.create_task(ticker())
         text = fake_config(tmp_path, ["a", "b"], every="1h") + watchlists_toml(10_000)
+        gc.callbacks.append(heard)
         started = time.monotonic()
-        assert await daemon.reload(text.encode())
+        try:
+            (tmp_path / "worker.toml").write_text(text)  # as a person would: the watcher agrees
+            assert await daemon.reload()
+        finally:
+            gc.callbacks.remove(heard)
         took = time.monotonic() - started
         done.set()
         await tick
+        # a full collection holds the interpreter lock while it walks all it tracks: none ran
+        # while the new config and matcher were built (the young generations' may run between
+        # the watcher's reload of the file and this one), and what they are is out of later ones
+        assert 2 not in collections
+        assert gc.isenabled()
+        assert gc.is_tracked(runtime.matcher)
+        assert not any(o is runtime.matcher for o in gc.get_objects())  # frozen
         assert len(runtime.config.watchlists) == 10_000
         assert len(runtime.matcher.match("Alpha77 beta news", "")) == 1  # the new matcher
     worst = max(lags)
     print(f"reload of 10,000 watchlists: {took:.2f}s; the loop's worst lag {worst * 1000:.0f} ms")
     assert len(lags) > 20  # the loop kept ticking through the reload ...
     assert worst < 0.4, f"the loop stalled {worst:.3f}s"  # ... (target 0.1 s; a loaded machine)
+
+
+async def test_a_reload_frees_the_matcher_it_replaces_without_the_collector(
+    tmp_path: Path,
+) -> None:
+    # what a reload builds is frozen out of the collector's walks (worker/daemon/collector.py),
+    # so what it replaces must be freed by reference counting alone: no cycle may hold it
+    async with daemon_running(tmp_path, fake_config(tmp_path, ["a"], every="1h"), 0.01) as (
+        daemon,
+        runtime,
+    ):
+        # a pass holds the matcher it began with
+        await wait_for(lambda: runtime.runs and not daemon.jobs.in_flight(), 10)
+        gone: list[weakref.ref[Any]] = []
+        for n in (40, 60, 80):
+            gone.append(weakref.ref(runtime.matcher))
+            (tmp_path / "worker.toml").write_text(
+                fake_config(tmp_path, ["a"], every="1h") + watchlists_toml(n)
+            )
+            assert await daemon.reload()
+            assert len(runtime.config.watchlists) == n
+        assert [ref() is None for ref in gone] == [True, True, True]
+
+
+async def test_a_refused_reload_leaves_the_collector_running(tmp_path: Path) -> None:
+    async with daemon_running(tmp_path, fake_config(tmp_path, ["a"], every="1h"), 0.01) as (
+        daemon,
+        _,
+    ):
+        assert not await daemon.reload(b"this is = not [valid")
+        assert gc.isenabled()
+        assert not await daemon.reload(
+            (fake_config(tmp_path, ["a"], every="1h") + "[[watchlists]]\nname = 3\n").encode()
+        )
+        assert gc.isenabled()
+
+
+def test_building_a_matcher_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    config = parse_config(fake_config(Path("/nonexistent"), ["a"]) + watchlists_toml(50))
+    query = config.watchlists[0].model_copy(
+        update={"keywords": [], "query": '(alpha OR "beta gamma") AND -(delta NEAR/3 eps*)'}
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        Matcher([*config.watchlists, query])
+        assert gc.collect() == 0  # freed by reference counting alone: no cycle
+    finally:
+        gc.enable()
 
 
 def test_routes_are_computed_once_per_config_and_follow_each_watchlists_sources() -> None:

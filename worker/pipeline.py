@@ -113,6 +113,16 @@ class Routes:
         return merged
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a config's watchlists need, built ahead of a switch to it (`Runtime.prepare`)."""
+
+    matcher: Matcher
+    routes: Routes
+    rendering: Rendering
+    pacing: Pacing
+
+
 class Runtime:
     """The long-lived objects of one worker process, for a given (swappable) config."""
 
@@ -174,18 +184,24 @@ class Runtime:
             self._notifier.close()
 
     @staticmethod
-    def prepare(config: Config) -> tuple[Matcher, Routes]:
-        """The matcher and routes of a config: the costly part of `apply`, to build in a thread
-        (10,000 watchlists take seconds) while the loop goes on with the old ones."""
-        return Matcher(config.watchlists), Routes(config.watchlists)
+    def prepare(config: Config) -> Prepared:
+        """The matcher, routes, templates and pacing of a config: the costly part of `apply`
+        (seconds for 10,000 watchlists), to build in a thread while the loop goes on with the
+        old ones."""
+        return Prepared(
+            Matcher(config.watchlists),
+            Routes(config.watchlists),
+            Rendering.from_config(config),
+            Pacing.from_config(config),
+        )
 
-    def apply(self, config: Config, prepared: tuple[Matcher, Routes] | None = None) -> None:
+    def apply(self, config: Config, prepared: Prepared | None = None) -> None:
         """Switch to a new config: later pages are matched and delivered by it."""
-        matcher, routes = prepared if prepared is not None else self.prepare(config)
+        ready = prepared if prepared is not None else self.prepare(config)
         notifier = Notifier(config.channels, timeout=config.alerts.send_timeout)
-        self.config, self.matcher, self.routes, self._notifier = config, matcher, routes, notifier
-        self.rendering = Rendering.from_config(config)
-        self.pacing = Pacing.from_config(config)
+        self.config, self._notifier = config, notifier
+        self.matcher, self.routes = ready.matcher, ready.routes
+        self.rendering, self.pacing = ready.rendering, ready.pacing
 
     def plan_for(self, source: str) -> Plan:
         """What a new article of `source` must produce: one AlertPlan per matching watchlist."""

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from worker.config import Config, ConfigError, parse_config
+from worker.daemon.collector import collector_paused
 from worker.daemon.tasks import file_digest, wait_any
 from worker.health import Metrics
 from worker.notify import check_channel_urls
@@ -91,39 +92,45 @@ class ConfigWatcher:
         Returns False, logs each problem as `worker check` prints it and keeps the last good
         config when the new one is invalid (or cannot be applied).
         """
+        # the collector paused from the parse to the swap: the new config's objects, built in
+        # threads, frozen by the daemon once accepted, never walked by a collection that would
+        # pause the loop (collector.py)
         async with self._lock:
-            if data is None:
-                data = await asyncio.to_thread(self.read)
-            if data is not None:
-                self.digest = hashlib.sha256(data).digest()
-            try:
-                new = await asyncio.to_thread(self.parse, data)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    log.error(
-                        "config reload refused, keeping the last good config: %s: %s",
-                        exc.path,
-                        problem,
-                    )
-                self.metrics.observe_reload(False, [f"{exc.path}: {p}" for p in exc.problems])
-                return False
-            except Exception as exc:  # a validator's bug: refused like an invalid config
+            with collector_paused():
+                return await self._reload(data)
+
+    async def _reload(self, data: bytes | None) -> bool:
+        if data is None:
+            data = await asyncio.to_thread(self.read)
+        if data is not None:
+            self.digest = hashlib.sha256(data).digest()
+        try:
+            new = await asyncio.to_thread(self.parse, data)
+        except ConfigError as exc:
+            for problem in exc.problems:
                 log.error(
-                    "config reload refused, keeping the last good config: %s: "
-                    "cannot validate it (%s)",
-                    self.path,
-                    type(exc).__name__,
+                    "config reload refused, keeping the last good config: %s: %s",
+                    exc.path,
+                    problem,
                 )
-                self.metrics.config_reloads.labels(outcome="invalid").inc()
-                return False
-            try:
-                await self.apply(new)
-            except Exception as exc:  # e.g. the new [http_status] port is taken
-                log.error("config reload failed while applying it: %s", exc)
-                self.metrics.observe_reload(False, [f"while applying it: {exc}"])
-                return False
-            self.metrics.observe_reload(True)
-            return True
+            self.metrics.observe_reload(False, [f"{exc.path}: {p}" for p in exc.problems])
+            return False
+        except Exception as exc:  # a validator's bug: refused like an invalid config
+            log.error(
+                "config reload refused, keeping the last good config: %s: cannot validate it (%s)",
+                self.path,
+                type(exc).__name__,
+            )
+            self.metrics.config_reloads.labels(outcome="invalid").inc()
+            return False
+        try:
+            await self.apply(new)
+        except Exception as exc:  # e.g. the new [http_status] port is taken
+            log.error("config reload failed while applying it: %s", exc)
+            self.metrics.observe_reload(False, [f"while applying it: {exc}"])
+            return False
+        self.metrics.observe_reload(True)
+        return True
 
     def parse(self, data: bytes | None) -> Config:
         if data is None:

@@ -286,52 +286,7 @@ class Matcher:
         out = _Compiled()
         seen: set[int] = set()
 
-        def walk(node: Node, negate: bool) -> tuple[_Form, set[int] | None, float]:
-            """Negation normal form on the way (NOTs pushed down to the leaves, nested ANDs or
-            ORs flattened): (the form, its triggers or None, their cost)."""
-            if isinstance(node, Not):
-                return walk(node.child, not negate)
-            if isinstance(node, Term | Near):
-                leaf = self._leaf(node, stemmed)
-                if negate:
-                    return ("-", leaf), None, 0.0
-                if leaf not in seen:
-                    seen.add(leaf)
-                    out.reported.append((leaf, node.text))
-                return ("+", leaf), {leaf}, _cost(node)
-            op = "and" if isinstance(node, And) != negate else "or"  # De Morgan
-            pos: set[int] = set()
-            neg: set[int] = set()
-            subs: list[_Form] = []
-            triggers: list[tuple[set[int] | None, float]] = []
-            for child in node.children:
-                form, found, cost = walk(child, negate)
-                triggers.append((found, cost))
-                if form[0] == "+":
-                    pos.add(form[1])
-                elif form[0] == "-":
-                    neg.add(form[1])
-                elif form[0] == op:  # (a AND b) AND c = a AND b AND c
-                    pos |= form[1]
-                    neg |= form[2]
-                    subs.extend(form[3])
-                else:
-                    subs.append(form)
-            form = (op, frozenset(pos), frozenset(neg), tuple(subs))
-            if op == "or":
-                if any(t is None for t, _ in triggers):
-                    return form, None, 0.0
-                union: set[int] = set()
-                for t, _ in triggers:
-                    union |= t  # type: ignore[arg-type]
-                return form, union, sum(c for _, c in triggers)
-            anchored = [(t, c) for t, c in triggers if t is not None]
-            if not anchored:
-                return form, None, 0.0
-            best = min(anchored, key=lambda tc: tc[1])
-            return form, best[0], best[1]
-
-        top, triggers, _ = walk(root, False)
+        top, triggers, _ = self._walk(root, False, stemmed, seen, out)
         assert triggers is not None  # parse_query refuses queries without one
         out.triggers = triggers
         # a positive leaf, or an OR of them, is true as soon as one of its triggers is
@@ -340,6 +295,56 @@ class Matcher:
         if len(out.reported) > 4:
             out.report_at = {leaf: (i, text) for i, (leaf, text) in enumerate(out.reported)}
         return out
+
+    def _walk(
+        self, node: Node, negate: bool, stemmed: bool, seen: set[int], out: _Compiled
+    ) -> tuple[_Form, set[int] | None, float]:
+        """Negation normal form on the way (NOTs pushed down to the leaves, nested ANDs or
+        ORs flattened): (the form, its triggers or None, their cost). A method, not a closure
+        in `_compile`: a closure that calls itself is a reference cycle holding the Matcher,
+        which only the cyclic collector frees, and a reload freezes what it built out of the
+        collector's reach (worker/daemon/collector.py)."""
+        if isinstance(node, Not):
+            return self._walk(node.child, not negate, stemmed, seen, out)
+        if isinstance(node, Term | Near):
+            leaf = self._leaf(node, stemmed)
+            if negate:
+                return ("-", leaf), None, 0.0
+            if leaf not in seen:
+                seen.add(leaf)
+                out.reported.append((leaf, node.text))
+            return ("+", leaf), {leaf}, _cost(node)
+        op = "and" if isinstance(node, And) != negate else "or"  # De Morgan
+        pos: set[int] = set()
+        neg: set[int] = set()
+        subs: list[_Form] = []
+        triggers: list[tuple[set[int] | None, float]] = []
+        for child in node.children:
+            form, found, cost = self._walk(child, negate, stemmed, seen, out)
+            triggers.append((found, cost))
+            if form[0] == "+":
+                pos.add(form[1])
+            elif form[0] == "-":
+                neg.add(form[1])
+            elif form[0] == op:  # (a AND b) AND c = a AND b AND c
+                pos |= form[1]
+                neg |= form[2]
+                subs.extend(form[3])
+            else:
+                subs.append(form)
+        form = (op, frozenset(pos), frozenset(neg), tuple(subs))
+        if op == "or":
+            if any(t is None for t, _ in triggers):
+                return form, None, 0.0
+            union: set[int] = set()
+            for t, _ in triggers:
+                union |= t  # type: ignore[arg-type]
+            return form, union, sum(c for _, c in triggers)
+        anchored = [(t, c) for t, c in triggers if t is not None]
+        if not anchored:
+            return form, None, 0.0
+        best = min(anchored, key=lambda tc: tc[1])
+        return form, best[0], best[1]
 
     # --- the word index ----------------------------------------------------------------------
 
