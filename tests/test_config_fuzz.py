@@ -9,6 +9,7 @@ import io
 import math
 import random
 import re
+from collections import Counter
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,14 +276,20 @@ def test_thousands_of_mutated_configs_never_crash_check(seed):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-async def test_a_daemon_survives_two_thousand_mutated_reloads(tmp_path: Path) -> None:
+async def test_a_daemon_survives_two_thousand_mutated_reloads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     good = fake_config(tmp_path, ["a"], every="1h")
     async with daemon_running(tmp_path, good, delay=0.01) as (daemon, runtime):
+        outcomes = Counter()
         for text in cases(7, 2000):
-            await daemon.reload(text.replace("http_status", "x").encode("utf-8", "surrogatepass"))
+            raw = text.replace("http_status", "x").encode("utf-8", "surrogatepass")
+            outcomes[bool(await daemon.reload(raw))] += 1
+        assert outcomes[False] > 1000 and sum(outcomes.values()) == 2000
         assert daemon.watcher.task is not None and not daemon.watcher.task.done()
         (tmp_path / "worker.toml").write_text(fake_config(tmp_path, ["fixed"], every="1h"))
         await wait_for(lambda: [s.name for s in runtime.config.sources] == ["fixed"], 15)
+    assert "Traceback" not in caplog.text
 
 
 async def test_the_config_watcher_survives_an_unexpected_error_and_applies_the_next_edit(

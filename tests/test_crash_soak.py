@@ -151,7 +151,7 @@ def test_five_kills_during_sends_lose_nothing_and_double_at_most_one_batch_per_c
 def test_thirty_kills_during_sends_lose_nothing(
     tmp_path, db_url, listing, webhook_server, timing
 ) -> None:
-    figures = soak(tmp_path, db_url, listing, webhook_server, kills=32, articles=250, timing=timing)
+    figures = soak(tmp_path, db_url, listing, webhook_server, kills=32, articles=400, timing=timing)
     print(f"kill -9 soak ({db_url.split(':')[0]}):", figures)
     assert figures["kills"] >= 30
     assert figures["lost"] == 0 and figures["unexpected"] == 0

@@ -225,6 +225,65 @@ def test_discord_posts_allow_no_mentions(monkeypatch) -> None:
     assert "@everyone" not in json.dumps(posted[0], ensure_ascii=False)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7F/#news",
+    ],
+    ids=["discord", "slack"],
+)
+def test_mentions_and_masked_links_in_a_title_reach_discord_and_slack_inert(
+    monkeypatch, url: str
+) -> None:
+    """The services no local server stands in for, checked at the last step before the network
+    (requests.post, requests.request for Slack): no mention, no Slack link, no Markdown link is
+    left live in what is posted,
+    after apprise's own conversions (its Slack plugin turns `[text](url)` into `<url|text>`)."""
+    import asyncio
+    import json
+
+    import requests
+
+    from worker.models import Delivery
+    from worker.notify import Notifier, render
+
+    posted: list[str] = []
+
+    def post(url: str, data: str | bytes | None = None, **kwargs: object) -> requests.Response:
+        posted.append(json.dumps(json.loads(data or "{}"), ensure_ascii=False))
+        response = requests.Response()
+        response.status_code = 200 if "slack" in url else 204
+        response._content = b"ok"
+        return response
+
+    monkeypatch.setattr(requests, "post", post)
+    monkeypatch.setattr(requests, "request", lambda _method, url, **kw: post(url, **kw))
+    notifier = Notifier({"c": [url]}, timeout=5)
+    delivery = Delivery(
+        id=1,
+        watchlist="rail",
+        channel="c",
+        attempts=0,
+        article_url="https://x.org/a",
+        title=MENTIONS,
+        summary="See <https://evil.example|here> and [more](https://evil.example/y) @channel",
+        published=None,
+        source="s",
+        keywords=("railway",),
+    )
+    try:
+        result = asyncio.run(notifier.send("c", render(delivery)))
+    finally:
+        notifier.close()
+    assert result.ok, result
+    assert posted
+    for body in posted:
+        for live in ("@everyone", "@here", "@channel", "<!channel>", "<@U123>", "]("):
+            assert live not in body, (live, body)
+        assert "<https://evil" not in body and "|click" not in body, body
+
+
 # --- an article's text belongs to the source that listed it -------------------------------------
 
 

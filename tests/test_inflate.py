@@ -10,6 +10,8 @@ import pytest
 
 from worker.inflate import PIECE, DecodeError, decoder_for
 
+zstd = pytest.importorskip("backports.zstd")  # Python 3.14+: compression.zstd (the same API)
+
 TEXT = b"<p>" + b"Railway news from Bishkek. " * 20_000  # 540 KB
 
 
@@ -23,6 +25,7 @@ ENCODED = {
     "x-gzip": gzip.compress(TEXT),
     "deflate": zlib.compress(TEXT),
     "br": brotli.compress(TEXT),
+    "zstd": zstd.compress(TEXT),
     "identity": TEXT,
     "": TEXT,
 }
@@ -55,8 +58,11 @@ def test_raw_deflate_without_a_zlib_header_is_read_too() -> None:
     [
         ("gzip, gzip", "stacked content-encodings (gzip, gzip): only one layer is accepted"),
         ("gzip,br", "stacked content-encodings (gzip, br): only one layer is accepted"),
-        ("zstd", "unsupported content-encoding 'zstd' (accepted: gzip, deflate, br)"),
-        ("compress", "unsupported content-encoding 'compress' (accepted: gzip, deflate, br)"),
+        ("gzip, zstd", "stacked content-encodings (gzip, zstd): only one layer is accepted"),
+        (
+            "compress",
+            "unsupported content-encoding 'compress' (accepted: gzip, deflate, br, zstd)",
+        ),
     ],
 )
 def test_stacked_and_unknown_encodings_are_refused_from_the_header(
@@ -70,7 +76,29 @@ def test_identity_layers_do_not_count() -> None:
     assert b"".join(decode("identity, gzip", ENCODED["gzip"], 4096)) == TEXT
 
 
-@pytest.mark.parametrize("header", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("header", ["gzip", "deflate", "br", "zstd"])
 def test_corrupt_data_is_a_decode_error(header: str) -> None:
     with pytest.raises(DecodeError):
         decode(header, b"\x1f\x8b\x08\x00garbage-garbage-garbage" * 10, 64)
+
+
+def test_zstd_frames_back_to_back_decode_as_one_body() -> None:
+    """RFC 8878: zstd data is one or more frames (a server may flush a frame per chunk)."""
+    body = zstd.compress(TEXT[:1000]) + zstd.compress(TEXT[1000:])
+    assert b"".join(decode("zstd", body, 4096)) == TEXT
+
+
+def test_a_zstd_frame_whose_window_is_over_8mb_is_refused_before_it_allocates() -> None:
+    """A frame names its window (up to 2 GB) and the decoder allocates it first: over RFC 9659's
+    8 MB it is refused, as browsers do, whatever the frame holds."""
+    big_window = {zstd.CompressionParameter.window_log: 27}  # 128 MB
+    body = zstd.compress(b"\0" * (16 * 1024 * 1024), options=big_window)
+    assert len(body) < 2000
+    with pytest.raises(DecodeError, match=r"^zstd frame with a window over 8 MB$"):
+        decode("zstd", body, 4096)
+
+
+def test_a_zstd_body_cut_short_is_a_decode_error() -> None:
+    body = ENCODED["zstd"]
+    with pytest.raises(DecodeError, match=r"^truncated zstd data$"):
+        decode("zstd", body[: len(body) // 2], 4096)

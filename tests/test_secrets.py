@@ -1,6 +1,7 @@
 """Planted secrets (issue #9): a config whose passwords and tokens come from the environment, run
-through every command as a real program with `-v`, and the daemon with a refused reload and a
-failing channel: not one output line, log line or error holds a secret."""
+through every command that reads it as a real program with `-v` (search, why, feed and probe
+included), and the daemon with a refused reload and a failing channel: not one output line, log
+line or error holds a secret."""
 
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ def test_no_command_and_no_daemon_log_line_shows_a_planted_secret(
         _run(config, "alerts", "--status", "pending"),
         _run(config, "test-alert"),
         _run(config, "alerts", "--retry"),
+        _run(config, "search", "railway"),
+        _run(config, "why", listing.base + "/a/1"),
+        _run(config, "why", "--json", listing.base + "/a/1"),
+        _run(config, "feed", "rail"),
+        _run(config, "probe", listing.base + "/list"),
     ]
     assert smtp_server.wait_for(2) and webhook_server.wait_for(2)  # the alerts and the tests
     assert any(login[2] == SECRETS["SMTP_PW"] for login in smtp_server.logins)  # it was used
@@ -109,6 +115,11 @@ def test_no_command_and_no_daemon_log_line_shows_a_planted_secret(
     outputs.append(_run(broken, "check"))
     assert "sources[0].every: '****' is not a duration" in outputs[-1]
     assert "dead: FAILED" in outputs[7] and "json://user:****@127.0.0.1:9/down" in outputs[7]
+    # the reading commands did read: the article, its deliveries, the feed, the proposed block
+    assert all("Railway opens" in outputs[i] for i in (9, 10, 12)), outputs[9:14]
+    codes = [out.splitlines()[0].rsplit(" ", 1)[1] for out in outputs[9:14]]
+    assert codes == ["0"] * 4 + ["1"], outputs[9:14]  # one article is no listing to probe
+    assert "no listing found" in outputs[13]
 
     log = tmp_path / "daemon.log"
     with log.open("w") as err:

@@ -1,5 +1,5 @@
 """The daemon's memory over time: `worker run` on sources polled every second (a news site
-publishing a matching article every 2 s, a gzip bomb, a page nesting 100,000 elements behind
+publishing a matching article every 2 s, a gzip bomb, a zstd bomb, a page nesting 100,000 elements behind
 `<!-->`, a host that never answers), alerts to a webhook; its RSS sampled from /proc each second.
 
 The default suite runs 40 s; `-m slow` runs 5 minutes (WORKER_SOAK_SECONDS overrides). After
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from backports import zstd
 
 from tests.fixtures.hostile import HANG, HostileServer, answer, listing_html
 from tests.fixtures.servers import WebhookServer
@@ -44,14 +45,16 @@ def soak(
 ) -> tuple[list[float], int]:
     bomb = gzip.compress(b"\0" * (50 * MB), 9)
     deep = listing_html(hostile_server.url("/a"), ["d"]) + "<!-->" + "<div>" * 100_000
+    zbomb = zstd.compress(b"\0" * (50 * MB))
     hostile_server.add("/bomb", lambda _r: answer(body=bomb, Content_Encoding="gzip"))
+    hostile_server.add("/zbomb", lambda _r: answer(body=zbomb, Content_Encoding="zstd"))
     hostile_server.add("/deep", lambda _r: answer(body=deep))
     hostile_server.add("/hang", lambda _r: HANG)
     hostile = '[sources.select]\nitem = "main article"\ntitle = "h2 a"\nlink = "h2 a"\n'
     sources = [
         f'[[sources]]\nname = "news"\nurl = "{news_site.search_url}"\nevery = "1s"\n{SELECT_TOML}'
     ]
-    for name in ("bomb", "deep", "hang"):
+    for name in ("bomb", "zbomb", "deep", "hang"):
         sources.append(
             f'[[sources]]\nname = "{name}"\nurl = "{hostile_server.url("/" + name)}"\n'
             f'every = "1s"\n{hostile}'

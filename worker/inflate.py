@@ -3,8 +3,14 @@
 httpx decodes `Content-Encoding: gzip, gzip` layer by layer and inflates a whole network chunk
 before the caller sees a byte, so the size cap was checked after the harm: a 3.5 KB answer took
 a process to 4 GB. Here the body's raw bytes are fed to one decoder that never returns more than
-PIECE bytes per step (zlib's `max_length`, brotli's `output_buffer_limit`), so the reader counts
-the decoded size as it grows and stops at its cap holding at most the cap plus one piece.
+PIECE bytes per step (zlib's and zstd's `max_length`, brotli's `output_buffer_limit`), so the
+reader counts the decoded size as it grows and stops at its cap holding at most the cap plus one
+piece.
+
+zstd is decoded by the standard library's `compression.zstd` (Python 3.14) or, before 3.14, by
+its backport `backports.zstd` (the same code, by the same author; no dependency of its own), with
+the window capped at 8 MB as RFC 9659 has HTTP decoders do (browsers refuse larger windows too):
+a zstd frame names its window, and the decoder allocates it before the first byte comes out.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ try:  # optional, as in httpx: advertised and decoded only when installed
 except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
     _HAS_BROTLI = False
+
+try:  # Python 3.14+: the standard library's; before, its backport (a dependency)
+    from compression import zstd as _zstd  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    try:
+        from backports import zstd as _zstd  # type: ignore[no-redef,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        _zstd = None
+
+ZSTD_WINDOW_LOG_MAX = 23  # 8 MB (RFC 9659 section 3: "a window size limit of 8 MB")
 
 
 class DecodeError(Exception):
@@ -125,8 +141,51 @@ class _Brotli:
             raise DecodeError("corrupt br data") from exc
 
 
+class _Zstd:
+    """zstd (RFC 8878): one or more frames back to back, each with a window of 8 MB at most."""
+
+    def __init__(self) -> None:
+        assert _zstd is not None
+        self._obj = self._new()
+        self._fed = False
+
+    @staticmethod
+    def _new() -> Any:
+        assert _zstd is not None
+        limit = {_zstd.DecompressionParameter.window_log_max: ZSTD_WINDOW_LOG_MAX}
+        return _zstd.ZstdDecompressor(options=limit)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        assert _zstd is not None
+        pending = data
+        self._fed = self._fed or bool(data)
+        while True:
+            if self._obj.eof:  # a frame ended: what follows it is the next frame
+                pending = self._obj.unused_data + pending
+                if not pending:
+                    return
+                self._obj = self._new()
+            try:
+                out = self._obj.decompress(pending, PIECE)
+            except _zstd.ZstdError as exc:
+                if "memory" in str(exc):  # the frame's window is over our limit
+                    raise DecodeError("zstd frame with a window over 8 MB") from exc
+                raise DecodeError("corrupt zstd data") from exc
+            pending = b""
+            if out:
+                yield out
+            elif self._obj.needs_input and not self._obj.eof:
+                return
+
+    def finish(self) -> Iterator[bytes]:
+        yield from self.feed(b"")
+        if self._fed and not self._obj.eof:  # (an empty body is left to the caller)
+            raise DecodeError("truncated zstd data")
+
+
 def supported() -> tuple[str, ...]:
-    return ("gzip", "deflate", "br") if _HAS_BROTLI else ("gzip", "deflate")
+    names = ("gzip", "deflate") + (("br",) if _HAS_BROTLI else ())
+    return names + (("zstd",) if _zstd is not None else ())
 
 
 def accept_encoding() -> str:
@@ -136,8 +195,7 @@ def accept_encoding() -> str:
 
 def decoder_for(header: str | None) -> Decoder:
     """The decoder for a Content-Encoding header value; DecodeError when it names more than
-    one layer (`gzip, gzip`) or an encoding other than gzip, deflate, br (zstd is refused:
-    the standard library of Python 3.11 has no decoder and no extra dependency is taken)."""
+    one layer (`gzip, gzip`) or an encoding other than gzip, deflate, br, zstd."""
     layers = [
         part.strip().lower()
         for part in (header or "").split(",")
@@ -155,4 +213,6 @@ def decoder_for(header: str | None) -> Decoder:
         )
     if name == "br":
         return _Brotli()
+    if name == "zstd":
+        return _Zstd()
     return _Zlib(gzip=name == "gzip")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -27,6 +27,7 @@ from protego import Protego
 
 from worker.config import HttpConfig
 from worker.fetch import FetchError, redact_url
+from worker.inflate import DecodeError, accept_encoding, decoder_for
 from worker.transport import make_transport
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ MAX_REDIRECTS = 5  # RFC 9309: follow at least five
 # after a 5xx or no answer, requests to that origin are refused for this long without asking
 # again: many sources on one host, or a 1 s schedule, do not hammer a robots.txt that is down
 RETRY_LATER = 60.0  # seconds
+ACCEPT = accept_encoding()
 
 
 class Disallowed(FetchError):
@@ -150,7 +152,9 @@ class Robots:
         try:
             async with (
                 httpx.AsyncClient(
-                    headers={"User-Agent": self._http.user_agent},
+                    # decoded here as the Fetcher does (worker/inflate.py): httpx would inflate
+                    # `gzip, gzip` layer by layer, a whole chunk at a time, before MAX_BYTES
+                    headers={"User-Agent": self._http.user_agent, "Accept-Encoding": ACCEPT},
                     timeout=httpx.Timeout(self._http.timeout),
                     follow_redirects=True,
                     max_redirects=MAX_REDIRECTS,
@@ -163,13 +167,10 @@ class Robots:
             ):
                 status = response.status_code
                 chunks: list[bytes] = []
-                size = 0
                 if 200 <= status < 300:
-                    async for chunk in response.aiter_bytes():
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size >= MAX_BYTES:
-                            break
+                    chunks = await _read_capped(response)
+        except DecodeError as exc:  # unreadable is unreachable (RFC 9309 2.3.1.4): try later
+            raise RobotsUnavailable(url, f"robots.txt cannot be read ({exc}): try later") from None
         except (TimeoutError, httpx.HTTPError) as exc:
             reason = type(exc).__name__ if isinstance(exc, httpx.HTTPError) else "timed out"
             raise RobotsUnavailable(
@@ -180,6 +181,29 @@ class Robots:
         body = b"".join(chunks)[:MAX_BYTES].decode("utf-8", errors="replace")
         log.info("robots.txt of %s: HTTP %d, %d byte(s)", redact_url(origin), status, len(body))
         return status, body if 200 <= status < 300 else ""
+
+
+async def _read_capped(response: httpx.Response) -> list[bytes]:
+    """The body decoded (one content-encoding layer) up to MAX_BYTES: at most MAX_BYTES plus one
+    decoded piece is held, the rest is neither read nor inflated."""
+    decoder = decoder_for(response.headers.get("Content-Encoding"))
+    chunks: list[bytes] = []
+    size = 0
+
+    def keep(pieces: Iterator[bytes]) -> bool:
+        nonlocal size
+        for piece in pieces:
+            chunks.append(piece)
+            size += len(piece)
+            if size >= MAX_BYTES:
+                return False
+        return True
+
+    async for raw in response.aiter_raw():
+        if not keep(decoder.feed(raw)):
+            return chunks
+    keep(decoder.finish())
+    return chunks
 
 
 def _entry(fetched_at: datetime, status: int, body: str) -> _Entry:
