@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +428,23 @@ def test_a_field_selector_matches_only_elements_reading_the_chosen_value() -> No
     chosen = [item.css_first("time.published") for item in items]
     read = lambda node: node.attributes.get("datetime")  # noqa: E731
     assert field_selector(items, chosen, read) == ".published"  # not "time": 2 dates each
+
+
+RELATIVE = "<!DOCTYPE html><html><body><main><h1>Latest</h1>{}</main></body></html>".format(
+    "".join(
+        f"<div class='entry'><a href='/news/{n}-story/'>Headline number {n} of the latest"
+        f" news</a><span class='when'>{ago}</span></div>"
+        for n, ago in enumerate(["3 hours ago", "5 hours ago", "yesterday", "2 days ago"])
+    )
+)
+
+
+def test_dates_written_only_as_hours_ago_are_read_against_the_fetch_time(serve: Any) -> None:
+    site = serve(StaticSite({"/latest": (200, RELATIVE)}))
+    before = datetime.now(UTC)
+    result = asyncio.run(probe(f"{site.base_url}/latest", HTTP))
+    assert result.found and result.proposal is not None and result.page1 is not None
+    assert result.proposal.published == ("span", None)  # the text, no attribute
+    dates = [item.published for item in result.page1.items]
+    assert all(d is not None and before - timedelta(days=3) < d < before for d in dates), dates
+    assert dates == sorted(dates, reverse=True)  # "3 hours ago" is the newest
