@@ -448,3 +448,30 @@ def test_dates_written_only_as_hours_ago_are_read_against_the_fetch_time(serve: 
     dates = [item.published for item in result.page1.items]
     assert all(d is not None and before - timedelta(days=3) < d < before for d in dates), dates
     assert dates == sorted(dates, reverse=True)  # "3 hours ago" is the newest
+
+
+NEXT_FORMS = [
+    "<a rel='next' href='/list?p=2'>Older</a>",
+    "<a href='/list?p=2'>Next</a>",
+    "<a href='/list?p=2'>&raquo;</a>",
+    "<a href='/list?p=2'>&rsaquo;</a>",
+    "<a aria-label='Next page' href='/list?p=2'><svg></svg></a>",
+    "<a class='more' href='/list?p=2'>More</a>",
+]
+
+
+@pytest.mark.parametrize(
+    "anchor", NEXT_FORMS, ids=["rel", "next", "raquo", "rsaquo", "aria", "more"]
+)
+def test_each_form_of_next_link_is_proposed_as_next(anchor: str) -> None:
+    from worker.parse.document import html_document
+    from worker.probe.blocks import find_candidates
+    from worker.probe.fields import propose
+
+    page = f"<main>{TEASERS}<div class='pager'><b>1</b> {anchor}</div></main>"
+    tree = html_document(page, "https://example.org/list")
+    proposal = propose(
+        tree, "https://example.org/list", find_candidates(tree, "https://example.org/list")[0]
+    )
+    assert proposal is not None and proposal.next is not None and proposal.page_url is None
+    assert proposal.next_url == "https://example.org/list?p=2"
