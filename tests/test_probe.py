@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +428,50 @@ def test_a_field_selector_matches_only_elements_reading_the_chosen_value() -> No
     chosen = [item.css_first("time.published") for item in items]
     read = lambda node: node.attributes.get("datetime")  # noqa: E731
     assert field_selector(items, chosen, read) == ".published"  # not "time": 2 dates each
+
+
+RELATIVE = "<!DOCTYPE html><html><body><main><h1>Latest</h1>{}</main></body></html>".format(
+    "".join(
+        f"<div class='entry'><a href='/news/{n}-story/'>Headline number {n} of the latest"
+        f" news</a><span class='when'>{ago}</span></div>"
+        for n, ago in enumerate(["3 hours ago", "5 hours ago", "yesterday", "2 days ago"])
+    )
+)
+
+
+def test_dates_written_only_as_hours_ago_are_read_against_the_fetch_time(serve: Any) -> None:
+    site = serve(StaticSite({"/latest": (200, RELATIVE)}))
+    before = datetime.now(UTC)
+    result = asyncio.run(probe(f"{site.base_url}/latest", HTTP))
+    assert result.found and result.proposal is not None and result.page1 is not None
+    assert result.proposal.published == ("span", None)  # the text, no attribute
+    dates = [item.published for item in result.page1.items]
+    assert all(d is not None and before - timedelta(days=3) < d < before for d in dates), dates
+    assert dates == sorted(dates, reverse=True)  # "3 hours ago" is the newest
+
+
+NEXT_FORMS = [
+    "<a rel='next' href='/list?p=2'>Older</a>",
+    "<a href='/list?p=2'>Next</a>",
+    "<a href='/list?p=2'>&raquo;</a>",
+    "<a href='/list?p=2'>&rsaquo;</a>",
+    "<a aria-label='Next page' href='/list?p=2'><svg></svg></a>",
+    "<a class='more' href='/list?p=2'>More</a>",
+]
+
+
+@pytest.mark.parametrize(
+    "anchor", NEXT_FORMS, ids=["rel", "next", "raquo", "rsaquo", "aria", "more"]
+)
+def test_each_form_of_next_link_is_proposed_as_next(anchor: str) -> None:
+    from worker.parse.document import html_document
+    from worker.probe.blocks import find_candidates
+    from worker.probe.fields import propose
+
+    page = f"<main>{TEASERS}<div class='pager'><b>1</b> {anchor}</div></main>"
+    tree = html_document(page, "https://example.org/list")
+    proposal = propose(
+        tree, "https://example.org/list", find_candidates(tree, "https://example.org/list")[0]
+    )
+    assert proposal is not None and proposal.next is not None and proposal.page_url is None
+    assert proposal.next_url == "https://example.org/list?p=2"

@@ -13,7 +13,7 @@
    title-like text; a pagination bar neither.
 3. **Fields.** In each teaser, the date (an element with a `datetime` attribute that parses,
    else the shortest element whose text parses with worker.parse's date parser, outside the
-   title) and the summary (the longest text of 40 characters or 6 words or more outside the
+   title; "3 hours ago" and "yesterday" are read against the fetch time, as `worker once` does) and the summary (the longest text of 40 characters or 6 words or more outside the
    title and the link).
 4. **Score.** Repetition (one point a teaser, at most 20), title length (up to 4 points at 8
    words on average), links to article-like paths (a slug of three words, a number of 4 digits
@@ -144,7 +144,9 @@ def _heading_of(node: LexborNode, item: LexborNode) -> LexborNode | None:
     return None
 
 
-def _teaser(node: LexborNode, page_url: str, here: str | None) -> Teaser | None:
+def _teaser(
+    node: LexborNode, page_url: str, here: str | None, now: datetime | None
+) -> Teaser | None:
     best: tuple[float, LexborNode, str, str] | None = None
     titled: set[str] = set()
     anchors = node.css("a[href]")
@@ -184,12 +186,12 @@ def _teaser(node: LexborNode, page_url: str, here: str | None) -> Teaser | None:
             break
     if teaser is None:
         return None
-    _read_date(teaser)
+    _read_date(teaser, now)
     _read_summary(teaser)
     return teaser
 
 
-def _read_date(teaser: Teaser) -> None:
+def _read_date(teaser: Teaser, now: datetime | None) -> None:
     for node in teaser.node.css("[datetime]"):
         value = parse_date(node.attributes.get("datetime") or "")
         if value is not None:
@@ -202,7 +204,7 @@ def _read_date(teaser: Teaser) -> None:
         text = text_of(node, MAX_DATE_TEXT + 1)
         if not text or len(text) > MAX_DATE_TEXT:
             continue
-        value = parse_date(text)
+        value = parse_date(text, now=now)  # "3 hours ago" against the fetch time
         if value is not None and (best is None or len(text) <= best[0]):
             best = (len(text), node, value)
     if best is not None:
@@ -316,15 +318,20 @@ def _score(candidate: Candidate) -> None:
     candidate.score = score
 
 
-def find_candidates(tree: LexborHTMLParser, page_url: str) -> list[Candidate]:
-    """The groups of teasers on the page, best first (see the module's docstring)."""
+def find_candidates(
+    tree: LexborHTMLParser, page_url: str, *, now: datetime | None = None
+) -> list[Candidate]:
+    """The groups of teasers on the page, best first (see the module's docstring); relative
+    dates ("3 hours ago") are read against `now`, the fetch time, as `worker once` reads them."""
     root = tree.body
     if root is None:
         return []
     here = canonicalize(page_url)
     by_links: dict[tuple[str, ...], Candidate] = {}
     for nodes in _groups(root):
-        teasers = [t for t in (_teaser(node, page_url, here) for node in nodes) if t is not None]
+        teasers = [
+            t for t in (_teaser(node, page_url, here, now) for node in nodes) if t is not None
+        ]
         if len(teasers) < MIN_TEASERS:
             continue
         if len({t.url for t in teasers}) < 0.8 * len(teasers):

@@ -101,9 +101,11 @@ def _equal_text_ancestors(teasers: list[Teaser]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def propose(tree: LexborHTMLParser, page_url: str, candidate: Candidate) -> Proposal | None:
+def propose(
+    tree: LexborHTMLParser, page_url: str, candidate: Candidate, *, now: datetime | None = None
+) -> Proposal | None:
     """The select table for `candidate` on this page, or None when no selector names its
-    teasers exactly."""
+    teasers exactly; relative dates are read against `now` (the fetch time)."""
     chosen = _item_selector(tree, candidate)
     if chosen is None:
         return None
@@ -121,7 +123,7 @@ def propose(tree: LexborHTMLParser, page_url: str, candidate: Candidate) -> Prop
     proposal = Proposal(url=page_url, item=item, title=title, link=link, teasers=teasers)
     proposal.score = candidate.score
     proposal.notes.extend(candidate.notes)
-    _published(proposal, nodes)
+    _published(proposal, nodes, now)
     _summary(proposal, nodes)
     skip = {t.node.mem_id for t in teasers}
     _results(proposal, tree, skip)
@@ -129,7 +131,7 @@ def propose(tree: LexborHTMLParser, page_url: str, candidate: Candidate) -> Prop
     return proposal
 
 
-def _published(proposal: Proposal, nodes: list[LexborNode]) -> None:
+def _published(proposal: Proposal, nodes: list[LexborNode], now: datetime | None) -> None:
     teasers = proposal.teasers
     dated = [t for t in teasers if t.date_node is not None]
     if len(dated) * 2 < len(teasers):
@@ -145,7 +147,7 @@ def _published(proposal: Proposal, nodes: list[LexborNode]) -> None:
     else:
 
         def as_date(node: LexborNode) -> datetime | None:
-            return parse_date(text_of(node, 200))
+            return parse_date(text_of(node, 200), now=now)
 
         css = field_selector(nodes, targets, as_date)
         attr = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -105,6 +106,7 @@ async def probe(
     async with Fetcher(http, transport=transport, gate=gate) as fetcher:
         try:
             page = await fetcher.get_html(url)
+            now = datetime.now(UTC)  # relative dates ("3 hours ago") are read against it
         except NotFound as exc:
             result.reason = f"the server answered {exc.reason}: an error, not a listing"
             return result
@@ -118,7 +120,7 @@ async def probe(
             return result
         scripts = len(tree.css("script"))
         tree.strip_tags(["script", "style", "noscript", "template"])  # never read as text
-        candidates = find_candidates(tree, page.url)
+        candidates = find_candidates(tree, page.url, now=now)
         result.candidates = len(candidates)
         log.info("probe %s: %d candidate group(s)", redact_url(page.url), len(candidates))
         if not candidates:
@@ -126,17 +128,17 @@ async def probe(
             return result
         tried: list[tuple[Proposal, list[str], ListingPage | None, ListingPage | None, str]] = []
         for candidate in candidates[:MAX_TRIED]:
-            proposal = propose(tree, page.url, candidate)
+            proposal = propose(tree, page.url, candidate, now=now)
             if proposal is None:
                 log.info("probe: no exact selector for a group of %d", len(candidate.teasers))
                 continue
             proposal.url = url
-            doubts, first, second, second_url = await _verify(proposal, page, fetcher)
+            doubts, first, second, second_url = await _verify(proposal, page, fetcher, now)
             if doubts and proposal.next and proposal.page_url_alt:  # try the page numbers
                 by_number = replace(
                     proposal, next=None, next_url=None, page_url=proposal.page_url_alt
                 )
-                again = await _verify(by_number, page, fetcher)
+                again = await _verify(by_number, page, fetcher, now)
                 if not again[0]:
                     log.info("probe: page 2 by the next link: %s; by number: verified", doubts)
                     proposal, (doubts, first, second, second_url) = by_number, again
@@ -164,7 +166,7 @@ async def probe(
 
 
 async def _verify(
-    proposal: Proposal, page: Page, fetcher: Fetcher
+    proposal: Proposal, page: Page, fetcher: Fetcher, now: datetime
 ) -> tuple[list[str], ListingPage | None, ListingPage | None, str]:
     """(doubts, page 1 as parsed, page 2 as parsed, page 2's URL); no doubts: verified."""
     doubts: list[str] = []
@@ -173,7 +175,7 @@ async def _verify(
     except ValidationError as exc:  # a selector lexbor refuses: never proposed
         return [f"the proposal is not a valid config: {exc.errors()[0]['msg']}"], None, None, ""
     try:
-        first = parse_listing(page.text, page.url, select)
+        first = parse_listing(page.text, page.url, select, now=now)
     except ParseError as exc:
         return [f"the worker's parser cannot read this page with it: {exc}"], None, None, ""
     seen = list(dict.fromkeys(t.url for t in proposal.teasers))
@@ -196,7 +198,7 @@ async def _verify(
         return doubts, first, None, ""
     try:
         page2 = await fetcher.get_html(second_url)
-        second = parse_listing(page2.text, page2.url, select)
+        second = parse_listing(page2.text, page2.url, select, now=now)
     except NotFound:
         doubts.append(f"page 2 ({second_url}) was not found")
         return doubts, first, None, second_url

@@ -7,7 +7,7 @@ A layout is a table (tests/cases/probe/*.toml) of `str.format` templates:
 - `templates.page`: the whole page, with `{items}`, `{counter}`, `{pager}`, `{featured}`;
 - `templates.item`: one teaser, with `{href}`, `{title}`, `{teaser}`, `{iso}` (ISO 8601 with
   the site's offset), `{human}` ("July 3, 2025"), `{dmy}` ("3 July 2025"), `{short}`
-  ("Jul 3, 2025"), `{ymd}` ("2025-07-03"), `{id}`;
+  ("Jul 3, 2025"), `{ymd}` ("2025-07-03"), `{dotted}` ("03.07.2025"), `{id}`;
 - `templates.counter`: with `{first}`, `{last}`, `{total}`, `{page}`, `{pages}` (optional);
 - `templates.pager` with `{links}`, and `number`/`current`/`prev`/`next` (`{href}`, `{n}`), each
   optional: a layout with only a "More" link has `next` alone, one with numbered pages only has
@@ -61,6 +61,7 @@ def _fields(article: SiteArticle) -> dict[str, str]:
         "dmy": f"{local.day} {local:%B} {local.year}",
         "short": f"{local:%b} {local.day}, {local.year}",
         "ymd": f"{local:%Y-%m-%d}",
+        "dotted": f"{local:%d.%m.%Y}",
         "id": str(article.id),
     }
 
