@@ -375,3 +375,59 @@ def test_an_article_pages_text_is_capped_at_100000_characters() -> None:
     html = "<html><body><article>" + "<p>word word word</p>" * 10_000 + "</article></body></html>"
     page = parse_article(html, "https://ex.org/a/", ArticleConfig(body="article"))
     assert MAX_BODY == 100_000 and len(page.body) == MAX_BODY and page.body.endswith("…")
+
+
+def test_a_new_articles_alerts_wait_for_its_page_and_a_reposts_are_dropped(sqlite_url) -> None:
+    """Alerts queued by the listing text of an article whose page is still to be read wait
+    (up to `hold_until`), so that a delivery round between the listing and the page cannot send
+    them: a page read or failed makes them due at once; a page naming another stored article
+    as canonical drops them with the copy."""
+    from datetime import UTC, timedelta
+
+    import sqlalchemy as sa
+
+    from worker.models import AlertPlan, Item
+    from worker.store import Store
+
+    def plan(item: Item) -> list[AlertPlan]:
+        return [AlertPlan("rail", ("railway",), ("hook",))]
+
+    t0 = datetime(2025, 7, 1, 12, tzinfo=UTC)
+    hold = t0 + timedelta(minutes=10)
+    store = Store(sqlite_url)
+    store.migrate()
+    try:
+        page = [
+            Item(url=f"https://ex.org/{n}/", title=f"Railway story {n}", summary=f"Text {n}.")
+            for n in ("read", "fails", "copy")
+        ]
+        store.store_page("s", page, plan, silent=False, now=t0, hold_until=hold)
+        assert store.next_due_at() == hold  # none due before its page is settled
+        pending = {p.url.split("/")[3]: p for p in store.pending_article_pages("s", 10)}
+        store.record_article_page(
+            pending["read"], body="The railway.", published=None, plan=plan, silent=False, now=t0
+        )
+        store.article_page_failed(pending["fails"].id)
+        result = store.record_article_page(
+            pending["copy"],
+            body="The railway.",
+            published=None,
+            plan=plan,
+            silent=False,
+            now=t0,
+            canonical="https://ex.org/read/",
+        )
+        assert result.repost_of == "https://ex.org/read/" and result.alerts_dropped == 1
+        engine = sa.create_engine(sqlite_url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT a.url, d.next_attempt_at FROM deliveries d "
+                    "JOIN articles a ON a.id = d.article_id ORDER BY a.url"
+                )
+            ).all()
+        engine.dispose()
+        assert rows == [("https://ex.org/fails/", None), ("https://ex.org/read/", None)]
+        assert store.next_due_at() == t0
+    finally:
+        store.close()

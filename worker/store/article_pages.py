@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from worker.models import AlertPlan, Item
 from worker.store.engine import StoreBase, dialect_insert
 from worker.store.helpers import _aware
-from worker.store.pages import MAX_BODY_CHARS
+from worker.store.pages import MAX_BODY_CHARS, MAX_PAGE_TRIES
 from worker.store.tables import (
     article_aliases,
     article_sources,
@@ -20,8 +20,6 @@ from worker.store.tables import (
     matches,
     sources,
 )
-
-MAX_PAGE_TRIES = 3  # an article page that failed this often is not tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +42,21 @@ class PageResult:
     matched: tuple[str, ...]  # watchlists matched now that were not matched before
     repost_of: str | None = None  # the page names another stored article as its canonical URL
     alerts_dropped: int = 0  # alerts the repost's listing text had queued, dropped with it
+
+
+def _release(conn: sa.Connection, article_id: int) -> None:
+    """The article's alerts held for its page (store_page's `hold_until`) are due now."""
+    d = deliveries
+    conn.execute(
+        sa.update(d)
+        .where(
+            d.c.article_id == article_id,
+            d.c.status == "pending",
+            d.c.attempts == 0,  # not one waiting for its retry
+            d.c.next_attempt_at.is_not(None),
+        )
+        .values(next_attempt_at=None)
+    )
 
 
 class ArticlePagesMixin(StoreBase):
@@ -79,6 +92,7 @@ class ArticlePagesMixin(StoreBase):
                 .where(articles.c.id == article_id)
                 .values(page_tries=articles.c.page_tries + 1)
             )
+            _release(conn, article_id)  # matched on its listing text meanwhile
             return int(
                 conn.scalar(sa.select(articles.c.page_tries).where(articles.c.id == article_id))
                 or 0
@@ -92,6 +106,7 @@ class ArticlePagesMixin(StoreBase):
                 .where(articles.c.id == article_id)
                 .values(page_tries=MAX_PAGE_TRIES)
             )
+            _release(conn, article_id)
 
     def _fold_repost(
         self, conn: sa.Connection, copy: int, url: str, original: int, now: datetime
@@ -137,6 +152,7 @@ class ArticlePagesMixin(StoreBase):
             conn.execute(sa.delete(articles).where(articles.c.id == copy))
         else:
             conn.execute(sa.update(articles).where(articles.c.id == copy).values(page_fetched=now))
+            _release(conn, copy)
         conn.execute(
             dialect_insert(self.dialect)(article_aliases).on_conflict_do_nothing(),
             {"url": url, "article_id": original, "first_seen": now},
@@ -191,6 +207,7 @@ class ArticlePagesMixin(StoreBase):
                     ),
                 )
             )
+            _release(conn, pending.id)
             before = set(
                 conn.scalars(
                     sa.select(matches.c.watchlist).where(matches.c.article_id == pending.id)
