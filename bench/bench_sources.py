@@ -1,6 +1,7 @@
 """Sources beyond teasers: a 300-page backfill with article pages on, a 3,000-item REST API
 backfill, a feed pass, and main-text extraction compared (trafilatura, readability-lxml, the
-`.entry-content` selector) on the local site's article pages.
+`.entry-content` selector) on the local site's article pages, and feed parsing compared
+(feedparser, and fastfeedparser when it is importable: not a dependency).
 
     python bench/bench_sources.py [--articles 3000] [--per-page 10]
 
@@ -85,6 +86,49 @@ def extraction(site: NewsSite, n: int) -> None:
         )
 
 
+def feed_parsers() -> None:
+    """The local site's RSS (as WordPress writes it) of 10 and of 100 items, parsed as
+    worker.parse.feeds calls feedparser, and by fastfeedparser; median of 20 parses."""
+    import feedparser
+
+    from worker.site import api
+    from worker.site.samples import synthetic_articles
+
+    try:
+        import fastfeedparser
+    except ImportError:
+        fastfeedparser = None
+    newest_first = list(reversed(synthetic_articles(200)))
+    parsers = [
+        (
+            "feedparser",
+            lambda b: feedparser.parse(b, sanitize_html=False, resolve_relative_uris=False),
+        )
+    ]
+    if fastfeedparser is not None:
+        parsers.append(("fastfeedparser", fastfeedparser.parse))
+    else:
+        print("  (fastfeedparser not installed: feedparser alone)")
+    default = api.FEED_ITEMS
+    try:
+        for n in (10, 100):
+            api.FEED_ITEMS = n
+            body = api.feed_response(newest_first, "http://127.0.0.1:1").body
+            for label, parse in parsers:
+                parse(body)
+                times = []
+                for _ in range(20):
+                    started = time.perf_counter()
+                    parse(body)
+                    times.append(time.perf_counter() - started)
+                print(
+                    f"  {label:16} {n:3} items ({len(body):,} bytes): "
+                    f"{statistics.median(times) * 1000:6.2f} ms"
+                )
+    finally:
+        api.FEED_ITEMS = default
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--articles", type=int, default=3000)
@@ -123,6 +167,8 @@ def main() -> None:
         print(f"feed pass (10 items): {len(site.requests)} request(s), {elapsed:.2f}s")
         print("main text of the local site's article pages (200 pages):")
         extraction(site, 200)
+        print("feed parsing:")
+        feed_parsers()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,36 @@ def test_max_per_pass_leaves_the_rest_for_later_passes(tmp_path, capsys, sqlite_
     assert all(a["body"] for a in stored(capsys, config).values())
 
 
+@pytest.mark.parametrize(("hosts", "read"), [("", False), ('hosts = ["localhost"]', True)])
+def test_an_article_on_another_host_is_matched_on_its_listing_text_unless_the_host_is_named(
+    tmp_path, capsys, sqlite_url, make_site, webhook_server, hosts, read
+):
+    """The listing is asked at 127.0.0.1 and links to localhost, another origin: without
+    `hosts` no article page is requested and each article is stored and matched on its listing
+    text; `hosts = ["localhost"]` (a loopback host, allowed as the listing is on one) reads them."""
+    site = make_site(sample=True, host="localhost")
+    sources = listing(site, hosts).replace("http://localhost:", "http://127.0.0.1:")
+    config = write_config(
+        tmp_path / "w.toml",
+        sqlite_url,
+        sources=sources,
+        channels={"one": webhook_server.url("/one")},
+        watchlists=GLACIER.replace('"one", "two"', '"one"'),
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    for n in range(4):  # links of either form (the site writes some relative)
+        site.publish(f"Glacier Melt Speeds Up, Part {n + 1}", "Glaciers shrink.", body=BODY)
+    assert run_worker(capsys, config, "once").code == 0
+    got = stored(capsys, config)
+    elsewhere = [url for url in got if url.startswith("http://localhost:")]
+    assert elsewhere and len(elsewhere) < len(got) == 24
+    assert all((got[url]["body"] is not None) is read for url in elsewhere)
+    assert all(got[url]["body"] is not None for url in got if url not in elsewhere)
+    assert len(article_requests(site)) == (24 if read else 24 - len(elsewhere))
+    news = [url for url in elsewhere if "glacier-melt" in url]
+    assert news and all(got[url]["watchlists"] == ["ice"] for url in news)  # the listing text
+
+
 @pytest.mark.parametrize(
     ("listing_url", "hosts", "url", "allowed"),
     [
@@ -238,8 +268,9 @@ def test_an_alert_for_a_body_only_match_carries_the_snippet_as_the_format_wants_
 def test_a_syndicated_copy_whose_page_names_the_original_as_canonical_is_not_alerted_again(
     tmp_path, capsys, sqlite_url, make_site, webhook_server
 ):
-    """A copy under another title and slug whose page says rel=canonical -> the original: its
-    URL becomes an alias of the original, and its body (the same keyword) alerts nothing."""
+    """A copy under another title and slug whose page says rel=canonical -> the original, its
+    listing text matching the watchlist too: its URL becomes an alias of the original, the copy
+    is no article of its own, and neither its teaser nor its body alerts again."""
     site = make_site(sample=True)
     config = write_config(
         tmp_path / "w.toml",
@@ -252,12 +283,20 @@ def test_a_syndicated_copy_whose_page_names_the_original_as_canonical_is_not_ale
     original = site.publish("Officials Meet in Bishkek", "Talks.", body=BODY)
     assert run_worker(capsys, config, "once").code == 0
     assert webhook_server.wait_for(1)
-    site.publish("Partner Wire: Bishkek Meeting", "Syndicated.", body=BODY, canonical_of=original)
+    copy = site.publish(
+        "Partner Wire: Glacier Talks in Bishkek", "Syndicated.", body=BODY, canonical_of=original
+    )
     run = run_worker(capsys, config, "once")
     assert run.code == 0 and "1 repost(s) of a stored article" in run.out, run
-    assert "0 alert(s) queued" in run.out
+    assert "0 alert(s) queued" in run.out  # the one its teaser queued went with it
+    got = stored(capsys, config)
+    assert site.url(copy) not in got and len(got) == 21
+    assert got[site.url(original)]["watchlists"] == ["ice"]
+    site.reset_log()
+    assert run_worker(capsys, config, "once").code == 0  # the copy listed again: its alias
+    assert article_requests(site) == []
     time.sleep(0.3)
-    assert len(webhook_server.received) == 1
+    assert [b["title"] for b in webhook_server.received] == [f"[ice] {original.title}"]
 
 
 async def test_a_redirect_that_leaves_the_listings_origin_is_never_followed(make_site) -> None:
@@ -327,3 +366,68 @@ def test_an_article_pages_date_comes_from_the_selector_or_meta_json_ld_and_time_
     config = ArticleConfig.model_validate({"published": published, "body": "article"})
     page = parse_article(html, "https://ex.org/a/", config)
     assert page.published == (datetime.fromisoformat(expected) if expected else None)
+
+
+def test_an_article_pages_text_is_capped_at_100000_characters() -> None:
+    from worker.parse.article import parse_article
+    from worker.parse.feeds import MAX_BODY
+
+    html = "<html><body><article>" + "<p>word word word</p>" * 10_000 + "</article></body></html>"
+    page = parse_article(html, "https://ex.org/a/", ArticleConfig(body="article"))
+    assert MAX_BODY == 100_000 and len(page.body) == MAX_BODY and page.body.endswith("…")
+
+
+def test_a_new_articles_alerts_wait_for_its_page_and_a_reposts_are_dropped(sqlite_url) -> None:
+    """Alerts queued by the listing text of an article whose page is still to be read wait
+    (up to `hold_until`), so that a delivery round between the listing and the page cannot send
+    them: a page read or failed makes them due at once; a page naming another stored article
+    as canonical drops them with the copy."""
+    from datetime import UTC, timedelta
+
+    import sqlalchemy as sa
+
+    from worker.models import AlertPlan, Item
+    from worker.store import Store
+
+    def plan(item: Item) -> list[AlertPlan]:
+        return [AlertPlan("rail", ("railway",), ("hook",))]
+
+    t0 = datetime(2025, 7, 1, 12, tzinfo=UTC)
+    hold = t0 + timedelta(minutes=10)
+    store = Store(sqlite_url)
+    store.migrate()
+    try:
+        page = [
+            Item(url=f"https://ex.org/{n}/", title=f"Railway story {n}", summary=f"Text {n}.")
+            for n in ("read", "fails", "copy")
+        ]
+        store.store_page("s", page, plan, silent=False, now=t0, hold_until=hold)
+        assert store.next_due_at() == hold  # none due before its page is settled
+        pending = {p.url.split("/")[3]: p for p in store.pending_article_pages("s", 10)}
+        store.record_article_page(
+            pending["read"], body="The railway.", published=None, plan=plan, silent=False, now=t0
+        )
+        store.article_page_failed(pending["fails"].id)
+        result = store.record_article_page(
+            pending["copy"],
+            body="The railway.",
+            published=None,
+            plan=plan,
+            silent=False,
+            now=t0,
+            canonical="https://ex.org/read/",
+        )
+        assert result.repost_of == "https://ex.org/read/" and result.alerts_dropped == 1
+        engine = sa.create_engine(sqlite_url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT a.url, d.next_attempt_at FROM deliveries d "
+                    "JOIN articles a ON a.id = d.article_id ORDER BY a.url"
+                )
+            ).all()
+        engine.dispose()
+        assert rows == [("https://ex.org/fails/", None), ("https://ex.org/read/", None)]
+        assert store.next_due_at() == t0
+    finally:
+        store.close()

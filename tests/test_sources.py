@@ -94,6 +94,34 @@ def test_a_wordpress_sources_search_key_is_the_apis_search_parameter(
     assert expected and set(articles(capsys, config)) == expected
 
 
+def test_a_wordpress_sources_categories_and_tags_are_the_apis_parameters(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    from worker.site.api import category_id
+
+    site = make_site(sample=True)
+    rail = site.publish("A Railway Opens", "rail news", categories=("glaciology",))
+    glaciology = category_id("glaciology")
+    wanted = f"categories = [{glaciology}, 99999]"
+    config = write_config(
+        tmp_path / "w.toml", sqlite_url, sources=wp_toml(site, extra=wanted), channels=hook
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    assert set(articles(capsys, config)) == {site.url(rail)}
+    assert any(f"categories={glaciology}%2C99999&" in p for p in site.requests)
+    config = write_config(
+        tmp_path / "w.toml",
+        sqlite_url,
+        sources=wp_toml(site, "tagged", "tags = [7]"),
+        channels=hook,
+    )
+    site.reset_log()
+    assert run_worker(capsys, config, "once").code == 0  # the site's posts have no tags
+    assert [p for p in site.requests if p.startswith("/wp-json/")] == [
+        "/wp-json/wp/v2/posts?tags=7&orderby=date&order=desc&per_page=100&page=1"
+    ]
+
+
 @pytest.mark.parametrize("mode", ["404", "html"])
 def test_a_rest_api_that_is_off_is_a_clear_error_naming_the_url(
     tmp_path, capsys, sqlite_url, make_site, hook, mode
@@ -120,6 +148,29 @@ def test_a_rest_page_missing_before_the_counters_last_page_fails_the_pass(
     run = run_worker(capsys, config, "once")
     assert run.code != 0
     assert "page 3 not found before the counter's last page (3, 250 listed)" in run.out + run.err
+
+
+@pytest.mark.parametrize(
+    ("counter", "asked", "stop"),
+    [
+        ("pages", ["1", "2", "3"], "last page (3 of 3)"),  # X-WP-TotalPages alone: no more
+        ("none", ["1", "2", "3", "4"], "page 4 not found (past the end)"),  # its 400: the end
+    ],
+)
+def test_a_rest_api_without_x_wp_total_is_read_to_its_last_page_by_the_other_signals(
+    tmp_path, capsys, sqlite_url, make_site, hook, counter, asked, stop
+):
+    """250 posts behind a proxy that keeps only X-WP-TotalPages (the page counter), or strips
+    both headers (then the API's 400 past the last page ends the walk): every post stored, the
+    pass complete."""
+    site = make_site(250, per_page=6)
+    site.rest_counter = counter
+    config = write_config(tmp_path / "w.toml", sqlite_url, sources=wp_toml(site), channels=hook)
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0 and stop in run.out, run
+    api = [p for p in site.requests if p.startswith("/wp-json/")]
+    assert sorted(p.rsplit("page=", 1)[1] for p in api) == asked
+    assert set(articles(capsys, config)) == {site.url(a) for a in site.articles()}
 
 
 def test_the_local_rest_api_answers_400_past_the_last_page(make_site) -> None:
@@ -415,3 +466,38 @@ def test_a_fingerprint_is_the_site_and_the_normalised_story() -> None:
     other_site = Item(url="https://other.org/a/", title=one.title, summary=text)
     assert fingerprint(one) == fingerprint(two) != fingerprint(other_site)
     assert fingerprint(Item(url="https://ex.org/c/", title="Photo of the day")) is None
+
+
+@pytest.mark.parametrize(("days", "repost"), [(6, True), (8, False)])
+def test_the_same_story_under_a_new_url_is_a_repost_within_7_days_only(sqlite_url, days, repost):
+    """Seen again on the same site 6 days later: an alias, no alert; 8 days later (the 7-day
+    window past): an article of its own, alerted."""
+    from datetime import timedelta
+
+    from worker.models import AlertPlan, Item
+    from worker.store import Store
+
+    story = {
+        "title": "Kazakhstan Opens a New Railway Line to China",
+        "summary": "The line runs from Dostyk to the border and doubles the freight capacity.",
+    }
+
+    def plan(item: Item) -> list[AlertPlan]:
+        return [AlertPlan("rail", ("railway",), ("hook",))]
+
+    t0 = datetime(2025, 7, 1, 12, tzinfo=UTC)
+    store = Store(sqlite_url)
+    store.migrate()
+    try:
+        first = store.store_page(
+            "s", [Item(url="https://ex.org/a/", **story)], plan, silent=False, now=t0
+        )
+        later = t0 + timedelta(days=days)
+        again = [Item(url="https://ex.org/a-updated/", **story)]
+        second = store.store_page("s", again, plan, silent=False, now=later)
+        assert first.alerts_queued == 1
+        assert second.alerts_queued == (0 if repost else 1)
+        urls = {a.url for a in store.list_articles(limit=None)}
+        assert ("https://ex.org/a-updated/" in urls) is not repost
+    finally:
+        store.close()

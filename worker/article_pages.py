@@ -199,7 +199,8 @@ async def read_article_pages(
                     canonical=parsed.canonical,
                 )
             report.read += 1
-            report.alerts += result.alerts_queued
+            # a repost's alerts, queued by its listing text, went with it
+            report.alerts += result.alerts_queued - result.alerts_dropped
             if result.repost_of is not None:
                 report.reposts += 1
                 log.info(

@@ -49,6 +49,10 @@ from worker.store import PassOutcome, Store
 log = logging.getLogger(__name__)
 
 WALK_BATCH = 8  # a walk's pages stored together at most (while the store before them ran)
+# [sources.article]: a new article's alerts wait this long at most for its page to be read
+# (read, failed or refused, they go at once), so that a page naming another stored article as
+# canonical drops them before a delivery round sends them (store_page's `hold_until`)
+ARTICLE_HOLD = timedelta(minutes=10)
 
 Plan = Callable[[Item], Sequence[AlertPlan]]
 Clock = Callable[[], datetime]
@@ -518,6 +522,9 @@ async def crawl_source(
             on_page(report)
         return fresh
 
+    def hold_until() -> datetime | None:
+        return clock() + ARTICLE_HOLD if source.article is not None else None
+
     async def store_one(number: int, listing: ListingPage) -> tuple[int, ListingPage, PageStored]:
         stored = await asyncio.to_thread(
             store.store_page,
@@ -529,6 +536,7 @@ async def crawl_source(
             listing_page=number,
             pass_started=begun,
             listing_url=listing.url,
+            hold_until=hold_until(),
         )
         return number, listing, stored
 
@@ -543,6 +551,7 @@ async def crawl_source(
             silent=report.silent,
             now=clock(),
             pass_started=begun,
+            hold_until=hold_until(),
         )
         return [(n, listing, s) for (n, listing), s in zip(batch, stored, strict=True)]
 

@@ -250,13 +250,17 @@ def parse_wordpress(
         )
     results = None
     total = _header_int(headers, "x-wp-total")
+    pages = _header_int(headers, "x-wp-totalpages")
     first = (number - 1) * per_page + 1
-    if total is not None and first <= total:
+    if number == 1 and (total == 0 or (total is None and pages == 0)):
+        # no post at all (X-WP-TotalPages: 0): the empty first page is the last one, read as
+        # "page 1 of 1" (no request for a page 2 that would answer 400)
+        results = ResultsCount(first=1, last=1, total=1, pages=True)
+    elif total is not None and first <= total:
         # read as a listing's "results first - last of total": a page holding fewer posts than
         # that shows as short to the crawl's completeness checks
         results = ResultsCount(first=first, last=min(total, first + per_page - 1), total=total)
     elif total is None:
-        pages = _header_int(headers, "x-wp-totalpages")
         if pages is not None:
             results = ResultsCount(first=number, last=number, total=pages, pages=True)
     return _page(url, items, results)

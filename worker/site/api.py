@@ -119,8 +119,15 @@ def _post(article: SiteArticle, base: str) -> dict[str, object]:
 
 
 def rest_posts_response(
-    path: str, target: str, every: Sequence[SiteArticle], base: str, site_term: str
+    path: str,
+    target: str,
+    every: Sequence[SiteArticle],
+    base: str,
+    site_term: str,
+    counter: str = "both",
 ) -> Response:
+    """One page of posts; `counter`: the headers "both" X-WP-Total and X-WP-TotalPages, only
+    "pages" (X-WP-TotalPages), or "none" (a proxy that strips them)."""
     if path.rstrip("/") != "/wp-json/wp/v2/posts":
         return _error(
             404, "rest_no_route", "No route was found matching the URL and request method.", {}
@@ -185,6 +192,10 @@ def rest_posts_response(
         "Allow": "GET",
         "X-Content-Type-Options": "nosniff",
     }
+    if counter != "both":
+        del headers["X-WP-Total"]
+    if counter == "none":
+        del headers["X-WP-TotalPages"]
     if links:
         headers["Link"] = ", ".join(links)
     body = json.dumps([_post(a, base) for a in shown], ensure_ascii=False)

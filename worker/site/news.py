@@ -56,6 +56,9 @@ class NewsSite(SiteServer):
         # the REST API at /wp-json/wp/v2/posts: "on", "404" (switched off) or "html" (a plugin
         # that answers the home page instead)
         self.rest_api = "on"
+        # the REST API's counter headers: "both" (X-WP-Total and X-WP-TotalPages), "pages"
+        # (X-WP-TotalPages only) or "none" (stripped, as by some proxies)
+        self.rest_counter = "both"
         # a new theme (`redesign()`): the teasers are <div class="card ..."> instead of
         # <article>, as when a site changes its markup (SELECT_TOML's items match nothing)
         self.redesigned = False
@@ -325,7 +328,9 @@ class NewsSite(SiteServer):
                 return self._render_listing(Listing("home", "", 1), base, target)
             with self._lock:
                 every = tuple(self._articles.values())
-            return rest_posts_response(path, target, every, base, self.search_term)
+            return rest_posts_response(
+                path, target, every, base, self.search_term, self.rest_counter
+            )
         slug = path.strip("/")
         with self._lock:
             article = self._by_slug.get(slug)

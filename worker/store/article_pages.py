@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from worker.models import AlertPlan, Item
 from worker.store.engine import StoreBase, dialect_insert
 from worker.store.helpers import _aware
-from worker.store.pages import MAX_BODY_CHARS
+from worker.store.pages import MAX_BODY_CHARS, MAX_PAGE_TRIES
 from worker.store.tables import (
     article_aliases,
     article_sources,
@@ -20,8 +20,6 @@ from worker.store.tables import (
     matches,
     sources,
 )
-
-MAX_PAGE_TRIES = 3  # an article page that failed this often is not tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +41,22 @@ class PageResult:
     alerts_queued: int
     matched: tuple[str, ...]  # watchlists matched now that were not matched before
     repost_of: str | None = None  # the page names another stored article as its canonical URL
+    alerts_dropped: int = 0  # alerts the repost's listing text had queued, dropped with it
+
+
+def _release(conn: sa.Connection, article_id: int) -> None:
+    """The article's alerts held for its page (store_page's `hold_until`) are due now."""
+    d = deliveries
+    conn.execute(
+        sa.update(d)
+        .where(
+            d.c.article_id == article_id,
+            d.c.status == "pending",
+            d.c.attempts == 0,  # not one waiting for its retry
+            d.c.next_attempt_at.is_not(None),
+        )
+        .values(next_attempt_at=None)
+    )
 
 
 class ArticlePagesMixin(StoreBase):
@@ -78,6 +92,7 @@ class ArticlePagesMixin(StoreBase):
                 .where(articles.c.id == article_id)
                 .values(page_tries=articles.c.page_tries + 1)
             )
+            _release(conn, article_id)  # matched on its listing text meanwhile
             return int(
                 conn.scalar(sa.select(articles.c.page_tries).where(articles.c.id == article_id))
                 or 0
@@ -91,6 +106,58 @@ class ArticlePagesMixin(StoreBase):
                 .where(articles.c.id == article_id)
                 .values(page_tries=MAX_PAGE_TRIES)
             )
+            _release(conn, article_id)
+
+    def _fold_repost(
+        self, conn: sa.Connection, copy: int, url: str, original: int, now: datetime
+    ) -> int:
+        """The copy's URL becomes an alias of `original`, and the copy is folded into it: the
+        sources that list the copy list the original (those that did not already), its aliases
+        go over, and the copy is deleted with the matches and alerts its listing text made (its
+        page says it is the same story: one article, one alert). Unless one of those alerts is
+        sent or being sent: then the copy stays an article of its own, its page read. Returns
+        the alerts dropped."""
+        d, s = deliveries, article_sources
+        started = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(d)
+            .where(
+                d.c.article_id == copy,
+                sa.or_(
+                    d.c.status != "pending",
+                    d.c.claimed_by.is_not(None),
+                    d.c.digest_id.is_not(None),
+                ),
+            )
+        )
+        dropped = 0
+        if not started:
+            dropped = int(
+                conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.article_id == copy))
+                or 0
+            )
+            listed = sorted(conn.scalars(sa.select(s.c.source).where(s.c.article_id == original)))
+            conn.execute(
+                sa.update(s)
+                .where(s.c.article_id == copy, s.c.source.not_in(listed))
+                .values(article_id=original)
+            )
+            conn.execute(
+                sa.update(article_aliases)
+                .where(article_aliases.c.article_id == copy)
+                .values(article_id=original)
+            )
+            # the rest of the copy's rows (listings, matches, alerts) go with it (ON DELETE
+            # CASCADE)
+            conn.execute(sa.delete(articles).where(articles.c.id == copy))
+        else:
+            conn.execute(sa.update(articles).where(articles.c.id == copy).values(page_fetched=now))
+            _release(conn, copy)
+        conn.execute(
+            dialect_insert(self.dialect)(article_aliases).on_conflict_do_nothing(),
+            {"url": url, "article_id": original, "first_seen": now},
+        )
+        return dropped
 
     def record_article_page(
         self,
@@ -108,8 +175,8 @@ class ArticlePagesMixin(StoreBase):
         and, unless `silent`, alerted (once per channel: the delivery key is unique).
 
         A page whose `<link rel="canonical">` (`canonical`) is another stored article is a
-        repost of it: its URL becomes that article's alias, and its body is not matched (no
-        second alert)."""
+        repost of it: its URL becomes that article's alias, its body is not matched, and the
+        copy is folded into the original (`_fold_repost`): no second article, no second alert."""
         now = _aware(now, "now")
         body = body[:MAX_BODY_CHARS] if body else None
         item = Item(
@@ -125,12 +192,10 @@ class ArticlePagesMixin(StoreBase):
             if canonical and canonical != pending.url:
                 original = conn.scalar(sa.select(a.c.id).where(a.c.url == canonical))
                 if original is not None and original != pending.id:
-                    conn.execute(
-                        dialect_insert(self.dialect)(article_aliases).on_conflict_do_nothing(),
-                        {"url": pending.url, "article_id": original, "first_seen": now},
+                    dropped = self._fold_repost(conn, pending.id, pending.url, original, now)
+                    return PageResult(
+                        alerts_queued=0, matched=(), repost_of=canonical, alerts_dropped=dropped
                     )
-                    conn.execute(sa.update(a).where(a.c.id == pending.id).values(page_fetched=now))
-                    return PageResult(alerts_queued=0, matched=(), repost_of=canonical)
             conn.execute(
                 sa.update(a)
                 .where(a.c.id == pending.id)
@@ -142,6 +207,7 @@ class ArticlePagesMixin(StoreBase):
                     ),
                 )
             )
+            _release(conn, pending.id)
             before = set(
                 conn.scalars(
                     sa.select(matches.c.watchlist).where(matches.c.article_id == pending.id)

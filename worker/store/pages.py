@@ -38,6 +38,7 @@ def _own_host(listing_url: str | None) -> str | None:
 
 MAX_URL_CHARS = 2048  # longer URLs are not stored (a PostgreSQL btree entry must stay < 2.7 kB)
 MAX_BODY_CHARS = 100_000  # an article's stored text (the parse stage cuts it there already)
+MAX_PAGE_TRIES = 3  # an article page that failed this often is not tried again
 REPOST_WINDOW = timedelta(days=7)  # a story seen again on the same site within this is a repost
 MIN_FINGERPRINT_TEXT = 40  # shorter title + text ("Weather", "Photo of the day"): no fingerprint
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -292,6 +293,7 @@ class PagesMixin(StoreBase):
         listing_page: int | None = None,
         pass_started: datetime | None = None,
         listing_url: str | None = None,
+        hold_until: datetime | None = None,
     ) -> PageStored:
         """Store one listing page in one transaction; queue alerts for what is new to `source`.
 
@@ -314,7 +316,16 @@ class PagesMixin(StoreBase):
             return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
         with self._tx(f"storing a page of {source}") as conn:
             return self._store_in(
-                conn, source, page, plan, silent, now, listing_page, pass_started, listing_url
+                conn,
+                source,
+                page,
+                plan,
+                silent,
+                now,
+                listing_page,
+                pass_started,
+                listing_url,
+                hold_until,
             )
 
     def store_pages(
@@ -326,6 +337,7 @@ class PagesMixin(StoreBase):
         silent: bool,
         now: datetime | None = None,
         pass_started: datetime | None = None,
+        hold_until: datetime | None = None,
     ) -> list[PageStored]:
         """`store_page` for several pages of one pass, (listing_page, items, listing_url) each,
         in their order: a walk stores the pages it read while the last store ran, with one
@@ -344,7 +356,16 @@ class PagesMixin(StoreBase):
                 with self._tx(f"storing a page of {source}") as conn:
                     out.append(
                         self._store_in(
-                            conn, source, page, plan, silent, now, number, pass_started, url
+                            conn,
+                            source,
+                            page,
+                            plan,
+                            silent,
+                            now,
+                            number,
+                            pass_started,
+                            url,
+                            hold_until,
                         )
                     )
             return out
@@ -352,11 +373,28 @@ class PagesMixin(StoreBase):
             return [empty for _ in prepared]
         with self._tx(f"storing {len(prepared)} pages of {source}") as conn:
             return [
-                self._store_in(conn, source, page, plan, silent, now, number, pass_started, url)
+                self._store_in(
+                    conn, source, page, plan, silent, now, number, pass_started, url, hold_until
+                )
                 if page
                 else empty
                 for number, page, url in prepared
             ]
+
+    @staticmethod
+    def _hold(conn: sa.Connection, ids: list[int], until: datetime) -> None:
+        """Deliveries `ids` wait until `until`, those of articles whose page is still to be
+        read (see store_page's `hold_until`)."""
+        a = articles
+        pending_page = sa.select(a.c.id).where(
+            a.c.page_fetched.is_(None), a.c.body.is_(None), a.c.page_tries < MAX_PAGE_TRIES
+        )
+        for chunk in _chunks(ids):
+            conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id.in_(chunk), deliveries.c.article_id.in_(pending_page))
+                .values(next_attempt_at=until)
+            )
 
     @staticmethod
     def _page_of(source: str, items: Sequence[Item]) -> dict[str, Item]:
@@ -380,6 +418,7 @@ class PagesMixin(StoreBase):
         listing_page: int | None,
         pass_started: datetime | None,
         listing_url: str | None,
+        hold_until: datetime | None = None,
     ) -> PageStored:
         """One page's rows, in the transaction of `conn` (see store_page)."""
         urls = sorted(page)
@@ -504,7 +543,10 @@ class PagesMixin(StoreBase):
                 for article_id, watchlist, channel in sorted(delivery_keys)
             ]
             params = insert.params(rows, created=now, source=source)
-            alerts_queued = len(conn.execute(insert.stmt, params).all())
+            queued = [int(row[0]) for row in conn.execute(insert.stmt, params).all()]
+            alerts_queued = len(queued)
+            if queued and hold_until is not None:
+                self._hold(conn, queued, hold_until)
         return PageStored(
             new_for_source=new_for_source,
             new_articles=new_articles,
