@@ -73,6 +73,30 @@ def test_deletions_on_page_one_during_a_first_pass_lose_nothing_by_the_next_pass
     assert listed(site) <= stored(capsys, config)
 
 
+def test_a_fall_of_the_counter_past_the_re_read_budget_is_said_not_skipped_in_silence(
+    tmp_path, capsys, sqlite_url, make_site, hook
+):
+    """Re-reads are held to `max_pages` a pass: deletions before pages 2, 3 and 4 ask for 1, 1
+    and then 3 pages again, and the last 3 are over the budget of 4; the pass line and the log
+    say which pages were not read again."""
+    site = make_site(60, per_page=6)
+    top = site.articles()
+    site.on_request(lambda _: site.delete(top[0]), page=2)
+    site.on_request(lambda _: [site.delete(a) for a in top[1:7]], page=3)
+    site.on_request(lambda _: [site.delete(a) for a in top[7:25]], page=4)
+    config = write_config(
+        tmp_path / "w.toml",
+        sqlite_url,
+        sources=source_toml(site, extra="max_pages = 4"),
+        channels=hook,
+    )
+    run = run_worker(capsys, config, "once")
+    assert run.code == 0, run
+    assert "counter fell by 18 while paging: page(s) 1-3 not read again (max_pages 4)" in run.out
+    assert "page(s) 1-3 not read again (re-reads are held to max_pages, 4)" in run.err
+    assert "2 page(s) read again" in run.out
+
+
 def test_an_article_inserted_on_page_two_is_stored_and_alerted_once_by_the_next_pass(
     tmp_path, capsys, db_url, make_site, hook, webhook_server
 ):
@@ -268,11 +292,23 @@ def test_max_pages_short_of_the_counter_is_reported(tmp_path, capsys, sqlite_url
     assert "baseline incomplete: saw 18 distinct article(s), the counter says 60" in run.err
 
 
-async def test_an_incomplete_walk_shows_in_healthz_and_in_a_metric(tmp_path, make_site):
-    """The pass report, `/healthz` (the daemon's status) and
-    `worker_source_walk_missing_articles` say how many listed articles the walk did not see."""
+def walk_missing_metric(daemon) -> float | None:
+    """`worker_source_walk_missing_articles{source="local"}` as the daemon's /metrics says it."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    for family in text_string_to_metric_families(daemon.metrics_text().decode()):
+        for s in family.samples:
+            if s.name == "worker_source_walk_missing_articles" and s.labels["source"] == "local":
+                return s.value
+    return None
+
+
+@pytest.fixture
+def walks(tmp_path, make_site):
+    """A 60-article listing (10 pages of 6) crawled by daemon passes with `max_pages = 10`;
+    yields (site, db_url, pass_and_status): pass_and_status() runs one pass and returns its
+    report, then what a new Daemon over the same database answers: the /healthz summary and
+    the source's detail, and the daemon itself (for /metrics)."""
     from worker.daemon import Daemon
     from worker.fetch import Fetcher
     from worker.pipeline import Runtime
@@ -280,34 +316,75 @@ async def test_an_incomplete_walk_shows_in_healthz_and_in_a_metric(tmp_path, mak
 
     site = make_site(60, per_page=6)
     path = tmp_path / "w.toml"
+    db_url = f"sqlite:///{tmp_path / 'w.db'}"
     write_config(
         path,
-        f"sqlite:///{tmp_path / 'w.db'}",
-        sources=source_toml(site, extra="max_pages = 4"),
+        db_url,
+        sources=source_toml(site, extra="max_pages = 10"),
         channels={"console": "console://"},
     )
     config = parse_config(path.read_text(), path)
     store = Store(config.database)
     store.migrate()
-    try:
+
+    async def pass_and_status(*, crawl: bool = True):
         async with Fetcher(config.http) as fetcher:
             runtime = Runtime(config, store=store, fetcher=fetcher)
-            daemon = Daemon(runtime, path)
-            report = await runtime.run_pass(config.sources[0])
-            daemon.metrics.observe_pass(report)
-            status = await daemon.status()
+            report = await runtime.run_pass(config.sources[0]) if crawl else None
+            daemon = Daemon(runtime, path)  # a new one each time: a restarted process
+            detail = await daemon.status()
+            return report, daemon.health_status(False), detail["sources"]["local"], daemon
+
+    try:
+        yield site, db_url, pass_and_status
     finally:
         store.close()
-    assert report.ok and report.crawl.walk_missing == 36
-    local = status["sources"]["local"]
-    assert local["walk_incomplete"] is True
-    assert (local["walk_seen"], local["walk_total"]) == (24, 60)
-    samples = {
-        (s.name, s.labels.get("source")): s.value
-        for family in text_string_to_metric_families(daemon.metrics.render().decode())
-        for s in family.samples
-    }
-    assert samples[("worker_source_walk_missing_articles", "local")] == 36
+
+
+async def test_an_incomplete_reconcile_walk_shows_in_the_pass_line_healthz_and_a_metric(walks):
+    """12 articles published on top push the listing to 12 pages: the reconcile walk, held to
+    `max_pages = 10`, sees 60 of the 72 the counter lists and says so in its pass line, the
+    /healthz summary and detail, and `worker_source_walk_missing_articles`."""
+    site, db_url, pass_and_status = walks
+    assert (await pass_and_status())[0].ok  # the baseline: 60 of 60
+    for i in range(12):
+        site.publish(f"Fresh story {i}")
+    report, *_ = await pass_and_status()
+    assert report.ok and report.crawl.new == 12 and not report.crawl.walk
+    age_last_walk(db_url, hours=25)  # the default reconcile is "1d"
+    report, summary, local, daemon = await pass_and_status()
+    assert report.ok and report.crawl.reconcile and report.crawl.walk_missing == 12
+    assert "reconcile walk incomplete: 60 of 72 listed article(s) seen" in report.crawl.notes
+    assert "12 listed article(s) not read" in report.crawl.stop
+    assert summary["incomplete_walks"] == ["local"] and "sources" not in summary
+    assert (local["walk_incomplete"], local["walk_seen"], local["walk_total"]) == (True, 60, 72)
+    assert walk_missing_metric(daemon) == 12
+
+
+async def test_a_restarted_daemon_reports_the_last_incomplete_walk_before_it_walks_again(walks):
+    """The gauge and /healthz come from the walk recorded in the database: a new process (or
+    another replica) reports it before any pass of its own."""
+    site, _, pass_and_status = walks
+    for i in range(6):
+        site.publish(f"Fresh story {i}")  # 11 pages: the baseline sees 60 of 66
+    report, *_ = await pass_and_status()
+    assert report.ok and report.crawl.walk_missing == 6
+    _, summary, local, daemon = await pass_and_status(crawl=False)
+    assert summary["incomplete_walks"] == ["local"] and local["walk_incomplete"] is True
+    assert walk_missing_metric(daemon) == 6
+
+
+async def test_a_complete_walk_after_an_incomplete_one_clears_the_report(walks):
+    site, db_url, pass_and_status = walks
+    extra = [site.publish(f"Fresh story {i}") for i in range(6)]
+    assert (await pass_and_status())[0].crawl.walk_missing == 6
+    for article in extra:
+        site.delete(article)  # back to 10 pages
+    age_last_walk(db_url, hours=25)
+    report, summary, local, daemon = await pass_and_status()
+    assert report.ok and report.crawl.reconcile and report.crawl.walk_missing == 0
+    assert summary["incomplete_walks"] == [] and local["walk_incomplete"] is False
+    assert walk_missing_metric(daemon) == 0
 
 
 @pytest.mark.parametrize(

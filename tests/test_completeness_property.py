@@ -146,7 +146,9 @@ async def run_property(tmp_path, *, seed: int, steps: int, articles: int, per_pa
         site.stop()
 
 
-@pytest.mark.parametrize("seed", [4, 7])  # seeds that fail when the boundary is not re-read
+# Seeds that fail when the boundary is not re-read (7: page numbers, 10: next links) and, 7,
+# when the counter's growth is not looked for (both checked by disabling each in crawl.py)
+@pytest.mark.parametrize("seed", [7, 10])
 async def test_every_article_listed_during_a_complete_walk_is_stored_once(tmp_path, seed):
     """The short version: 120 steps over 150 articles, 10 a page."""
     await run_property(tmp_path, seed=seed, steps=120, articles=150, per_page=10)

@@ -362,6 +362,23 @@ async def _pages(
                             if again is not None:
                                 report.rereads += 1
                                 yield back, await _parse(again, source, back), True
+                    else:  # re-reads are held to max_pages a pass: say what was not looked at
+                        log.warning(
+                            "source=%s counter fell from %d to %d between pages %d and %d: "
+                            "page(s) %d-%d not read again (re-reads are held to max_pages, %d)",
+                            source.name,
+                            forward_total,
+                            total,
+                            number - 1,
+                            number,
+                            first,
+                            number - 1,
+                            source.max_pages,
+                        )
+                        report.notes.append(
+                            f"counter fell by {fall} while paging: page(s) {first}-{number - 1} "
+                            f"not read again (max_pages {source.max_pages})"
+                        )
                 elif forward_total is not None and total > forward_total:
                     log.info(
                         "source=%s counter grew from %d to %d between pages %d and %d: items "

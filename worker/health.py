@@ -186,8 +186,14 @@ class Metrics:
             self.last_success.labels(source=report.source).set_to_current_time()
         self.breaker_open.labels(source=report.source).set(report.held_until is not None)
         self.failures_in_row.labels(source=report.source).set(report.failures)
-        if c.walk_missing is not None:
-            self.walk_missing.labels(source=report.source).set(c.walk_missing)
+
+    def observe_walks(self, missing: dict[str, int]) -> None:
+        """The last complete walk of each source, from the database: after a restart, or when
+        another replica walked it, the gauge says what the database says (not only what this
+        process's last pass saw); a source no longer configured drops out."""
+        self.walk_missing.clear()
+        for source, count in missing.items():
+            self.walk_missing.labels(source=source).set(count)
 
     def observe_delivery(self, report: DeliveryReport) -> None:
         for channel, counts in report.by_channel.items():

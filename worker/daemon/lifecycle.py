@@ -288,6 +288,7 @@ class Daemon:
         await self._start_health(new)
 
     def metrics_text(self) -> bytes:
+        self.metrics.observe_walks(self.snapshot.walks_missing())
         return metrics_text(self.metrics, self.runtime.store)
 
     def feed(self, name: str) -> tuple[int, str, bytes]:

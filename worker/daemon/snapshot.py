@@ -155,6 +155,17 @@ class HealthSnapshot:
         if wait and self._thread is not None:
             self._thread.join(wait)
 
+    def walks_missing(self) -> dict[str, int]:
+        """Per configured source with a recorded walk: the listed articles its last complete walk
+        did not see, as the database last said (whichever process walked it)."""
+        with self.lock:
+            names, rows = list(self.loop.sources), self.db.rows
+        return {
+            name: missing
+            for name in names
+            if (row := rows.get(name)) is not None and (missing := row.walk_missing) is not None
+        }
+
     def poke(self) -> None:
         """Read the database's part soon (a pass ended, the config changed)."""
         self._poked.set()
@@ -182,8 +193,11 @@ class HealthSnapshot:
         counts = {"total": 0, "ok": 0, "failing": 0, "never_passed": 0, "running": 0}
         counts["breaker_open"] = 0
         failing: list[str] = []
+        incomplete: list[str] = []  # the last complete walk saw fewer articles than the counter
         for name in loop.sources:
             row = db.rows.get(name)
+            if row is not None and row.walk_missing:
+                incomplete.append(name)
             mine = passed.get(name)
             last_pass = row.last_pass_at if row else None
             newer = mine is not None and (last_pass is None or mine["last_pass"] >= last_pass)
@@ -220,6 +234,7 @@ class HealthSnapshot:
             {
                 "database": "ok" if db_ok else "unreachable",
                 "failing_sources": sorted(failing),
+                "incomplete_walks": sorted(incomplete) if db_ok else [],
                 "source_counts": counts,
                 "incidents": db.incidents if db_ok else [],  # the watchdog's open incidents
                 # the last reload: {"reload": null | "applied" | "refused", "at", "problems"}
