@@ -15,7 +15,7 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from worker.match import snippet
+from worker.match import occurs, snippet
 from worker.models import Delivery
 
 if TYPE_CHECKING:
@@ -155,13 +155,14 @@ def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]
     else:
         url = esc(raw + " (not an http(s) link)")
     summary = clean(delivery.summary, SUMMARY_MAX)
+    quote = body_quote(delivery)  # a match in the text only: the words around it
     return {
         "title": esc(clean(delivery.title, TITLE_MAX) or "(untitled)"),
         "url": url,
         "summary": esc(summary),
         "published": esc(_published(delivery, tz)),
         "source": esc(clean(delivery.source, FIELD_MAX)),
-        "snippet": esc(clean(summary, SNIPPET_MAX)),
+        "snippet": esc(clean(quote or summary, SNIPPET_MAX)),
         "matched": [esc(clean(k, FIELD_MAX)) for k in delivery.keywords[:KEYWORDS_MAX]],
     }
 
@@ -280,6 +281,19 @@ class Rendering:
         return render_digest(key, items, tz=self.tz, templates=templates or self.default)
 
 
+def body_quote(delivery: Delivery) -> str | None:
+    """For a match in the article's text (which the alert does not show otherwise): the words
+    around the first matched term that occurs in neither the title nor the summary; None when
+    every matched term is in them (the reader sees why there) or there is no text."""
+    if not delivery.body:
+        return None
+    terms = delivery.keywords[:KEYWORDS_MAX]
+    only_in_body = [
+        t for t in terms if not occurs(delivery.title, [t]) and not occurs(delivery.summary, [t])
+    ]
+    return snippet(delivery.body, only_in_body) if only_in_body else None
+
+
 def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
     title = clean(delivery.title, TITLE_MAX) or "(untitled)"
     summary = clean(delivery.summary, SUMMARY_MAX)
@@ -289,8 +303,7 @@ def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
     published = _published(delivery, tz)
     link = safe_link(delivery.article_url)
     raw_link = clean(delivery.article_url, URL_MAX)
-    # a match in the article's text (not shown otherwise): quote the words around it
-    found = snippet(delivery.body, delivery.keywords) if delivery.body else None
+    found = body_quote(delivery)
     quote_text = clean(found, SNIPPET_MAX) if found else ""
 
     full_title = f"[{watchlist}] {title}"
