@@ -216,7 +216,7 @@ def test_search_since_and_source_narrow_the_articles(tmp_path, capsys, db_url, s
     ("query", "message"),
     [
         ("Kazakhstan AND (rail", "query: unbalanced '(' at column 16"),
-        ("rail NEAR water", "query: NEAR needs a distance, e.g. NEAR/5 (column 6)"),
+        ("rail NEAR water", "query: NEAR needs a distance, e.g. NEAR/5, at column 6"),
         ("titel:rail", "query: unknown field 'titel:' (fields: title, summary, body) at column 1"),
     ],
 )
@@ -265,7 +265,7 @@ def test_worker_check_refuses_bad_queries_one_line_each(tmp_path, sqlite_url):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         f"{config}: watchlists[0].query: unbalanced '(' at column 16",
-        f"{config}: watchlists[1].query: NEAR needs a distance, e.g. NEAR/5 (column 3)",
+        f"{config}: watchlists[1].query: NEAR needs a distance, e.g. NEAR/5, at column 3",
         f"{config}: watchlists[2].query: unknown field 'titel:' (fields: title, summary, body) "
         "at column 1",
     ]
