@@ -21,6 +21,7 @@ from tests.e2e import run_worker, source_toml, write_config
 from worker.config import WatchlistConfig
 from worker.models import Delivery
 from worker.notify import render
+from worker.notify.render import Templates
 from worker.search import changed_watchlists, log_would_have_matched, would_have_matched
 from worker.site import NewsSite
 from worker.store import Store
@@ -363,6 +364,13 @@ def test_an_alert_quotes_the_body_only_for_terms_the_title_and_summary_lack():
     assert "In the text: Intro. The Kazakh railway opens. Banks were sanctioned." in (
         render(mixed).text
     )
+
+
+def test_a_templates_article_snippet_is_the_quote_of_a_body_match_else_the_summary():
+    body = "Intro. Banks were sanctioned on Monday."
+    templates = Templates(body="{{ article.snippet }}")
+    assert render(delivery(body, ("sanction",)), templates=templates).text == body
+    assert render(delivery(body, ("lender*",)), templates=templates).text == "Lenders named."
 
 
 def test_the_daemon_logs_what_a_new_watchlist_would_have_matched(tmp_path, sqlite_url):

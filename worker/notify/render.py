@@ -146,7 +146,9 @@ def _escaper(fmt: str) -> Callable[[str], Any]:
     return escape  # a Markup string: autoescape leaves it as it is, escaped once
 
 
-def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]:
+def _article_context(delivery: Delivery, tz: tzinfo, fmt: str, quote: str | None) -> dict[str, Any]:
+    """What a template sees of one article; `quote`: body_quote(delivery), found once for all
+    formats (it reads the whole body)."""
     esc = _escaper(fmt)
     link = safe_link(delivery.article_url)
     raw = clean(delivery.article_url, URL_MAX)
@@ -155,7 +157,6 @@ def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]
     else:
         url = esc(raw + " (not an http(s) link)")
     summary = clean(delivery.summary, SUMMARY_MAX)
-    quote = body_quote(delivery)  # a match in the text only: the words around it
     return {
         "title": esc(clean(delivery.title, TITLE_MAX) or "(untitled)"),
         "url": url,
@@ -184,12 +185,13 @@ def _render_formats(
 def render(delivery: Delivery, *, tz: tzinfo = UTC, templates: Templates | None = None) -> Message:
     """Build the alert for one delivery; every scraped field is escaped for its format. With
     templates, the user's title and/or body replace the built-in ones."""
-    base = _render_builtin(delivery, tz)
+    quote = body_quote(delivery)
+    base = _render_builtin(delivery, tz, quote)
     if templates is None or (templates.title is None and templates.body is None):
         return base
     contexts = {}
     for fmt in _FORMATS:
-        article = _article_context(delivery, tz, fmt)
+        article = _article_context(delivery, tz, fmt, quote)
         contexts[fmt] = {
             "watchlist": _escaper(fmt)(clean(delivery.watchlist, FIELD_MAX)),
             "article": article,
@@ -223,9 +225,10 @@ def render_digest(
     templates = templates or Templates()
     names = sorted({d.watchlist for d in items})
     contexts = {}
+    quotes = [body_quote(d) for d in items]
     for fmt in _FORMATS:
         esc = _escaper(fmt)
-        articles = [_article_context(d, tz, fmt) for d in items]
+        articles = [_article_context(d, tz, fmt, q) for d, q in zip(items, quotes, strict=True)]
         contexts[fmt] = {
             "watchlist": esc(", ".join(clean(n, FIELD_MAX) for n in names)),
             "articles": articles,
@@ -294,7 +297,7 @@ def body_quote(delivery: Delivery) -> str | None:
     return snippet(delivery.body, only_in_body) if only_in_body else None
 
 
-def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
+def _render_builtin(delivery: Delivery, tz: tzinfo, quote: str | None) -> Message:
     title = clean(delivery.title, TITLE_MAX) or "(untitled)"
     summary = clean(delivery.summary, SUMMARY_MAX)
     source = clean(delivery.source, FIELD_MAX)
@@ -303,8 +306,7 @@ def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
     published = _published(delivery, tz)
     link = safe_link(delivery.article_url)
     raw_link = clean(delivery.article_url, URL_MAX)
-    found = body_quote(delivery)
-    quote_text = clean(found, SNIPPET_MAX) if found else ""
+    quote_text = clean(quote, SNIPPET_MAX) if quote else ""
 
     full_title = f"[{watchlist}] {title}"
 
