@@ -4,6 +4,7 @@ from each new article's own page, matched once, politely and only from the listi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -212,35 +213,29 @@ async def test_article_pages_are_read_only_from_the_listings_origin_or_named_pub
 
 
 @pytest.mark.parametrize(
-    ("body", "keywords", "listing", "expected"),
+    ("body", "keywords", "summary", "quoted"),
     [
-        (
-            "One. Two. The Abramov glacier shrinks. Three.",
-            ("glacier*",),
-            "Title Summary",
-            "One. Two. The Abramov glacier shrinks. Three.",
-        ),
-        (
-            "x " * 300 + "the Belt and Road plan" + " y" * 300,
-            ('"Belt and Road"',),
-            "T",
-            None,
-        ),  # checked below: cut around the match
-        ("The glacier shrinks.", ("glacier*",), "A glacier story", None),  # in the listing text
-        ("Nothing here.", ("glacier*",), "T", None),
-        ("", ("glacier*",), "T", None),
+        ("One. Two. The Abramov glacier shrinks. Three.", ("glacier*",), "Summary", True),
+        ("x " * 300 + "the Belt-and-Road plan" + " y" * 300, ('"Belt and Road"',), "S", True),
+        ("The glacier shrinks.", ("glacier*",), "A glacier story", False),  # in the listing
+        ("Nothing here.", ("glacier*",), "S", False),
+        ("", ("glacier*",), "S", False),
     ],
 )
-def test_a_body_match_gets_a_snippet_around_it(body, keywords, listing, expected) -> None:
-    from worker.parse.snippet import SNIPPET_CHARS, body_snippet
+def test_a_body_match_gets_a_snippet_around_it(body, keywords, summary, quoted) -> None:
+    from worker.match.snippet import SNIPPET_WIDTH
+    from worker.models import Delivery
+    from worker.notify.render import body_quote
 
-    snippet = body_snippet(body, keywords, listing)
-    if "Belt" in body:
-        assert snippet is not None and "Belt and Road" in snippet
-        assert snippet.startswith("… ") and snippet.endswith(" …")
-        assert len(snippet) <= SNIPPET_CHARS + 4
+    delivery = Delivery(1, "w", "c", 0, "https://x.org/a", "Title", summary, None, "s", keywords)
+    found = body_quote(replace(delivery, body=body))
+    if not quoted:
+        assert found is None
+    elif "Belt" in body:
+        assert found is not None and "Belt-and-Road plan" in found
+        assert found.startswith("…") and found.endswith("…") and len(found) <= SNIPPET_WIDTH + 2
     else:
-        assert snippet == expected
+        assert found == body
 
 
 def test_an_alert_for_a_body_only_match_carries_the_snippet_as_the_format_wants_it(

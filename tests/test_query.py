@@ -131,12 +131,32 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 
 def test_snippet_around_the_first_matched_word() -> None:
     body = "Intro words. " * 20 + "The new sanctions hit Kazakh banks. " + "More text here. " * 20
-    cut = snippet(body, ["sanction"])
+    cut = snippet(body, ["sanctions"])
     assert cut is not None and "sanctions hit Kazakh banks" in cut
     assert cut.startswith("…") and cut.endswith("…") and len(cut) <= 170
     assert snippet("No match at all", ["sanction"]) is None
     assert snippet("Railways grow", ["rail*"]) == "Railways grow"
-    assert snippet("Talks on the Belt and Road", ['"Belt and Road" NEAR/3 rail*']) is not None
+
+
+def test_snippet_finds_the_forms_a_stemmed_watchlist_matched() -> None:
+    assert snippet("Banks were sanctioned.", ["sanction"]) == "Banks were sanctioned."
+    assert snippet("Банки под санкциями.", ["санкции"]) == "Банки под санкциями."
+    assert snippet("A bird sanctuary.", ["sanction"]) is None
+
+
+def test_snippet_finds_a_phrase_across_punctuation_and_folds_the_text() -> None:
+    assert snippet("Not Belt. The Belt-and-Road plan", ['"Belt and Road"']) == (
+        "Not Belt. The Belt-and-Road plan"
+    )
+    assert snippet("Belt and the Road", ['"Belt and Road"']) is None
+    assert snippet("In Türkiye", ["Turkiye"]) == "In Türkiye"
+
+
+def test_snippet_of_a_near_is_at_either_side_never_at_its_distance() -> None:
+    near = "Kazakhstan NEAR/5 rail*"
+    assert snippet("In 5 years: railways", [near]) == "In 5 years: railways"
+    assert snippet("Only 5 of them", [near]) is None
+    assert snippet("title and body here", ["summary:gas"]) is None  # a field is no word
 
 
 # --- the index against a direct evaluation -------------------------------------------------------

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.e2e import run_worker, source_toml, write_config
 from worker.config import WatchlistConfig
 from worker.models import Delivery
 from worker.notify import render
+from worker.notify.render import Templates
 from worker.search import changed_watchlists, log_would_have_matched, would_have_matched
 from worker.site import NewsSite
 from worker.store import Store
@@ -111,6 +113,68 @@ def test_worker_once_alerts_and_worker_search_finds_the_same_articles(
         assert {row["url"] for row in found.json()} == expected, name
 
 
+# articles with a text of their own (the WordPress API gives it): (title, summary, body)
+BODIES = {
+    "body-rail": ("Ministers Meet in Astana", "Talks on trade.", "Kazakhstan will open a railway."),
+    "body-forms": ("Banks Named", "A list.", "Russian lenders were sanctioned on Monday."),
+    "summary-rail": ("Ministers Meet", "A railway for Kazakhstan.", "Talks on trade."),
+    "title-rail": ("Kazakhstan Railway Opens", "Trains run.", "Talks on trade."),
+    "split-phrase": ("Two Tajik Firms", "They joined the Belt and", "Road projects in 2025."),
+    "none": ("Weather in Bishkek", "Sunny.", "Warm days ahead."),
+}
+
+BODY_WATCHLISTS = {  # name -> (query, stem, the articles it must match)
+    "anywhere": ("Kazakhstan rail*", False, {"body-rail", "summary-rail", "title-rail"}),
+    "in-body": ("body:rail*", False, {"body-rail"}),
+    "in-summary": ("summary:(rail* Kazakhstan)", False, {"summary-rail"}),
+    "forms-in-body": ("body:sanction NEAR/2 lender", True, {"body-forms"}),
+    "phrase": ('"Belt and Road"', False, set()),  # never across the summary and the body
+}
+
+
+def test_a_sources_article_text_is_its_body_field_for_worker_once_and_worker_search(
+    tmp_path, capsys, db_url
+):
+    site = NewsSite(per_page=5)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, (slug, (title, summary, body)) in enumerate(BODIES.items()):
+        site.publish(title, summary, body=body, published=start + timedelta(hours=i), slug=slug)
+    site.start()
+    try:
+        watchlists = ""
+        for name, (query, stem, _) in BODY_WATCHLISTS.items():
+            escaped = query.replace('"', '\\"')
+            watchlists += (
+                f'[[watchlists]]\nname = "{name}"\nquery = "{escaped}"\n'
+                f'stem = {"true" if stem else "false"}\nchannels = ["console"]\n'
+            )
+        config = write_config(
+            tmp_path / "w.toml",
+            db_url,
+            sources=(
+                f'[[sources]]\nname = "api"\ntype = "wordpress"\nurl = "{site.base_url}/"\n'
+                'every = "1m"\nalert_backfill = true\n'
+            ),
+            channels={"console": "console://"},
+            watchlists=watchlists,
+        )
+        run = run_worker(capsys, config, "once")
+        assert run.code == 0, run
+        alerts = run_worker(capsys, config, "alerts", "--json").json()
+        alerted: dict[str, set[str]] = {name: set() for name in BODY_WATCHLISTS}
+        for alert in alerts:
+            alerted[alert["watchlist"]].add(alert["article_url"])
+        for name, (query, stem, slugs) in BODY_WATCHLISTS.items():
+            expected = {url_of(site, s) for s in slugs}
+            assert alerted[name] == expected, name
+            args = ["search", query, "--json"] + (["--stem"] if stem else [])
+            found = run_worker(capsys, config, *args)
+            assert found.code == 0, found
+            assert {row["url"] for row in found.json()} == expected, name
+    finally:
+        site.stop()
+
+
 def test_search_prints_matches_newest_first_with_their_terms(tmp_path, capsys, db_url, site):
     config = write_config(
         tmp_path / "w.toml", db_url, sources=source_toml(site), channels={"c": "console://"}
@@ -153,7 +217,7 @@ def test_search_since_and_source_narrow_the_articles(tmp_path, capsys, db_url, s
     ("query", "message"),
     [
         ("Kazakhstan AND (rail", "query: unbalanced '(' at column 16"),
-        ("rail NEAR water", "query: NEAR needs a distance, e.g. NEAR/5 (column 6)"),
+        ("rail NEAR water", "query: NEAR needs a distance, e.g. NEAR/5, at column 6"),
         ("titel:rail", "query: unknown field 'titel:' (fields: title, summary, body) at column 1"),
     ],
 )
@@ -202,7 +266,7 @@ def test_worker_check_refuses_bad_queries_one_line_each(tmp_path, sqlite_url):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         f"{config}: watchlists[0].query: unbalanced '(' at column 16",
-        f"{config}: watchlists[1].query: NEAR needs a distance, e.g. NEAR/5 (column 3)",
+        f"{config}: watchlists[1].query: NEAR needs a distance, e.g. NEAR/5, at column 3",
         f"{config}: watchlists[2].query: unknown field 'titel:' (fields: title, summary, body) "
         "at column 1",
     ]
@@ -289,6 +353,24 @@ def test_an_alert_quotes_the_text_around_a_match_in_the_body_escaped():
     assert "\\<b\\>sanctions\\</b\\> hit \\*three\\* banks" in message.markdown
     assert "In the text" not in render(delivery("", ("sanction",))).text
     assert "In the text" not in render(delivery("Nothing related.", ("sanction",))).text
+
+
+def test_an_alert_quotes_the_body_only_for_terms_the_title_and_summary_lack():
+    body = "Intro. The Kazakh railway opens. Banks were sanctioned."
+    in_title = replace(delivery(body, ("sanction",)), title="Sanctions on banks")
+    assert "In the text" not in render(in_title).text
+    # `banks AND body:sanction`: banks is in the title, the quote is around the body's match
+    mixed = replace(delivery(body, ("bank*", "sanction")), title="Banks")
+    assert "In the text: Intro. The Kazakh railway opens. Banks were sanctioned." in (
+        render(mixed).text
+    )
+
+
+def test_a_templates_article_snippet_is_the_quote_of_a_body_match_else_the_summary():
+    body = "Intro. Banks were sanctioned on Monday."
+    templates = Templates(body="{{ article.snippet }}")
+    assert render(delivery(body, ("sanction",)), templates=templates).text == body
+    assert render(delivery(body, ("lender*",)), templates=templates).text == "Lenders named."
 
 
 def test_the_daemon_logs_what_a_new_watchlist_would_have_matched(tmp_path, sqlite_url):

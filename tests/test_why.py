@@ -262,6 +262,20 @@ def test_explanations_agree_with_the_matcher_on_every_rules_case(case: dict[str,
             assert e.keywords == matched[e.watchlist]
 
 
+def test_an_explanation_reads_the_body_as_the_pipeline_does() -> None:
+    watchlists = [
+        WatchlistConfig(name="body", query="body:glacier*", channels=["c"]),
+        WatchlistConfig(name="summary", query="summary:glacier*", channels=["c"]),
+    ]
+    body = "In the fourth paragraph: the Abramov glacier shrinks."
+    by_name = {e.watchlist: e for e in explain_watchlists(watchlists, "Talks", "Trade.", body)}
+    assert by_name["body"].matched and by_name["body"].keywords == ("glacier*",)
+    assert not by_name["summary"].matched
+    assert "does not match the title, summary or text" in by_name["summary"].reason
+    (without,) = explain_watchlists(watchlists[:1], "Talks", "Trade.")
+    assert not without.matched and "the title or summary" in without.reason
+
+
 def test_store_keeps_the_page_and_pass_where_a_source_first_listed_an_article(db_url: str) -> None:
     store = Store(db_url)
     try:

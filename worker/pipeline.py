@@ -40,11 +40,14 @@ from worker.store import Store
 log = logging.getLogger(__name__)
 
 
-def _text_of(item: Item) -> str:
-    """What the watchlists read besides the title: the summary, and the body when a source gave
-    it (one text: a phrase may in principle run from the summary's end into the body's start;
-    the matcher's own `body` field, when it has one, is the better place)."""
-    return f"{item.summary}\n{item.body}" if item.body else item.summary
+def _fields_of(item: Item) -> dict[str, str]:
+    """What the watchlists read of an item, field by field: a `summary:` term looks in the
+    summary only, a `body:` term in the article's text (when the source gives it), an unscoped
+    term in all three, and a phrase or NEAR never runs from one field into the next."""
+    fields = {"title": item.title, "summary": item.summary}
+    if item.body:
+        fields["body"] = item.body
+    return fields
 
 
 def owner_id() -> str:
@@ -211,7 +214,7 @@ class Runtime:
         def plan(item: Item) -> list[AlertPlan]:
             return [
                 AlertPlan(watchlist=name, keywords=keywords, channels=routes[name])
-                for name, keywords in matcher.match(item.title, _text_of(item)).items()
+                for name, keywords in matcher.match_fields(_fields_of(item)).items()
                 if name in routes
             ]
 

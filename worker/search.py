@@ -2,8 +2,8 @@
 
 Both run the same `Matcher` the pipeline uses for new articles, so a query tried here means
 exactly what it will mean in a watchlist. Articles are read newest first from the store
-(`Store.articles_since`) and matched on the fields the store keeps (title and summary; `body:`
-terms match once articles have a stored body).
+(`Store.articles_since`) and matched field by field as the pipeline matches a new article:
+title, summary and, when a source gave it, the body.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ class Found:
 
 
 def _fields(row: ArticleRow) -> dict[str, str]:
-    return {"title": row.title, "summary": row.summary}
+    """The article's fields as the pipeline gives them to the matcher (pipeline._fields_of)."""
+    fields = {"title": row.title, "summary": row.summary}
+    if row.body:
+        fields["body"] = row.body
+    return fields
 
 
 def search(

@@ -128,7 +128,7 @@ def _watchlists(config: Config, record: UrlRecord) -> list[dict[str, Any]]:
         # asked of the Matcher (explain_watchlists builds one per watchlist), so that an
         # explanation never disagrees with what the matcher decides
         e.watchlist: e
-        for e in explain_watchlists(config.watchlists, record.title, record.summary)
+        for e in explain_watchlists(config.watchlists, record.title, record.summary, record.body)
     }
     out: list[dict[str, Any]] = []
     for w in config.watchlists:

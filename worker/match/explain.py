@@ -37,32 +37,36 @@ class Explanation:
         }
 
 
-def _terms(watchlist: Any, title: str, summary: str, **change: Any) -> tuple[str, ...] | None:
-    fields = {
+def _terms(watchlist: Any, fields: dict[str, str], **change: Any) -> tuple[str, ...] | None:
+    config = {
         "name": watchlist.name,
         "keywords": watchlist.keywords,
         "query": getattr(watchlist, "query", None),
         "stem": getattr(watchlist, "stem", False),
         "exclude": watchlist.exclude,
     } | change
-    return Matcher([SimpleNamespace(**fields)]).match(title, summary).get(watchlist.name)
+    one = Matcher([SimpleNamespace(**config)])
+    return one.match_fields(fields).get(watchlist.name)
 
 
-def explain_one(watchlist: Any, title: str, summary: str) -> Explanation:
+def explain_one(watchlist: Any, title: str, summary: str, body: str | None = None) -> Explanation:
     query = getattr(watchlist, "query", None)
-    found = _terms(watchlist, title, summary)
+    # the fields as the pipeline matches them (pipeline.py): the body apart, when there is one
+    fields = {"title": title, "summary": summary} | ({"body": body} if body else {})
+    where = "the title, summary or text" if body else "the title or summary"
+    found = _terms(watchlist, fields)
     if found is not None:
         shown = ", ".join(repr(k) for k in found)
         return Explanation(watchlist.name, True, found, reason=f"matched {shown}")
-    hits = _terms(watchlist, title, summary, exclude=[]) if watchlist.exclude else None
+    hits = _terms(watchlist, fields, exclude=[]) if watchlist.exclude else None
     if hits is None:
         if query is not None:
-            reason = f"its query does not match the title or summary: {query!r}"
+            reason = f"its query does not match {where}: {query!r}"
         else:
             quoted = ", ".join(repr(k) for k in watchlist.keywords or ())
-            reason = f"none of its keywords occurs in the title or summary: {quoted}"
+            reason = f"none of its keywords occurs in {where}: {quoted}"
         return Explanation(watchlist.name, False, reason=reason)
-    excluded = _terms(watchlist, title, summary, keywords=watchlist.exclude, query=None, exclude=[])
+    excluded = _terms(watchlist, fields, keywords=watchlist.exclude, query=None, exclude=[])
     by = excluded or tuple(watchlist.exclude)
     return Explanation(
         watchlist.name,
@@ -76,6 +80,9 @@ def explain_one(watchlist: Any, title: str, summary: str) -> Explanation:
     )
 
 
-def explain_watchlists(watchlists: Sequence[Any], title: str, summary: str) -> list[Explanation]:
-    """For each watchlist (in config order): whether it matches this title and summary, and why."""
-    return [explain_one(w, title, summary) for w in watchlists]
+def explain_watchlists(
+    watchlists: Sequence[Any], title: str, summary: str, body: str | None = None
+) -> list[Explanation]:
+    """For each watchlist (in config order): whether it matches this title, summary and body,
+    and why."""
+    return [explain_one(w, title, summary, body) for w in watchlists]

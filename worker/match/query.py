@@ -186,7 +186,7 @@ class _Lexer:
         if run == "NEAR" or run.startswith("NEAR/"):
             match = _NEAR_RE.fullmatch(run)
             if not match:
-                raise QueryError(f"NEAR needs a distance, e.g. NEAR/5 ({_where(text, start)})")
+                raise self.error("NEAR needs a distance, e.g. NEAR/5,", start)
             distance = int(match.group(1))
             if not 1 <= distance <= MAX_NEAR:
                 raise self.error(

@@ -15,7 +15,7 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from worker.match import snippet
+from worker.match import occurs, snippet
 from worker.models import Delivery
 
 if TYPE_CHECKING:
@@ -146,7 +146,9 @@ def _escaper(fmt: str) -> Callable[[str], Any]:
     return escape  # a Markup string: autoescape leaves it as it is, escaped once
 
 
-def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]:
+def _article_context(delivery: Delivery, tz: tzinfo, fmt: str, quote: str | None) -> dict[str, Any]:
+    """What a template sees of one article; `quote`: body_quote(delivery), found once for all
+    formats (it reads the whole body)."""
     esc = _escaper(fmt)
     link = safe_link(delivery.article_url)
     raw = clean(delivery.article_url, URL_MAX)
@@ -161,7 +163,7 @@ def _article_context(delivery: Delivery, tz: tzinfo, fmt: str) -> dict[str, Any]
         "summary": esc(summary),
         "published": esc(_published(delivery, tz)),
         "source": esc(clean(delivery.source, FIELD_MAX)),
-        "snippet": esc(clean(summary, SNIPPET_MAX)),
+        "snippet": esc(clean(quote or summary, SNIPPET_MAX)),
         "matched": [esc(clean(k, FIELD_MAX)) for k in delivery.keywords[:KEYWORDS_MAX]],
     }
 
@@ -183,12 +185,13 @@ def _render_formats(
 def render(delivery: Delivery, *, tz: tzinfo = UTC, templates: Templates | None = None) -> Message:
     """Build the alert for one delivery; every scraped field is escaped for its format. With
     templates, the user's title and/or body replace the built-in ones."""
-    base = _render_builtin(delivery, tz)
+    quote = body_quote(delivery)
+    base = _render_builtin(delivery, tz, quote)
     if templates is None or (templates.title is None and templates.body is None):
         return base
     contexts = {}
     for fmt in _FORMATS:
-        article = _article_context(delivery, tz, fmt)
+        article = _article_context(delivery, tz, fmt, quote)
         contexts[fmt] = {
             "watchlist": _escaper(fmt)(clean(delivery.watchlist, FIELD_MAX)),
             "article": article,
@@ -222,9 +225,10 @@ def render_digest(
     templates = templates or Templates()
     names = sorted({d.watchlist for d in items})
     contexts = {}
+    quotes = [body_quote(d) for d in items]
     for fmt in _FORMATS:
         esc = _escaper(fmt)
-        articles = [_article_context(d, tz, fmt) for d in items]
+        articles = [_article_context(d, tz, fmt, q) for d, q in zip(items, quotes, strict=True)]
         contexts[fmt] = {
             "watchlist": esc(", ".join(clean(n, FIELD_MAX) for n in names)),
             "articles": articles,
@@ -283,7 +287,20 @@ class Rendering:
         return render_digest(key, items, tz=self.tz, templates=templates or self.default)
 
 
-def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
+def body_quote(delivery: Delivery) -> str | None:
+    """For a match in the article's text (which the alert does not show otherwise): the words
+    around the first matched term that occurs in neither the title nor the summary; None when
+    every matched term is in them (the reader sees why there) or there is no text."""
+    if not delivery.body:
+        return None
+    terms = delivery.keywords[:KEYWORDS_MAX]
+    only_in_body = [
+        t for t in terms if not occurs(delivery.title, [t]) and not occurs(delivery.summary, [t])
+    ]
+    return snippet(delivery.body, only_in_body) if only_in_body else None
+
+
+def _render_builtin(delivery: Delivery, tz: tzinfo, quote: str | None) -> Message:
     title = clean(delivery.title, TITLE_MAX) or "(untitled)"
     summary = clean(delivery.summary, SUMMARY_MAX)
     source = clean(delivery.source, FIELD_MAX)
@@ -292,9 +309,7 @@ def _render_builtin(delivery: Delivery, tz: tzinfo) -> Message:
     published = _published(delivery, tz)
     link = safe_link(delivery.article_url)
     raw_link = clean(delivery.article_url, URL_MAX)
-    # a match in the article's text (not shown otherwise): quote the words around it
-    found = snippet(delivery.body, delivery.keywords) if delivery.body else None
-    quote_text = clean(found, SNIPPET_MAX) if found else ""
+    quote_text = clean(quote, SNIPPET_MAX) if quote else ""
 
     full_title = f"[{watchlist}] {title}"
 

@@ -10,7 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker.models import Delivery
-from worker.parse.snippet import body_snippet
 from worker.store.engine import StoreBase, StoreError
 from worker.store.helpers import _aware, _cut
 from worker.store.tables import (
@@ -36,18 +35,6 @@ def _text_for(row: Any, listings: Sequence[Any]) -> Any:
     if queued is None or queued.title is None:
         return row
     return queued
-
-
-def _with_snippet(summary: str, title: str, body: str | None, keywords: object) -> str:
-    """The summary, followed by a snippet of the body around the keyword when the match is in
-    the body only (the alert then shows why it was sent)."""
-    words = tuple(str(k) for k in keywords) if isinstance(keywords, list | tuple) else ()
-    snippet = body_snippet(body, words, f"{title} {summary}")
-    if snippet is None:
-        return summary
-    if len(summary) > 340:  # an alert shows ~600 characters of it: room for the snippet
-        summary = summary[:340].rsplit(" ", 1)[0] + " …"
-    return f"{summary} {snippet}" if summary else snippet
 
 
 def load_deliveries(conn: sa.Connection, ids: Sequence[int]) -> list[Delivery]:
@@ -96,11 +83,12 @@ def load_deliveries(conn: sa.Connection, ids: Sequence[int]) -> list[Delivery]:
                 attempts=row.attempts,
                 article_url=row.url,
                 title=text.title,
-                summary=_with_snippet(text.summary, text.title, row.body, row.keywords),
+                summary=text.summary,
                 published=text.published,
                 source=text.source,
                 keywords=tuple(row.keywords or ()),
                 done_targets=tuple(int(i) for i in row.done_targets or ()),
+                body=row.body or "",  # the alert quotes it around a match found only there
             )
         )
     return deliveries_out

@@ -64,6 +64,7 @@ class UrlRecord:
     listings: tuple[Listing, ...]
     matches: tuple[MatchRecord, ...]
     deliveries: tuple[DeliveryRecord, ...]
+    body: str | None = None  # the article's text, None when no source gave it
 
 
 class LookupMixin(StoreBase):
@@ -117,6 +118,7 @@ class LookupMixin(StoreBase):
             published=row.published,
             first_seen=row.first_seen,
             source=row.source,
+            body=row.body,
             listings=tuple(
                 Listing(
                     source=r.source,

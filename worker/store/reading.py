@@ -80,10 +80,20 @@ class ReadingMixin(StoreBase):
         self, since: datetime | None = None, *, source: str | None = None
     ) -> list[ArticleRow]:
         """Stored articles published at or after `since` (an undated one: first seen then), newest
-        first, without their watchlists (`watchlists` is empty): what `worker search` and the
-        daemon's would-have-matched count run a query over. `source` as in list_articles."""
+        first, with their text (`body`) but without their watchlists (`watchlists` is empty): what
+        `worker search` and the daemon's would-have-matched count run a query over. `source` as
+        in list_articles."""
         a = articles
-        cols = (a.c.url, a.c.title, a.c.summary, a.c.published, a.c.source, a.c.first_seen, a.c.id)
+        cols = (
+            a.c.url,
+            a.c.title,
+            a.c.summary,
+            a.c.published,
+            a.c.source,
+            a.c.first_seen,
+            a.c.id,
+            a.c.body,
+        )
 
         def part(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
             stmt = sa.select(*cols).where(*where)
@@ -121,6 +131,7 @@ class ReadingMixin(StoreBase):
                 source=row.source,
                 first_seen=row.first_seen,
                 watchlists=(),
+                body=row.body,
             )
             for row in rows
         ]
