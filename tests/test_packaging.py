@@ -224,7 +224,7 @@ def test_the_readme_quick_start_works_in_a_fresh_clone(tmp_path, python):
         started = ""
         for line in daemon.stderr:  # no network: the passes fail, the daemon runs on
             started += line
-            if "worker running: 2 source(s)" in line:
+            if "worker running: " in line:  # whatever the shipped config's sources number
                 break
         assert daemon.poll() is None, started
     finally:
