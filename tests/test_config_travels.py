@@ -339,3 +339,40 @@ def test_init_writes_where_config_points(elsewhere, capsys):
     path = elsewhere / "given.toml"
     assert main(["--config", str(path), "init"]) == 0
     assert path.read_text(encoding="utf-8").startswith("#:schema ./worker.schema.json\n")
+
+
+def float_fields(model: type, seen: set[type] | None = None) -> list[tuple[str, object]]:
+    """(model.field, FieldInfo) of every float-typed field reachable from `model`."""
+    from typing import get_args, get_origin
+
+    from pydantic import BaseModel
+
+    seen = set() if seen is None else seen
+    found: list[tuple[str, object]] = []
+    if model in seen:
+        return found
+    seen.add(model)
+    for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+        todo = [info.annotation]
+        while todo:
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                found += float_fields(t, seen)
+            elif t is float:
+                found.append((f"{model.__name__}.{name}", info))
+            elif get_origin(t) is not tuple:  # a tuple is parsed whole ("10/1h": count, window)
+                todo += get_args(t)
+    return found
+
+
+def test_every_number_of_seconds_in_the_config_takes_a_duration_with_units():
+    from worker.config.models import Config
+
+    fields = float_fields(Config)
+    assert {"HttpConfig.timeout", "AlertsConfig.send_timeout", "SourceConfig.every"} <= {
+        where for where, _ in fields
+    }
+    for where, info in fields:
+        # the duration parser sits in the field's metadata or, for `Duration | None`, in its type
+        text = repr(info.metadata) + repr(info.annotation)  # type: ignore[attr-defined]
+        assert "parse_duration" in text or "_duration_or_off" in text, where

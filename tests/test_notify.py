@@ -312,6 +312,18 @@ async def test_test_alert_reports_each_channel(webhook_server) -> None:
         await notify.test_alert(notifier, "nope")
 
 
+async def test_a_failed_test_alert_names_the_channels_url_masked_not_its_index(
+    webhook_server,
+) -> None:
+    webhook_server.fail_with(500, path="/down")
+    secret = "S3cretHookPass"
+    url = f"json://alice:{secret}@127.0.0.1:{webhook_server.port}/down"
+    results = await notify.test_alert(Notifier({"down": [url]}, timeout=5))
+    error = results["down"].error or ""
+    assert error.startswith("json://alice:") and f"127.0.0.1:{webhook_server.port}/down" in error
+    assert secret not in error and "[0]" not in error
+
+
 # --- secrets -------------------------------------------------------------------------------------
 
 

@@ -169,6 +169,15 @@ def test_the_readme_quick_start_works_in_a_fresh_clone(tmp_path, python):
     the second command's install works (its pytest run is CI's)."""
     if python.startswith("/") and not Path(python).exists():
         pytest.skip(f"{python} does not exist here")
+    if python.startswith("/"):  # the case the quick start is for: pip refuses to install there
+        stdlib = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not (Path(stdlib) / "EXTERNALLY-MANAGED").exists():
+            pytest.skip(f"{python} is not externally managed here")
     clone = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
@@ -217,7 +226,7 @@ def test_the_readme_quick_start_works_in_a_fresh_clone(tmp_path, python):
         started = ""
         for line in daemon.stderr:  # no network: the passes fail, the daemon runs on
             started += line
-            if "worker running: 2 source(s)" in line:
+            if "worker running: " in line:  # whatever the shipped config's sources number
                 break
         assert daemon.poll() is None, started
     finally:
