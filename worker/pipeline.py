@@ -135,10 +135,9 @@ class Runtime:
         self.fetcher = fetcher
         self.owner = owner or owner_id()
         self.breakers: dict[str, Breaker] = {}
-        self.matcher = Matcher(config.watchlists)
-        self.routes = Routes(config.watchlists)
-        self.rendering = Rendering.from_config(config)
-        self.pacing = Pacing.from_config(config)
+        ready = self.prepare(config)
+        self.matcher, self.routes = ready.matcher, ready.routes
+        self.rendering, self.pacing = ready.rendering, ready.pacing
         self._notifier: Notifier | None = None
         # deliveries whose send has started and whose outcome is not stored yet
         self.sending: set[int] = set()

@@ -310,23 +310,16 @@ class PagesMixin(StoreBase):
         is the site's "own" text, which replaces text an article was first stored with from a
         listing on another host, and which alerts prefer to any other host's text.
         """
-        now = _aware(now, "now") if now is not None else _utcnow()
-        page = self._page_of(source, items)
-        if not page:
-            return PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
-        with self._tx(f"storing a page of {source}") as conn:
-            return self._store_in(
-                conn,
-                source,
-                page,
-                plan,
-                silent,
-                now,
-                listing_page,
-                pass_started,
-                listing_url,
-                hold_until,
-            )
+        (stored,) = self.store_pages(
+            source,
+            [(listing_page, items, listing_url)],
+            plan,
+            silent=silent,
+            now=now,
+            pass_started=pass_started,
+            hold_until=hold_until,
+        )
+        return stored
 
     def store_pages(
         self,

@@ -12,6 +12,18 @@ from worker.store.helpers import _aware, _check_limit, _chunks
 from worker.store.rows import AlertRow, ArticleRow
 from worker.store.tables import STATUSES, article_sources, articles, deliveries, matches
 
+# what an ArticleRow is read from, for the listing and for a search alike
+_ARTICLE_COLUMNS = (
+    articles.c.id,
+    articles.c.url,
+    articles.c.title,
+    articles.c.summary,
+    articles.c.published,
+    articles.c.source,
+    articles.c.first_seen,
+    articles.c.body,
+)
+
 
 class ReadingMixin(StoreBase):
     """The read-only `Store` methods over articles and deliveries."""
@@ -30,16 +42,9 @@ class ReadingMixin(StoreBase):
         """
         _check_limit(limit)
         a = articles
-        stmt = sa.select(
-            a.c.id,
-            a.c.url,
-            a.c.title,
-            a.c.summary,
-            a.c.published,
-            a.c.source,
-            a.c.first_seen,
-            a.c.body,
-        ).order_by(a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc())
+        stmt = sa.select(*_ARTICLE_COLUMNS).order_by(
+            a.c.published.desc().nulls_last(), a.c.first_seen.desc(), a.c.id.desc()
+        )
         if source is not None:
             stmt = stmt.where(
                 sa.exists().where(
@@ -84,19 +89,9 @@ class ReadingMixin(StoreBase):
         `worker search` and the daemon's would-have-matched count run a query over. `source` as
         in list_articles."""
         a = articles
-        cols = (
-            a.c.url,
-            a.c.title,
-            a.c.summary,
-            a.c.published,
-            a.c.source,
-            a.c.first_seen,
-            a.c.id,
-            a.c.body,
-        )
 
         def part(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-            stmt = sa.select(*cols).where(*where)
+            stmt = sa.select(*_ARTICLE_COLUMNS).where(*where)
             if source is not None:
                 stmt = stmt.where(
                     sa.exists().where(
