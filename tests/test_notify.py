@@ -552,7 +552,9 @@ async def test_slow_channels_do_not_delay_another(webhook_server) -> None:
     elapsed = time.monotonic() - started
     at = {i: t - started for _, i, t in queue.events}
     assert queue.rows[1].status == "sent" and queue.rows[2].status == "sent"
-    assert at[1] < 1.0 and at[2] < 1.0, at
+    # the fast channel's two sends are done before any slow one's outcome (an order, not a
+    # bound in seconds: 1.046 s against a 1.0 s bound once, on a loaded machine)
+    assert max(at[1], at[2]) < min(at[d.id] for d in deliveries), at
     assert all(queue.rows[d.id].attempts == 1 for d in deliveries)
     assert min(at[d.id] for d in deliveries) >= 1.8, at
     assert elapsed < 4.0
