@@ -444,3 +444,20 @@ def test_url_credentials_written_in_the_file_are_masked_too():
             GOOD.replace("https://example.org/?s=x", "ftp://bob:pw-in-file@x.org/"), env={}
         )
     assert "'ftp://****@x.org/' is not an http(s) URL" in info.value.problems[0]
+
+
+def test_a_config_may_use_what_toml_1_1_adds_and_broken_toml_is_still_worded_by_tomllib() -> None:
+    # rtoml reads configs (worker/config/load.py): TOML 1.1, so an inline table may span lines
+    # and end with a comma
+    text = GOOD.replace(
+        '[sources.select]\nitem = "article"\ntitle = "h2 a"\nlink = "h2 a"\n',
+        'select = {\n  item = "article",\n  title = "h2 a",\n  link = "h2 a",\n}\n',
+    )
+    assert text != GOOD
+    config = parse_config(text)
+    assert config.sources[0].select == parse_config(GOOD).sources[0].select
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GOOD.replace('every = "15m"', 'every = "15m'))
+    assert caught.value.problems == [
+        "not valid TOML: Illegal character '\\n' (at line 10, column 13)"
+    ]

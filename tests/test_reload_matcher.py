@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.test_daemon import daemon_running, fake_config, wait_for
 from worker.config import parse_config
+from worker.gcpause import collector_paused
 from worker.match import Matcher
 from worker.pipeline import Routes
 
@@ -64,7 +65,9 @@ async def test_a_reload_of_10000_watchlists_does_not_stall_the_event_loop(tmp_pa
         # while the new config and matcher were built (the young generations' may run between
         # the watcher's reload of the file and this one), and what they are is out of later ones
         assert 2 not in collections
-        assert gc.isenabled()
+        # running again once the last build ends (the background count of what the new
+        # watchlists would have matched builds a matcher of its own, the collector paused)
+        await wait_for(gc.isenabled, 10)
         assert gc.is_tracked(runtime.matcher)
         assert not any(o is runtime.matcher for o in gc.get_objects())  # frozen
         assert len(runtime.config.watchlists) == 10_000
@@ -136,3 +139,35 @@ def test_routes_are_computed_once_per_config_and_follow_each_watchlists_sources(
     for name in ("a", "b"):
         expected = {w.name: tuple(w.channels) for w in config.watchlists_for(name)}
         assert routes.of(name) == expected
+
+
+def test_loading_a_config_and_its_matcher_pauses_the_collector_and_leaves_it_as_it_was(
+    monkeypatch: Any,
+) -> None:
+    seen: list[bool] = []  # the collector's state inside the build, at each watchlist
+    original = Matcher._compile
+
+    def compile_and_look(self: Matcher, watchlist: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(self, watchlist)
+
+    monkeypatch.setattr(Matcher, "_compile", compile_and_look)
+    text = fake_config(Path("/nonexistent"), ["a"]) + watchlists_toml(20)
+    assert gc.isenabled()
+    Matcher(parse_config(text).watchlists)
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    gc.disable()  # a caller that paused it itself: left paused
+    try:
+        Matcher(parse_config(text).watchlists)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_collector_runs_again_only_when_the_last_of_nested_pauses_ends() -> None:
+    with collector_paused():
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()

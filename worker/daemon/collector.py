@@ -9,36 +9,17 @@ full collections, as start-up's objects are (`Daemon.startup`): it lives until t
 and refcounting still frees it then (frozen objects are only skipped by the collector's walks).
 The cost: garbage in reference cycles that is alive at the freeze stays allocated; a reload is a
 rare event (a person edits a file), and a pass leaves little such garbage.
+`collector_paused` itself is in worker/gcpause.py: the config loader and the matcher pause the
+collector too, wherever they run.
 """
 
 from __future__ import annotations
 
 import gc
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-_lock = threading.Lock()
-_paused = 0  # builds in progress; the collector runs again when the last one ends
-_was_enabled = True
+from worker.gcpause import collector_paused
 
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No automatic collection while the block runs (in any thread: the collector is global)."""
-    global _paused, _was_enabled
-    with _lock:
-        if _paused == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _paused += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _paused -= 1
-            if _paused == 0 and _was_enabled:
-                gc.enable()
+__all__ = ["collector_paused", "keep_out_of_full_collections"]
 
 
 def keep_out_of_full_collections() -> None:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import compress
 from typing import Any
 
+from worker.gcpause import collector_paused
 from worker.match.query import FIELDS, And, Near, Node, Not, Or, Term, parse_query
 from worker.match.text import parse_keyword, stem, words
 
@@ -170,6 +171,12 @@ class Matcher:
     """
 
     def __init__(self, watchlists: Sequence[Any]) -> None:
+        # the build allocates ~10 objects a watchlist, all kept or freed by reference counting:
+        # the collector's full walks would be half its time (worker/gcpause.py)
+        with collector_paused():
+            self._build(watchlists)
+
+    def _build(self, watchlists: Sequence[Any]) -> None:
         self._names: list[str] = []
         self._leaf_ids: dict[tuple[Any, ...], int] = {}
         self._units: list[tuple[Unit, ...]] = []  # leaf -> units (the left side of a NEAR)
