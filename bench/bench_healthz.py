@@ -30,9 +30,15 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from _common import ROOT, machine, write_sources_config
-from bench_fleet import RequestClock, cpu_seconds, free_port, rss_mb, wait_healthy
+from bench_fleet import CLOCK_TICKS, RequestClock, cpu_seconds, free_port, rss_mb, wait_healthy
 
 from worker.site import NewsSite
+
+
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU of one thread of `pid` (the daemon's event loop is its main thread)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def write_config(path: Path, db: Path, site: NewsSite, n: int, every: int, port: int) -> None:
@@ -102,12 +108,14 @@ def main() -> None:
             if args.detail:
                 pollers.append(Poller(f"http://127.0.0.1:{port}/healthz?detail=sources"))
             cpu_before = cpu_seconds(proc.pid)
+            loop_before = thread_cpu_seconds(proc.pid, proc.pid)
             window_start = time.monotonic()
             for poller in pollers:
                 poller.start()
             time.sleep(args.seconds)
             for poller in pollers:
                 poller.stop.set()
+            loop_cpu = thread_cpu_seconds(proc.pid, proc.pid) - loop_before
             cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - window_start)
             _, peak = rss_mb(proc.pid)
             clock.stop.set()
@@ -140,6 +148,10 @@ def main() -> None:
         f"({100 * near / max(1, len(gaps)):.1f} %)"
     )
     print(f"CPU {100 * cpu:.0f} % of one core, peak RSS {peak:.0f} MB")
+    print(
+        f"event loop's thread: {100 * loop_cpu / args.seconds:.0f} % of one core, "
+        f"{1000 * loop_cpu / max(1, len(starts)):.2f} ms of CPU per pass started"
+    )
 
 
 if __name__ == "__main__":

@@ -236,6 +236,43 @@ async def test_connections_are_reused(server: Server, make: Callable[..., Made])
     assert server.connections == 1
 
 
+async def test_a_304_and_an_empty_redirect_keep_their_connection(
+    server: Server, make: Callable[..., Made]
+) -> None:
+    """A 304 (a quiet pass) and a redirect with an empty body are read to their end, so the
+    connection goes back to the pool instead of being closed (each had cost a new connection);
+    a redirect with a body is not waited for."""
+
+    @server.route("/same")
+    async def same(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if request.headers.get("if-none-match") == '"v1"':
+            writer.write(head(304, {"ETag": '"v1"'}))
+            return True
+        return respond(writer, ETag='"v1"')
+
+    @server.route("/moved")
+    async def moved(request: Request, writer: asyncio.StreamWriter) -> bool:
+        return respond(writer, 302, "", Location="/same")
+
+    @server.route("/moved-body")
+    async def moved_body(request: Request, writer: asyncio.StreamWriter) -> bool:
+        return respond(writer, 302, "<p>moved</p>", Location="/same")
+
+    fetcher = make(concurrency=1).fetcher
+    first = await fetcher.get_html(server.url("/same"))
+    assert first.status == 200 and first.etag == '"v1"'
+    for _ in range(10):
+        page = await fetcher.get_html(server.url("/same"), validators=('"v1"', None))
+        assert page.status == 304 and page.text == ""
+    page = await fetcher.get_html(server.url("/moved"))
+    assert page.status == 200 and page.url == server.url("/same")
+    assert fetcher.requests == 13
+    assert server.connections == 1
+    page = await fetcher.get_html(server.url("/moved-body"))
+    assert page.status == 200
+    assert server.connections == 2  # that redirect's connection was closed with its body unread
+
+
 async def test_follows_relative_and_absolute_redirects(
     server: Server, make: Callable[..., Made]
 ) -> None:

@@ -179,6 +179,59 @@ def test_start_pass_and_end_pass_do_in_one_transaction_what_the_separate_calls_d
         store.close()
 
 
+def test_end_pass_records_the_same_whether_the_row_is_there_or_was_removed(db_url: str) -> None:
+    """end_pass is one UPDATE of the row start_pass made; a row removed meanwhile is written by
+    the statements one by one (inserting it): both end with the same row, and the failures in a
+    row count on from what is stored."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from worker.store import PassOutcome
+    from worker.store.tables import sources
+
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        for name in ("kept", "removed"):
+            store.start_pass(name, pass_id=f"p-{name}", at=t0)
+        with store._engine.begin() as conn:
+            conn.execute(sa.delete(sources).where(sources.c.name == "removed"))
+        failed = PassOutcome(ok=False, error="HTTP 503", pages=2, new=4, alerts=1, duration=0.5)
+        for name in ("kept", "removed"):
+            failures = store.end_pass(
+                name,
+                pass_id=f"p-{name}",
+                listed_total=40,
+                walk=(38, 40),
+                baseline=True,
+                validators=("https://s.example/#k", '"v2"', "Sun, 01 Mar 2026 12:00:00 GMT"),
+                outcome=failed,
+                at=t0 + timedelta(seconds=3),
+            )
+            assert failures == 1
+        rows = {s.name: {**asdict(s), "name": None} for s in store.source_status()}
+        assert rows["kept"] == rows["removed"]
+        assert rows["kept"]["unfinished_since"] is None and rows["kept"]["last_error"] == "HTTP 503"
+        assert rows["kept"]["baselined_at"] == t0 + timedelta(seconds=3)
+        assert rows["kept"]["last_success_at"] is None
+        # a second failure counts on; the baseline keeps its first time; a success resets
+        later = t0 + timedelta(minutes=1)
+        store.start_pass("kept", pass_id="p2", at=later)
+        assert store.end_pass("kept", pass_id="p2", baseline=True, outcome=failed, at=later) == 2
+        assert store.source_state("kept").baselined_at == t0 + timedelta(seconds=3)
+        ok = PassOutcome(ok=True, error=None, pages=1, new=0, alerts=0, duration=0.1)
+        store.start_pass("kept", pass_id="p3", at=later)
+        assert store.end_pass("kept", pass_id="p3", outcome=ok, at=later) == 0
+        status = {s.name: s for s in store.source_status()}["kept"]
+        assert status.last_success_at == later and status.last_error is None
+        assert status.unfinished_since is None and status.listed_total == 40
+    finally:
+        store.close()
+
+
 def test_pages_stored_together_are_each_stored_as_store_page_stores_one(db_url: str) -> None:
     """store_pages: each page's articles, listings (with their page number), matches and
     deliveries as store_page would store them, in page order; an empty page stores nothing; on

@@ -31,6 +31,65 @@ _STATE = (
 )
 
 
+# Statements a pass runs every time, built once with bind parameters: SQLAlchemy's building of a
+# statement and of its cache key was most of the CPU of a pass's bookkeeping (py-spy, GIL held:
+# ~40 % of the store threads' time at 10,000 sources), more than SQLite's own work.
+_S = sources.c
+_NAME = sa.bindparam("b_name", type_=sa.Text)
+_PASS_ID = sa.bindparam("b_pass_id", type_=sa.Text)
+_AT = sa.bindparam("b_at", type_=UTCDateTime)
+_MARK_AND_STATE = sa.select(_S.unfinished_since, _S.unfinished_by, *_STATE).where(_S.name == _NAME)
+_LOCK_MARK_AND_STATE = _MARK_AND_STATE.with_for_update()
+_SET_MARK = (
+    sa.update(sources).where(_S.name == _NAME).values(unfinished_since=_AT, unfinished_by=_PASS_ID)
+)
+_TAKE_MARK = sa.update(sources).where(_S.name == _NAME).values(unfinished_by=_PASS_ID)
+_MINE = _S.unfinished_by == _PASS_ID
+# end_pass's columns, each with its own bind parameter (named apart from the columns)
+_END_VALUES = (
+    "listed_total",
+    "walked_at",
+    "walk_seen",
+    "walk_total",
+    "validated_url",
+    "etag",
+    "last_modified",
+    "last_pass_at",
+    "last_error",
+    "last_pages",
+    "last_new",
+    "last_alerts",
+    "last_duration",
+    "last_success_at",
+)
+_END_STATEMENTS: dict[tuple[bool, frozenset[str], bool | None], Any] = {}
+
+
+def _end_statement(baseline: bool, columns: frozenset[str], ok: bool | None) -> Any:
+    """end_pass's one UPDATE of a source's row (the mark cleared if it is this pass's, the
+    baseline kept if it was set, `columns` from parameters `v_<column>`, and with an outcome
+    (`ok` not None) the failures in a row counted and returned), built once per shape."""
+    key = (baseline, columns, ok)
+    stmt = _END_STATEMENTS.get(key)
+    if stmt is None:
+        values: dict[str, Any] = {
+            "unfinished_since": sa.case((_MINE, sa.null()), else_=_S.unfinished_since),
+            "unfinished_by": sa.case((_MINE, sa.null()), else_=_S.unfinished_by),
+        }
+        if baseline:
+            values["baselined_at"] = sa.func.coalesce(_S.baselined_at, _AT)
+        for column in _END_VALUES:
+            if column in columns:
+                values[column] = sa.bindparam(f"v_{column}", type_=_S[column].type)
+        if ok is not None:
+            values["failures"] = sa.literal(0) if ok else _S.failures + 1
+        stmt = sa.update(sources).where(_S.name == _NAME).values(values)
+        if ok is not None:
+            stmt = stmt.returning(_S.failures)
+        _END_STATEMENTS[key] = stmt
+    return stmt
+
+
 def _listed_since(source: str, since: datetime) -> sa.Select[tuple[str]]:
     return (
         sa.select(articles.c.url)
@@ -105,23 +164,18 @@ class SourcesMixin(StoreBase):
         self, conn: sa.Connection, source: str, pass_id: str, at: datetime
     ) -> tuple[datetime | None, tuple[Any, ...]]:
         """Take or set the mark (see begin_pass); (its start, the source's _STATE row)."""
-        ensure = self._insert(sources).values(name=source).on_conflict_do_nothing()
-        query = (
-            sa.select(sources.c.unfinished_since, sources.c.unfinished_by, *_STATE)
-            .where(sources.c.name == source)
-            .with_for_update()
-        )
-        conn.execute(ensure)
-        row = conn.execute(query).one()
+        lock = _LOCK_MARK_AND_STATE if self.dialect == "postgresql" else _MARK_AND_STATE
+        row = conn.execute(lock, {"b_name": source}).first()
+        if row is None:  # a new source: its row first (another process may insert it too)
+            conn.execute(self._insert(sources).values(name=source).on_conflict_do_nothing())
+            row = conn.execute(lock, {"b_name": source}).one()
         since, owner = row[0], row[1]
         if since is None:
-            values = {"unfinished_since": at, "unfinished_by": pass_id}
+            conn.execute(_SET_MARK, {"b_name": source, "b_at": at, "b_pass_id": pass_id})
         elif owner is None or since < at - STALE_MARK:
-            values = {"unfinished_by": pass_id}  # take over a mark nobody will clear
-        else:
-            values = {}  # another pass runs and owns it
-        if values:
-            conn.execute(sa.update(sources).where(sources.c.name == source).values(**values))
+            # take over a mark nobody will clear
+            conn.execute(_TAKE_MARK, {"b_name": source, "b_pass_id": pass_id})
+        # else another pass runs and owns it
         return since, tuple(row[2:])
 
     def finish_pass(
@@ -161,6 +215,25 @@ class SourcesMixin(StoreBase):
         if walk is not None:
             values.update(walked_at=at, walk_seen=walk[0], walk_total=walk[1])
         with self._tx("recording the end of a pass") as conn:
+            # the source's row is there (start_pass made it): everything in one UPDATE
+            columns = dict(values)
+            if validators is not None:
+                columns.update(_validator_values(*validators))
+            if outcome is not None:
+                columns.update(_outcome_values(outcome, at))
+            stmt = _end_statement(
+                baseline, frozenset(columns), None if outcome is None else outcome.ok
+            )
+            params = {f"v_{k}": v for k, v in columns.items()}
+            params.update(b_name=source, b_pass_id=pass_id, b_at=at)
+            result = conn.execute(stmt, params)
+            if outcome is not None:
+                row = result.first()
+                if row is not None:
+                    return int(row[0] or 0)
+            elif result.rowcount:
+                return None
+            # no row (removed meanwhile): the statements one by one, which insert it
             if baseline:
                 self._mark_baselined(conn, source, at)
             conn.execute(
@@ -241,16 +314,7 @@ class SourcesMixin(StoreBase):
         self, conn: sa.Connection, source: str, outcome: PassOutcome, at: datetime
     ) -> int:
         ok = outcome.ok
-        values: dict[str, Any] = {
-            "last_pass_at": at,
-            "last_error": _cut(outcome.error),
-            "last_pages": outcome.pages,
-            "last_new": outcome.new,
-            "last_alerts": outcome.alerts,
-            "last_duration": outcome.duration,
-        }
-        if ok:
-            values["last_success_at"] = at
+        values = _outcome_values(outcome, at)
         stmt = self._insert(sources).values(name=source, failures=0 if ok else 1, **values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[sources.c.name],
@@ -271,15 +335,7 @@ class SourcesMixin(StoreBase):
     def _save_validators(
         self, conn: sa.Connection, source: str, url: str, etag: str | None, modified: str | None
     ) -> None:
-        # a validator longer than a header a server sends is junk: not kept (a cut one never
-        # matches)
-        etag = etag if etag and len(etag) <= 1024 else None
-        modified = modified if modified and len(modified) <= 200 else None
-        values = {
-            "validated_url": url if etag or modified else None,
-            "etag": etag,
-            "last_modified": modified,
-        }
+        values = _validator_values(url, etag, modified)
         stmt = self._insert(sources).values(name=source, **values)
         stmt = stmt.on_conflict_do_update(index_elements=[sources.c.name], set_=values)
         conn.execute(stmt)
@@ -303,3 +359,30 @@ class SourcesMixin(StoreBase):
         with self._tx("reading the sources' status", write=False) as conn:
             rows = conn.execute(sa.select(sources).order_by(sources.c.name)).mappings().all()
         return [SourceStatus(**row) for row in rows]
+
+
+def _outcome_values(outcome: PassOutcome, at: datetime) -> dict[str, Any]:
+    """The columns `record_pass` sets (last_success_at only when the pass was ok)."""
+    values: dict[str, Any] = {
+        "last_pass_at": at,
+        "last_error": _cut(outcome.error),
+        "last_pages": outcome.pages,
+        "last_new": outcome.new,
+        "last_alerts": outcome.alerts,
+        "last_duration": outcome.duration,
+    }
+    if outcome.ok:
+        values["last_success_at"] = at
+    return values
+
+
+def _validator_values(url: str, etag: str | None, modified: str | None) -> dict[str, Any]:
+    """The columns `save_validators` sets. A validator longer than a header a server sends is
+    junk: not kept (a cut one never matches)."""
+    etag = etag if etag and len(etag) <= 1024 else None
+    modified = modified if modified and len(modified) <= 200 else None
+    return {
+        "validated_url": url if etag or modified else None,
+        "etag": etag,
+        "last_modified": modified,
+    }
