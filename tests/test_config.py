@@ -461,3 +461,14 @@ def test_a_config_may_use_what_toml_1_1_adds_and_broken_toml_is_still_worded_by_
     assert caught.value.problems == [
         "not valid TOML: Illegal character '\\n' (at line 10, column 13)"
     ]
+
+
+def test_a_source_is_found_by_name_also_in_a_copy_with_other_sources() -> None:
+    config = parse_config(GOOD, "/etc/worker/w.toml", env={})
+    first = config.sources[0]
+    assert config.source(first.name) is first
+    emptied = config.model_copy(update={"sources": []})  # the lookup above is cached
+    with pytest.raises(KeyError):
+        emptied.source(first.name)
+    assert config.source(first.name) is first
+    assert "sources_by_name" not in config.model_dump()

@@ -30,17 +30,20 @@ import httpx
 __all__ = ["make_transport", "tls_context"]
 
 
-def _is_readable(sock: socket.socket) -> bool:
-    """Whether a read would return at once (data, or the end of a closed connection)."""
+def _poller(sock: socket.socket | None) -> select.poll | None:
+    """A poll object watching `sock` for reading, registered once: each idle check is then one
+    `poll(0)` call (a new poll object and its registration per check cost as much again)."""
+    if sock is None:
+        return None
     try:
         fd = sock.fileno()
     except OSError:
-        return True
+        return None
     if fd < 0:
-        return True
+        return None
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    return poller
 
 
 class _Stream(httpcore.AsyncNetworkStream):
@@ -49,6 +52,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
         self._socket: socket.socket | None = stream.get_extra_info("socket")
+        self._poller = _poller(self._socket)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self._stream.read(max_bytes, timeout)
@@ -68,8 +72,10 @@ class _Stream(httpcore.AsyncNetworkStream):
         return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._socket is not None:
-            return _is_readable(self._socket)
+        if info == "is_readable" and self._poller is not None:
+            if self._socket is None or self._socket.fileno() < 0:
+                return True  # closed under us: as readable as a closed connection is
+            return bool(self._poller.poll(0))
         return self._stream.get_extra_info(info)
 
 
