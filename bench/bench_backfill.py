@@ -54,7 +54,7 @@ LABELS = {
     ("worker", "page"): "worker/page",
     ("scrapy", "page"): "scrapy/counter",
 }
-TARGET_NEXT = 1.0  # worker/next vs scrapy/next
+TARGET_NEXT = 0.8  # worker/next vs scrapy/next (issue 15; issue 4 asked 1.0)
 TARGET_PAGE = 0.5  # worker/page vs Scrapy
 TARGET_RSS_MB = 150
 
@@ -190,11 +190,11 @@ def report(delay: float, runs: list[Run]) -> bool:
         nonlocal ok
         if a in wall and b in wall:
             value = wall[a] / wall[b]
-            hit = value < target
+            hit = value <= target
             ok &= hit
             print(
                 f"  {LABELS[a]} / {LABELS[b]}: {value:.2f} "
-                f"(target < {target}: {'OK' if hit else 'MISSED'}){note}"
+                f"(target <= {target}: {'OK' if hit else 'MISSED'}){note}"
             )
 
     ratio(("worker", "next"), ("scrapy", "next"), TARGET_NEXT, "")

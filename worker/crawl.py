@@ -42,6 +42,7 @@ from urllib.parse import urlencode
 from worker.config import SourceConfig
 from worker.fetch import FEED_TYPES, HTML_TYPES, JSON_TYPES, Fetcher, FetchError, NotFound, Page
 from worker.models import AlertPlan, Item, ListingPage, PageStored
+from worker.paging import guess_pages
 from worker.parse import HostilePage, ParseError, parse_listing_async
 from worker.parse.feeds import WP_PER_PAGE, parse_feed, parse_wordpress
 from worker.store import PassOutcome, Store
@@ -49,6 +50,9 @@ from worker.store import PassOutcome, Store
 log = logging.getLogger(__name__)
 
 WALK_BATCH = 8  # a walk's pages stored together at most (while the store before them ran)
+# a walk following next links fetches this many pages ahead on their guessed addresses (at the
+# end of the listing, as many requests go past it): 300 pages 20 ms away, 7.0 s -> ~1.6 s
+GUESS_AHEAD = 4
 # [sources.article]: a new article's alerts wait this long at most for its page to be read
 # (read, failed or refused, they go at once), so that a page naming another stored article as
 # canonical drops them before a delivery round sends them (store_page's `hold_until`)
@@ -147,6 +151,13 @@ class _Pages:
         self.window = window
         self.prefetch_to = 0  # last page number that may be fetched ahead
         self._ahead: dict[int, asyncio.Task[Page | None]] = {}
+        # following next links: what the links to pages 2 and 3 say of the others (see
+        # worker.paging), the addresses fetched ahead on that guess, and the pages it may reach
+        self._links: dict[int, str] = {}
+        self._guess: Callable[[int], str] | None = None
+        self._guessed: dict[int, str] = {}
+        self._guess_to = 0
+        self._spent: list[asyncio.Task[Page | None]] = []  # fetched ahead, then not needed
         # pages reached by number (a `page_url` template, the REST API), not by a next link
         self.numbered = source.page_url is not None or source.type == "wordpress"
         # the first request of the pass is conditional with these (None: fetched in full)
@@ -198,22 +209,50 @@ class _Pages:
         if self.numbered:
             self.prefetch_to = last
 
+    def learn(self, number: int, url: str, last: int) -> None:
+        """A walk's next link to page `number`; pages up to `last` may be read. From the links
+        to pages 2 and 3, guess the others' addresses to fetch them ahead (worker.paging)."""
+        self._links[number] = url
+        self._guess_to = last
+        if number == 3 and 2 in self._links and not self._guessed:
+            self._guess = guess_pages(self._links[2], url)
+
     async def get(self, number: int, url: str) -> Page | None:
         task = self._ahead.pop(number, None)
         if number <= self.prefetch_to:
             for ahead in range(number + 1, min(self.prefetch_to, number + self.window) + 1):
                 if ahead not in self._ahead:
                     self._ahead[ahead] = asyncio.create_task(self.fetch(self.url_of(ahead), ahead))
+        elif self._guessed or self._guess is not None:
+            if task is not None and self._guessed.pop(number) != url:
+                self._drop_guess(task)  # the next link says otherwise: follow the links alone
+                task = None
+            if self._guess is not None:
+                for ahead in range(number + 1, min(self._guess_to, number + GUESS_AHEAD) + 1):
+                    if ahead not in self._ahead:
+                        guessed = self._guessed[ahead] = self._guess(ahead)
+                        self._ahead[ahead] = asyncio.create_task(self.fetch(guessed, ahead))
         if task is not None:
             return await task
         return await self.fetch(url, number)
 
-    async def close(self) -> None:
-        for task in self._ahead.values():
-            task.cancel()
-        if self._ahead:
-            await asyncio.gather(*self._ahead.values(), return_exceptions=True)
+    def _drop_guess(self, task: asyncio.Task[Page | None]) -> None:
+        log.info("source=%s: next links not numbered as guessed; following them", self.source.name)
+        self._guess = None
+        self._guessed.clear()
+        self._spent += [task, *self._ahead.values()]
         self._ahead.clear()
+        for spent in self._spent:
+            spent.cancel()
+
+    async def close(self) -> None:
+        tasks = [*self._ahead.values(), *self._spent]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._ahead.clear()
+        self._spent.clear()
 
 
 async def _parse(page: Page, source: SourceConfig, number: int) -> ListingPage:
@@ -398,6 +437,8 @@ async def _pages(
                 url = pages.url_of(number + 1)
             elif listing.next_url is not None:
                 url = listing.next_url
+                if full:
+                    pages.learn(number + 1, url, min(source.max_pages, report.last_page or 1 << 30))
             else:
                 report.stop = "no next link"
                 return
