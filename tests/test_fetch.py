@@ -236,6 +236,24 @@ async def test_connections_are_reused(server: Server, make: Callable[..., Made])
     assert server.connections == 1
 
 
+async def test_connections_in_use_together_are_all_kept_and_reused(
+    server: Server, make: Callable[..., Made]
+) -> None:
+    """Eight requests at a time, twenty times: the pool's eight connections serve them all. (A
+    connection that answered in the same turn of the loop as the pool's idle check must not be
+    taken for one the server closed.)"""
+
+    @server.route("/page")
+    async def page(request: Request, writer: asyncio.StreamWriter) -> bool:
+        return respond(writer)
+
+    fetcher = make(concurrency=8).fetcher
+    for _ in range(20):
+        await asyncio.gather(*(fetcher.get_html(server.url("/page")) for _ in range(8)))
+    assert fetcher.requests == 160
+    assert server.connections <= 8, server.connections
+
+
 async def test_a_304_and_an_empty_redirect_keep_their_connection(
     server: Server, make: Callable[..., Made]
 ) -> None:
@@ -792,23 +810,24 @@ def test_the_fetchers_pool_uses_the_lighter_backend() -> None:
     assert isinstance(fetcher._client._transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
 
 
+class _PlainStream:
+    """What anyio's stream tells of its socket (all `_Stream` asks of it)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def get_extra_info(self, info: str) -> object:
+        return self.sock if info == "socket" else None
+
+
 def test_is_readable_sees_data_and_a_closed_peer() -> None:
     """The idle check: not readable while the peer is silent; readable once it sends data or
     closes the connection; a closed socket counts as readable (httpcore drops it)."""
-    import httpcore
-
     from worker.transport import _Stream
-
-    class Plain(httpcore.AsyncNetworkStream):  # what anyio's stream tells of its socket
-        def __init__(self, sock: socket.socket) -> None:
-            self.sock = sock
-
-        def get_extra_info(self, info: str) -> object:
-            return self.sock if info == "socket" else None
 
     a, b = socket.socketpair()
     with a, b:
-        stream = _Stream(Plain(a))
+        stream = _Stream(_PlainStream(a))  # type: ignore[arg-type]
         assert not stream.get_extra_info("is_readable")
         b.sendall(b"x")
         assert stream.get_extra_info("is_readable")
