@@ -41,7 +41,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from _common import Measured, machine, median, pass_seconds, run_measured, worker_cmd, write_config
+from _common import (
+    Measured,
+    compile_worker,
+    machine,
+    median,
+    pass_seconds,
+    run_measured,
+    worker_cmd,
+    write_config,
+)
 
 from worker.site import NewsSite
 from worker.urls import canonicalize
@@ -231,6 +240,7 @@ def main() -> int:
 
     started = time.perf_counter()
     print(f"machine: {machine()}")
+    print(compile_worker())
     site = NewsSite.synthetic(args.articles, per_page=args.per_page)
     pages = -(-args.articles // args.per_page)
     all_ok = True
