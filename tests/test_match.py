@@ -330,3 +330,25 @@ def test_match_from_several_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
+
+
+def test_the_shipped_table_of_combining_marks_is_what_this_python_scans() -> None:
+    """The marks `fold()` drops come from a table shipped per Unicode version (a scan of every
+    code point costs ~20 ms a command); this Python's table must be what it scans itself."""
+    import json
+    import unicodedata
+
+    from worker.match import text
+
+    tables = json.loads(text._MARKS_TABLE.read_text("utf-8"))
+    assert unicodedata.unidata_version in tables  # the Pythons we support have a table
+    assert text._marks() == text._scan_marks()
+
+
+def test_combining_marks_are_scanned_for_a_unicode_version_without_a_table(
+    tmp_path, monkeypatch
+) -> None:
+    from worker.match import text
+
+    monkeypatch.setattr(text, "_MARKS_TABLE", tmp_path / "none.json")
+    assert text._marks() == text._scan_marks()
