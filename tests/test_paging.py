@@ -4,7 +4,6 @@ the links reads (worker.paging, `_Pages` in worker.crawl)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,20 +118,6 @@ def test_an_incremental_pass_reads_no_page_ahead(
     assert len(site.listing_paths()) <= 2
 
 
-@pytest.fixture
-def serve_static() -> Iterator[Callable[[StaticSite], StaticSite]]:
-    started: list[StaticSite] = []
-
-    def start(site: StaticSite) -> StaticSite:
-        site.start()
-        started.append(site)
-        return site
-
-    yield start
-    for site in started:
-        site.stop()
-
-
 def _static(per_page: int, pages: int, next_of: dict[int, str]) -> StaticSite:
     """A listing of `pages` pages at /list?page=N, page N's next link next_of[N]; also, at
     /list?page=4 and on, pages of decoy articles, which following the links never reaches."""
@@ -159,7 +144,7 @@ def _static(per_page: int, pages: int, next_of: dict[int, str]) -> StaticSite:
 
 
 def test_a_next_link_that_contradicts_the_guess_is_followed_and_the_guessed_pages_unused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str, serve_static
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str, serve
 ) -> None:
     """Pages 2 and 3 are /list?page=2 and 3, page 3's next link leaves the numbering: the walk
     goes where the links go and stores none of what it fetched on the guess."""
@@ -169,7 +154,7 @@ def test_a_next_link_that_contradicts_the_guess_is_followed_and_the_guessed_page
         3: "/list?from=3&page=4",
         4: "/list?from=4&page=5",
     }
-    site = serve_static(_static(5, 5, next_of))
+    site = serve(_static(5, 5, next_of))
     select = (
         '[sources.select]\nitem = "#main article"\ntitle = "h2 a"\nlink = "h2 a"\nnext = "a.next"\n'
     )

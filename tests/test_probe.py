@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,20 +87,6 @@ def layout_site(case: dict[str, Any]) -> LayoutSite:
         articles[:count],
         featured=articles[count : count + featured],
     )
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[Any] = []
-
-    def start(site: Any) -> Any:
-        site.start()
-        started.append(site)
-        return site
-
-    yield start
-    for site in started:
-        site.stop()
 
 
 def test_there_are_six_layouts_or_more() -> None:

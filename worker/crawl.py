@@ -155,7 +155,7 @@ class _Pages:
         self._ahead: dict[int, asyncio.Task[Page | None]] = {}
         # following next links: what the links to pages 2 and 3 say of the others (see
         # worker.paging), the addresses fetched ahead on that guess, and the pages it may reach
-        self._links: dict[int, str] = {}
+        self._second: str | None = None  # the next link to page 2
         self._guess: Callable[[int], str] | None = None
         self._guessed: dict[int, str] = {}
         self._guess_to = 0
@@ -216,11 +216,12 @@ class _Pages:
         """A walk's next link to page `number`; `last`: the counter's last page, if any; no
         page after `limit` is read. From the links to pages 2 and 3, guess the others'
         addresses to fetch them ahead (worker.paging)."""
-        self._links[number] = url
         self._guess_to = min(limit, last) if last is not None else limit
         self._guess_ahead = self.window if last is not None else GUESS_AHEAD
-        if number == 3 and 2 in self._links and not self._guessed:
-            self._guess = guess_pages(self._links[2], url)
+        if number == 2:
+            self._second = url
+        elif number == 3 and self._second is not None:
+            self._guess = guess_pages(self._second, url)
 
     async def get(self, number: int, url: str) -> Page | None:
         task = self._ahead.pop(number, None)
