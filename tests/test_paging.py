@@ -74,20 +74,20 @@ def _stored(capsys: pytest.CaptureFixture[str], config: Path) -> set[str]:
 def test_a_walk_by_next_links_fetches_the_pages_ahead_while_it_waits_for_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str, make_site
 ) -> None:
-    """Page 4 is asked for while page 3 is still being answered: pages 2 and 3 showed the
-    numbering, and the pages after them are fetched on it."""
+    """Page 5 is asked for while page 4 is still being answered: pages 2 and 3 showed the
+    numbering, page 4's link confirmed it, and the pages after are fetched on it."""
     site: NewsSite = make_site(120, per_page=10)
     answered = threading.Event()
     seen: dict[str, bool] = {}
 
-    def page_three(_: str) -> None:
-        seen["page 4 asked while page 3 waited"] = answered.wait(10)
+    def page_four(_: str) -> None:
+        seen["page 5 asked while page 4 waited"] = answered.wait(10)
 
-    site.on_request(page_three, page=3)
-    site.on_request(lambda _: answered.set(), page=4)
+    site.on_request(page_four, page=4)
+    site.on_request(lambda _: answered.set(), page=5)
     config = _config(tmp_path, db_url, site)
     assert run_worker(capsys, config, "once").code == 0
-    assert seen == {"page 4 asked while page 3 waited": True}
+    assert seen == {"page 5 asked while page 4 waited": True}
     assert _stored(capsys, config) == {site.url(a) for a in site.articles()}
     assert len(site.listing_paths()) == len(set(site.listing_paths())) == 12  # each page once,
     # none past the counter's last page
@@ -120,7 +120,8 @@ def test_an_incremental_pass_reads_no_page_ahead(
 
 def _static(per_page: int, pages: int, next_of: dict[int, str]) -> StaticSite:
     """A listing of `pages` pages at /list?page=N, page N's next link next_of[N]; also, at
-    /list?page=4 and on, pages of decoy articles, which following the links never reaches."""
+    /list?page=N not already served, pages of decoy articles, which following the links never
+    reaches."""
 
     def page(number: int, slug: str) -> str:
         items = "".join(
@@ -146,15 +147,16 @@ def _static(per_page: int, pages: int, next_of: dict[int, str]) -> StaticSite:
 def test_a_next_link_that_contradicts_the_guess_is_followed_and_the_guessed_pages_unused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str, serve
 ) -> None:
-    """Pages 2 and 3 are /list?page=2 and 3, page 3's next link leaves the numbering: the walk
+    """Pages 2 to 4 are /list?page=2 to 4, page 4's next link leaves the numbering: the walk
     goes where the links go and stores none of what it fetched on the guess."""
     next_of = {
         1: "/list?page=2",
         2: "/list?page=3",
-        3: "/list?from=3&page=4",
+        3: "/list?page=4",
         4: "/list?from=4&page=5",
+        5: "/list?from=5&page=6",
     }
-    site = serve(_static(5, 5, next_of))
+    site = serve(_static(5, 6, next_of))
     select = (
         '[sources.select]\nitem = "#main article"\ntitle = "h2 a"\nlink = "h2 a"\nnext = "a.next"\n'
     )
@@ -166,4 +168,4 @@ def test_a_next_link_that_contradicts_the_guess_is_followed_and_the_guessed_page
     )
     assert run_worker(capsys, config, "once").code == 0
     stored = _stored(capsys, config)
-    assert len(stored) == 25 and all("/real-" in url for url in stored), sorted(stored)[:5]
+    assert len(stored) == 30 and all("/real-" in url for url in stored), sorted(stored)[:5]

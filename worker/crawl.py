@@ -156,7 +156,8 @@ class _Pages:
         # following next links: what the links to pages 2 and 3 say of the others (see
         # worker.paging), the addresses fetched ahead on that guess, and the pages it may reach
         self._second: str | None = None  # the next link to page 2
-        self._guess: Callable[[int], str] | None = None
+        self._candidate: Callable[[int], str] | None = None  # guessed from pages 2 and 3
+        self._guess: Callable[[int], str] | None = None  # ... and confirmed by page 4
         self._guessed: dict[int, str] = {}
         self._guess_to = 0
         self._guess_ahead = GUESS_AHEAD
@@ -215,13 +216,16 @@ class _Pages:
     def learn(self, number: int, url: str, last: int | None, limit: int) -> None:
         """A walk's next link to page `number`; `last`: the counter's last page, if any; no
         page after `limit` is read. From the links to pages 2 and 3, guess the others'
-        addresses to fetch them ahead (worker.paging)."""
+        addresses (worker.paging); once the link to page 4 confirms the guess, fetch ahead on
+        it (pages 2 to 4 are read one after the other, as without a guess)."""
         self._guess_to = min(limit, last) if last is not None else limit
         self._guess_ahead = self.window if last is not None else GUESS_AHEAD
         if number == 2:
             self._second = url
         elif number == 3 and self._second is not None:
-            self._guess = guess_pages(self._second, url)
+            self._candidate = guess_pages(self._second, url)
+        elif number == 4 and self._candidate is not None and self._candidate(4) == url:
+            self._guess = self._candidate  # the link to page 4 confirms it: read ahead from 5
 
     async def get(self, number: int, url: str) -> Page | None:
         task = self._ahead.pop(number, None)
