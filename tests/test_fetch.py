@@ -807,7 +807,7 @@ def test_the_fetchers_pool_uses_the_lighter_backend() -> None:
     transport = make_transport(httpx.Limits(max_connections=2))
     assert isinstance(transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
     fetcher = Fetcher(HttpConfig())
-    assert isinstance(fetcher._client._transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
+    assert isinstance(fetcher._transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
 
 
 class _PlainStream:

@@ -169,3 +169,51 @@ def test_a_next_link_that_contradicts_the_guess_is_followed_and_the_guessed_page
     assert run_worker(capsys, config, "once").code == 0
     stored = _stored(capsys, config)
     assert len(stored) == 30 and all("/real-" in url for url in stored), sorted(stored)[:5]
+
+
+def test_pages_already_fetched_ahead_are_parsed_with_the_page_read_in_one_hand_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str, make_site, monkeypatch
+) -> None:
+    """Page 2's answer waits until pages 3-6 are in: page 2 is then parsed together with them,
+    in one thread hand-off, and every article is stored."""
+    import worker.crawl
+
+    site: NewsSite = make_site(120, per_page=10)
+    fetched: set[int] = set()
+    ahead_in = threading.Event()
+    real_fetch = worker.crawl._Pages.fetch
+
+    async def fetch(self: worker.crawl._Pages, url: str, number: int, *args: object) -> object:
+        page = await real_fetch(self, url, number, *args)  # type: ignore[arg-type]
+        fetched.add(number)
+        if fetched >= {3, 4, 5, 6}:
+            ahead_in.set()  # (the task is done before any other answer is read)
+        return page
+
+    batches: list[list[str]] = []
+    real_parse = worker.crawl.parse_listings_ahead
+
+    def parse_ahead(pages, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append([url for _, url in pages])
+        return real_parse(pages, *args, **kwargs)
+
+    monkeypatch.setattr(worker.crawl._Pages, "fetch", fetch)
+    monkeypatch.setattr(worker.crawl, "parse_listings_ahead", parse_ahead)
+    site.on_request(lambda _: ahead_in.wait(10), page=2)
+    config = write_config(
+        tmp_path / "w.toml",
+        db_url,
+        sources=source_toml(site, "news", page_url=True, select=SELECT_TOML),
+        channels={"hook": "json://127.0.0.1:9/"},
+    )
+    assert run_worker(capsys, config, "once").code == 0
+    parsed = [url for batch in batches for url in batch]
+    pages = [site.page_url_template.format(page=n) for n in range(2, 13)]  # page 1 alone
+    assert sorted(parsed) == sorted(pages)  # each page once
+    assert batches[0][:5] == pages[:5]  # pages 2-6 in one hand-off
+    assert len(batches) < len(pages)
+    stored = {
+        a["url"]: a
+        for a in run_worker(capsys, config, "articles", "--json", "--limit", "10000").json()
+    }
+    assert set(stored) == {site.url(a) for a in site.articles()}

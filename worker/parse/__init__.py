@@ -13,7 +13,12 @@ from worker.parse.dates import MIN_YEAR as MIN_YEAR
 from worker.parse.dates import parse_date
 from worker.parse.document import MAX_DEPTH, HostilePage, ParseError
 from worker.parse.listing import MAX_ITEMS, MAX_SUMMARY, MAX_TITLE, parse_listing
-from worker.parse.offload import PARSE_BUDGET, parse_listing_async
+from worker.parse.offload import (
+    PARSE_BUDGET,
+    listing_of,
+    parse_listing_async,
+    parse_listings_ahead,
+)
 from worker.parse.results import parse_results
 from worker.parse.text import clean_text, strip_shortcodes
 
@@ -26,9 +31,11 @@ __all__ = [
     "HostilePage",
     "ParseError",
     "clean_text",
+    "listing_of",
     "parse_date",
     "parse_listing",
     "parse_listing_async",
+    "parse_listings_ahead",
     "parse_results",
     "strip_shortcodes",
 ]
