@@ -197,8 +197,15 @@ def test_pages_already_fetched_ahead_are_parsed_with_the_page_read_in_one_hand_o
         batches.append([url for _, url in pages])
         return real_parse(pages, *args, **kwargs)
 
+    real_parse_one = worker.crawl.parse_listing_async
+
+    async def parse_one(html, page_url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append([page_url])  # a page parsed alone (page 1; or none in yet after it)
+        return await real_parse_one(html, page_url, *args, **kwargs)
+
     monkeypatch.setattr(worker.crawl._Pages, "fetch", fetch)
     monkeypatch.setattr(worker.crawl, "parse_listings_ahead", parse_ahead)
+    monkeypatch.setattr(worker.crawl, "parse_listing_async", parse_one)
     site.on_request(lambda _: ahead_in.wait(10), page=2)
     config = write_config(
         tmp_path / "w.toml",
@@ -208,9 +215,9 @@ def test_pages_already_fetched_ahead_are_parsed_with_the_page_read_in_one_hand_o
     )
     assert run_worker(capsys, config, "once").code == 0
     parsed = [url for batch in batches for url in batch]
-    pages = [site.page_url_template.format(page=n) for n in range(2, 13)]  # page 1 alone
+    pages = [site.search_url] + [site.page_url_template.format(page=n) for n in range(2, 13)]
     assert sorted(parsed) == sorted(pages)  # each page once
-    assert batches[0][:5] == pages[:5]  # pages 2-6 in one hand-off
+    assert batches[0] == pages[:1] and batches[1][:5] == pages[1:6]  # pages 2-6 in one hand-off
     assert len(batches) < len(pages)
     stored = {
         a["url"]: a

@@ -7,6 +7,7 @@ Counts are checked through a separate SQLAlchemy engine, not through the Store u
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -872,3 +873,58 @@ def test_schema_head_constant_is_alembics_head(db_url):
     s.migrate()
     assert s.schema_revision() == SCHEMA_HEAD
     s.close()
+
+
+# what fingerprints were made of before the byte-table fast path: they must not change (a
+# story stored before an upgrade must still be found as its repost's article)
+_REFERENCE_NOT_WORD = re.compile(r"[\W_]+")
+
+_TEXTS = [
+    "Kazakhstan opens a rail link to the Caspian",
+    "Water prices: up 30% in 2026 — “a third”, says the minister’s office…",
+    "snake_case and __dunder__ words_",
+    "Кыргызстан и Казахстан: водные споры 2026",
+    "Ташкент_Самарканд  high-speed\trail\n\x1c\x1d\x1e\x1f",
+    "x² ½ ٣ 𝟘 Ⅻ ① ﬁ ß İ",  # numbers, ligatures, a dotted capital
+    "e\u0301 combining, \u00a0no-break\u2009thin\u3000ideographic",
+    "ＦＵＬＬＷＩＤＴＨ ａｂｃ １２３ 😀🚆 #tags @handles",
+    "",
+    "   ",
+]
+
+
+def _reference_words(text: str) -> str:
+    return " ".join(_REFERENCE_NOT_WORD.sub(" ", text.casefold()).split())
+
+
+def _random_texts(count: int) -> list[str]:
+    rng = random.Random(15)  # fixed: the same texts every run
+    alphabet = (
+        "abcXYZ019 _-.,;:'\"\t\n\x0b\x0c\x1c\x85\u00a0\u2009\u3000—–’“”…"
+        "éÉßİıﬁ²½Ⅻ①٣𝟘ЖжЁё中文カ\u0301\u200b\u200d😀"
+    )
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("text", _TEXTS + _random_texts(300))
+def test_a_fingerprint_reads_the_words_as_the_regular_expression_did(text: str) -> None:
+    from worker.store.pages import normal_words
+
+    assert normal_words(text) == _reference_words(text)
+
+
+def test_a_fingerprint_is_the_host_and_the_normalised_words_hashed() -> None:
+    import hashlib
+
+    from worker.store.pages import fingerprint
+
+    title, summary = "Water prices rise again", "Tariffs up by a third in the capital."
+    expected = hashlib.sha256(
+        f"news.example\n{_reference_words(f'{title} {summary}')}".encode()
+    ).hexdigest()[:32]
+    for url in (
+        "https://www.news.example/a/",
+        "http://NEWS.example:8080/b?x=1",
+        "https://u@news.example",
+    ):
+        assert fingerprint(Item(url=url, title=title, summary=summary, published=None)) == expected

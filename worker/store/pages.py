@@ -23,8 +23,22 @@ from worker.store.tables import article_aliases, article_sources, articles, deli
 log = logging.getLogger(__name__)
 
 
+_NETLOC = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)")
+
+
 def _host(url: str) -> str | None:
     """An http(s) URL's host without a leading `www.` (lower case), or None."""
+    found = _NETLOC.match(url)
+    return _netloc_host(found[1]) if found else _url_host(url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _netloc_host(netloc: str) -> str | None:
+    # a page's items are on a handful of hosts: urlsplit once each, not once an item (5 us)
+    return _url_host(f"//{netloc}")
+
+
+def _url_host(url: str) -> str | None:
     try:
         host = urlsplit(url).hostname
     except ValueError:
@@ -41,18 +55,29 @@ MAX_BODY_CHARS = 100_000  # an article's stored text (the parse stage cuts it th
 MAX_PAGE_TRIES = 3  # an article page that failed this often is not tried again
 REPOST_WINDOW = timedelta(days=7)  # a story seen again on the same site within this is a repost
 MIN_FINGERPRINT_TEXT = 40  # shorter title + text ("Weather", "Photo of the day"): no fingerprint
-_NOT_WORD = re.compile(r"[\W_]+")
+_WORDS = re.compile(r"\w+")
+# ASCII letters and digits kept, every other byte a space
+_ASCII_WORDS = bytes(c if c < 128 and chr(c).isalnum() else 32 for c in range(256))
+
+
+def normal_words(text: str) -> str:
+    r"""`text` casefolded, its words (runs of letters and digits: `[^\W_]+`) one space apart.
+    ASCII text through a byte table: 4x faster than the regular expression, which a fingerprint
+    spent 20 of its 35 us in (a tenth of a backfill's store)."""
+    text = text.casefold()
+    if text.isascii():
+        return b" ".join(text.encode().translate(_ASCII_WORDS).split()).decode()
+    return " ".join(_WORDS.findall(text.replace("_", " ")))
 
 
 def fingerprint(item: Item) -> str | None:
     """The site (host, without "www.") and the story's normalised title and summary (or the
     body's start), hashed: the same story under another URL of the site has the same one."""
     text = item.summary or (item.body or "")[:1000]
-    words = _NOT_WORD.sub(" ", f"{item.title} {text}".casefold()).split()
-    normal = " ".join(words)
+    normal = normal_words(f"{item.title} {text}")
     if len(normal) < MIN_FINGERPRINT_TEXT:
         return None
-    host = (urlsplit(item.url).hostname or "").removeprefix("www.")
+    host = _host(item.url) or ""
     return hashlib.sha256(f"{host}\n{normal}".encode()).hexdigest()[:32]
 
 
