@@ -797,17 +797,140 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
     assert server.connections == 2 and m.waits == []
 
 
-def test_the_fetchers_pool_uses_the_lighter_backend() -> None:
-    """httpx has no parameter for httpcore's network backend: `make_transport` sets it on the
-    pool. This fails if httpx or httpcore rename what it sets, instead of silently losing it."""
+async def _pool_run(server: Server, pool_class: type) -> tuple[int, int, int]:
+    """Six requests at once through a pool of 2 connections, 1 kept alive, answered one at a
+    time: (connections opened, most in flight, connections kept at the end)."""
     import httpx
 
-    from worker.transport import _Backend, make_transport
+    from worker import transport as transports
 
-    transport = make_transport(httpx.Limits(max_connections=2))
-    assert isinstance(transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
+    original = transports._Pool
+    transports._Pool = pool_class  # type: ignore[misc]
+    try:
+        transport = transports.make_transport(limits)
+    finally:
+        transports._Pool = original  # type: ignore[misc]
+    assert type(transport.http._pool) is pool_class  # type: ignore[attr-defined]
+    server.connections = server.max_in_flight = 0
+    turn = asyncio.Event()
+
+    @server.route("/slow")
+    async def slow(request: Request, writer: asyncio.StreamWriter) -> bool:
+        await turn.wait()
+        turn.clear()
+        return respond(writer)
+
+    async def get() -> int:
+        response = await transport.handle_async_request(httpx.Request("GET", server.url("/slow")))
+        await response.aread()
+        await response.aclose()
+        return response.status_code
+
+    try:
+        requests = [asyncio.create_task(get()) for _ in range(6)]
+        for _ in range(6):
+            for _ in range(200):  # until the two connections are in use (or the last one)
+                if (
+                    server.in_flight == 2
+                    or requests[-1].done()
+                    or sum(not r.done() for r in requests) == server.in_flight
+                ):
+                    break
+                await asyncio.sleep(0.005)
+            turn.set()
+            await asyncio.sleep(0.02)
+        assert await asyncio.gather(*requests) == [200] * 6
+        return (
+            server.connections,
+            server.max_in_flight,
+            len(transport.http._pool.connections),  # type: ignore[attr-defined]
+        )
+    finally:
+        await transport.aclose()
+
+
+async def test_the_linear_pool_opens_keeps_and_closes_connections_as_httpcores_does(
+    server: Server,
+) -> None:
+    """`_Pool` walks its connections once where httpcore's walks them again for each one: the
+    same connections opened, never more than 2 in use, 1 kept alive at the end."""
+    import httpcore
+
+    from worker.transport import _Pool
+
+    stock = await _pool_run(server, httpcore.AsyncConnectionPool)
+    ours = await _pool_run(server, _Pool)
+    assert ours == stock, (ours, stock)
+    assert ours[1:] == (2, 1), ours
+
+
+async def _three_hosts_run(pool_class: type) -> tuple[list[int], int]:
+    """One request after the other to three servers (three origins) through a pool of 2
+    connections, both kept alive: (connections each server saw, connections kept at the end)."""
+    import httpx
+
+    from worker import transport as transports
+
+    servers = [Server() for _ in range(3)]
+    for one in servers:
+        await one.start()
+        one.route("/page")(lambda request, writer: _answer(writer))
+    original = transports._Pool
+    transports._Pool = pool_class  # type: ignore[misc]
+    try:
+        transport = transports.make_transport(httpx.Limits(max_connections=2))
+    finally:
+        transports._Pool = original  # type: ignore[misc]
+    try:
+        for one in [*servers, servers[0]]:
+            request = httpx.Request("GET", one.url("/page"))
+            response = await transport.handle_async_request(request)
+            await response.aread()
+            await response.aclose()
+        kept = len(transport.http._pool.connections)  # type: ignore[attr-defined]
+        return [one.connections for one in servers], kept
+    finally:
+        await transport.aclose()
+        for one in servers:
+            await one.stop()
+
+
+async def _answer(writer: asyncio.StreamWriter) -> bool:
+    return respond(writer)
+
+
+async def test_a_request_to_a_third_host_closes_an_idle_connection_as_httpcore_does() -> None:
+    """The pool is full of idle connections to two other hosts: one is closed to make room
+    (the first, as httpcore does), and the next request to that host opens a new one."""
+    import httpcore
+
+    from worker.transport import _Pool
+
+    stock = await _three_hosts_run(httpcore.AsyncConnectionPool)
+    ours = await _three_hosts_run(_Pool)
+    assert ours == stock, (ours, stock)
+    assert ours == ([2, 1, 1], 2), ours
+
+
+def test_the_fetchers_pool_is_the_linear_one_with_the_lighter_backend() -> None:
+    """httpx has no parameter for httpcore's pool or network backend: `make_transport` replaces
+    the pool httpx built. This fails if httpx or httpcore rename what it replaces or overrides,
+    instead of silently losing it."""
+    import httpcore
+    import httpx
+
+    from worker.transport import _Backend, _Pool, make_transport
+
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=1, keepalive_expiry=7)
+    transport = make_transport(limits)
+    pool = transport.http._pool  # type: ignore[attr-defined]
+    assert type(pool) is _Pool and isinstance(pool._network_backend, _Backend)
+    assert (pool._max_connections, pool._max_keepalive_connections) == (2, 1)
+    assert pool._keepalive_expiry == 7 and pool._http1 and not pool._http2
+    assert "_assign_requests_to_connections" in vars(httpcore.AsyncConnectionPool)
     fetcher = Fetcher(HttpConfig())
-    assert isinstance(fetcher._transport.http._pool._network_backend, _Backend)  # type: ignore[attr-defined]
+    assert type(fetcher._transport.http._pool) is _Pool  # type: ignore[attr-defined]
 
 
 class _PlainStream:
