@@ -293,3 +293,91 @@ def test_a_batch_of_many_pages_is_a_handful_of_statements(two_stores: tuple[Stor
     assert [len(s.new_for_source) for s in got] == [10] * 8
     assert [s.alerts_queued for s in got] == [20] * 8
     assert len(statements.sql) <= 8, statements.sql  # 2 lookups, 4 inserts, BEGIN/COMMIT aside
+
+
+# store_page first looks whether a page would write anything (`_quiet`): most pages of a daemon's
+# passes list only what their source listed before. Each case stores a page after `before`:
+# (what store_page returns) and whether it wrote, against a second database where the look is
+# skipped (the page stored the usual way).
+QUIET_CASES = {
+    "everything listed before by this source: only read": (
+        [item("1", "Railway one"), item("2", "Water two")],
+        False,
+    ),
+    "one article listed before only by another source: stored": (
+        [item("1", "Railway one"), item("3", "Railway three")],
+        True,
+    ),
+    "a date the stored article lacks: filled in": (
+        [item("1", "Railway one", published=NOW - timedelta(hours=3)), item("2", "Water two")],
+        True,
+    ),
+    "a body the stored article lacks: filled in": (
+        [item("1", "Railway one", body="The whole text.")],
+        True,
+    ),
+    "a new article: stored": ([item("1", "Railway one"), item("9", "Railway nine")], True),
+    "a repost's url (an alias): stored the usual way": (
+        [item("again", "Water prices rise again in the capital", summary="Tariffs up by a third.")],
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(QUIET_CASES))
+def test_a_page_that_would_write_nothing_is_only_read(
+    name: str, two_stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items, writes = QUIET_CASES[name]
+    looked, usual = two_stores
+    for store in two_stores:
+        store.store_page(
+            "src",
+            [item("1", "Railway one"), item("2", "Water two")],
+            plan,
+            silent=False,
+            now=NOW - timedelta(days=1),
+            listing_page=1,
+            listing_url=LISTING,
+        )
+        store.store_page(
+            "other",
+            [item("3", "Railway three")],
+            plan,
+            silent=False,
+            now=NOW - timedelta(days=1),
+            listing_page=1,
+            listing_url=LISTING,
+        )
+        store.store_page(
+            "src",
+            [
+                item(
+                    "old",
+                    "Water prices rise again in the capital",
+                    summary="Tariffs up by a third.",
+                )
+            ],
+            plan,
+            silent=False,
+            now=NOW - timedelta(days=1),
+            listing_page=2,
+            listing_url=LISTING,
+        )
+    statements = Statements(looked)
+    try:
+        got = looked.store_page(
+            "src", items, plan, silent=False, now=NOW, listing_page=1, listing_url=LISTING
+        )
+    finally:
+        statements.close()
+    monkeypatch.setattr(type(usual), "_quiet", lambda self, source, page: False)
+    expected = usual.store_page(
+        "src", items, plan, silent=False, now=NOW, listing_page=1, listing_url=LISTING
+    )
+    assert got == expected
+    assert snapshot(looked) == snapshot(usual)
+    wrote = any(sql in ("INSERT", "UPDATE") for sql in statements.sql)
+    assert wrote == writes, statements.sql
+    if not writes:
+        assert [sql for sql in statements.sql if sql != "BEGIN"] == ["SELECT"]  # one read
