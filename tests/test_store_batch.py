@@ -299,6 +299,7 @@ def test_a_batch_of_many_pages_is_a_handful_of_statements(two_stores: tuple[Stor
 # passes list only what their source listed before. Each case stores a page after `before`:
 # (what store_page returns) and whether it wrote, against a second database where the look is
 # skipped (the page stored the usual way).
+REPOSTED = "Water prices rise again in the capital"
 QUIET_CASES = {
     "everything listed before by this source: only read": (
         [item("1", "Railway one"), item("2", "Water two")],
@@ -318,7 +319,7 @@ QUIET_CASES = {
     ),
     "a new article: stored": ([item("1", "Railway one"), item("9", "Railway nine")], True),
     "a repost's url (an alias): stored the usual way": (
-        [item("again", "Water prices rise again in the capital", summary="Tariffs up by a third.")],
+        [item("again", REPOSTED, summary="Tariffs up by a third.")],
         True,
     ),
 }
@@ -331,38 +332,13 @@ def test_a_page_that_would_write_nothing_is_only_read(
     items, writes = QUIET_CASES[name]
     looked, usual = two_stores
     for store in two_stores:
-        store.store_page(
-            "src",
-            [item("1", "Railway one"), item("2", "Water two")],
-            plan,
-            silent=False,
-            now=NOW - timedelta(days=1),
-            listing_page=1,
-            listing_url=LISTING,
-        )
-        store.store_page(
-            "other",
-            [item("3", "Railway three")],
-            plan,
-            silent=False,
-            now=NOW - timedelta(days=1),
-            listing_page=1,
-            listing_url=LISTING,
-        )
-        store.store_page(
-            "src",
+        store_before(
+            store,
             [
-                item(
-                    "old",
-                    "Water prices rise again in the capital",
-                    summary="Tariffs up by a third.",
-                )
+                ("src", [item("1", "Railway one"), item("2", "Water two")], LISTING),
+                ("other", [item("3", "Railway three")], LISTING),
+                ("src", [item("old", REPOSTED, summary="Tariffs up by a third.")], LISTING),
             ],
-            plan,
-            silent=False,
-            now=NOW - timedelta(days=1),
-            listing_page=2,
-            listing_url=LISTING,
         )
     statements = Statements(looked)
     try:
@@ -371,7 +347,7 @@ def test_a_page_that_would_write_nothing_is_only_read(
         )
     finally:
         statements.close()
-    monkeypatch.setattr(type(usual), "_quiet", lambda self, source, page: False)
+    monkeypatch.setattr(usual, "_quiet", lambda source, page: False)  # the usual way
     expected = usual.store_page(
         "src", items, plan, silent=False, now=NOW, listing_page=1, listing_url=LISTING
     )

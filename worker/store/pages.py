@@ -404,52 +404,39 @@ class PagesMixin(StoreBase):
         now = _aware(now, "now") if now is not None else _utcnow()
         prepared = [(number, self._page_of(source, items), url) for number, items, url in pages]
         empty = PageStored(new_for_source=(), new_articles=0, alerts_queued=0)
+
+        def one(
+            conn: sa.Connection,
+            page: tuple[int | None, dict[str, Item], str | None],
+            prints: dict[str, str | None] | None = None,
+        ) -> list[PageStored]:
+            return self._store_in(
+                conn, source, [page], plan, silent, now, pass_started, hold_until, prints
+            )
+
         if self.dialect != "sqlite" or len(prepared) == 1:
             out = []
-            for number, page, url in prepared:
+            for stored in prepared:
+                page = stored[1]
                 if not page or (look_first and self._quiet(source, page)):
                     out.append(empty)
                     continue
                 with self._tx(f"storing a page of {source}") as conn:
-                    out.extend(
-                        self._store_in(
-                            conn,
-                            source,
-                            [(number, page, url)],
-                            plan,
-                            silent,
-                            now,
-                            pass_started,
-                            hold_until,
-                        )
-                    )
+                    out.extend(one(conn, stored))
             return out
         if not any(page for _, page, _ in prepared):
             return [empty for _ in prepared]
+        # (hashed before the write lock is taken)
+        prints = [{url: fingerprint(item) for url, item in p.items()} for _, p, _ in prepared]
         with self._tx(f"storing {len(prepared)} pages of {source}") as conn:
-            prints = [{url: fingerprint(item) for url, item in p.items()} for _, p, _ in prepared]
             if _apart(prints):  # each statement once for all the pages
                 every = {url: fp for page_prints in prints for url, fp in page_prints.items()}
                 return self._store_in(
                     conn, source, prepared, plan, silent, now, pass_started, hold_until, every
                 )
             out = []
-            for (number, page, url), page_prints in zip(prepared, prints, strict=True):
-                out.extend(
-                    self._store_in(
-                        conn,
-                        source,
-                        [(number, page, url)],
-                        plan,
-                        silent,
-                        now,
-                        pass_started,
-                        hold_until,
-                        page_prints,
-                    )
-                    if page
-                    else [empty]
-                )
+            for stored, page_prints in zip(prepared, prints, strict=True):
+                out.extend(one(conn, stored, page_prints) if stored[1] else [empty])
             return out
 
     def _quiet(self, source: str, page: dict[str, Item]) -> bool:
