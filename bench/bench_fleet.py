@@ -136,16 +136,19 @@ class RequestClock(threading.Thread):
         super().__init__(daemon=True)
         self.site = site
         self.times: dict[str, list[float]] = {}
+        self.walls: dict[str, list[float]] = {}  # the same requests, time.time()
         self.stop = threading.Event()
 
     def run(self) -> None:
         seen = 0
         while not self.stop.wait(0.2):
             targets = list(self.site.requests)
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for target in targets[seen:]:
                 if target.startswith("/?") and "src=" in target:
-                    self.times.setdefault(target.rsplit("src=", 1)[1], []).append(now)
+                    name = target.rsplit("src=", 1)[1]
+                    self.times.setdefault(name, []).append(now)
+                    self.walls.setdefault(name, []).append(wall)
             seen = len(targets)
 
 

@@ -32,6 +32,7 @@ from tempfile import TemporaryDirectory
 from _common import ROOT, machine, write_sources_config
 from bench_fleet import CLOCK_TICKS, RequestClock, cpu_seconds, free_port, rss_mb, wait_healthy
 
+from worker.daemon.schedule import spread_offset
 from worker.site import NewsSite
 
 
@@ -116,6 +117,12 @@ def main() -> None:
             for poller in pollers:
                 poller.stop.set()
             loop_cpu = thread_cpu_seconds(proc.pid, proc.pid) - loop_before
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+                lateness = [
+                    line.split("{", 1)[1]
+                    for line in r.read().decode().splitlines()
+                    if line.startswith("worker_pass_start_lateness_seconds_bucket")
+                ]
             cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - window_start)
             _, peak = rss_mb(proc.pid)
             clock.stop.set()
@@ -146,6 +153,25 @@ def main() -> None:
         f"most in one second: {max(per_second.values() or [0])}; "
         f"gaps within 10 % of the interval: {near}/{len(gaps)} "
         f"({100 * near / max(1, len(gaps)):.1f} %)"
+    )
+    # each pass's start after its source's grid point (k * interval + offset): the jitter
+    # (0 to 10 % of the interval) plus how late the daemon started it; not the first pass
+    # recorded of a source (the start-up wave's, off the grid)
+    wall_start = time.time() - (time.monotonic() - window_start)
+    after = [
+        (wall - spread_offset(name, args.every)) % args.every
+        for name, walls in clock.walls.items()
+        for wall in walls[1:]
+        if wall >= wall_start
+    ]
+    print(
+        f"start after the grid point (jitter <= {0.1 * args.every:.0f} s + lateness, 0.2 s "
+        f"steps): p50 {pct(after, 0.5):.1f} s, p90 {pct(after, 0.9):.1f} s, "
+        f"p99 {pct(after, 0.99):.1f} s"
+    )
+    print(  # since the start: the start-up wave included
+        "passes started this late after their scheduled run (jitter included), cumulative: "
+        + ", ".join(b.replace('le="', "<=").replace('"} ', " s: ") for b in lateness)
     )
     print(f"CPU {100 * cpu:.0f} % of one core, peak RSS {peak:.0f} MB")
     print(

@@ -4,9 +4,12 @@ summary by default, each source's detail on request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,10 @@ from tests.test_daemon import (
     wait_for,
 )
 from worker.config import SourceConfig, parse_config
+from worker.crawl import CrawlReport
 from worker.daemon import Daemon
 from worker.daemon import snapshot as snapshot_module
-from worker.daemon.snapshot import HealthSnapshot
+from worker.daemon.snapshot import HealthSnapshot, LoopState
 from worker.fetch import Fetcher
 from worker.pipeline import PassReport
 from worker.store import Store
@@ -129,7 +133,7 @@ class _CostlyStore:
     def ping(self) -> bool:
         return True
 
-    def source_status(self) -> list[Any]:
+    def source_status(self, *, passed_since: object = None) -> list[Any]:
         self.reads += 1
         started = time.thread_time()
         while time.thread_time() - started < 0.05:
@@ -164,3 +168,143 @@ def test_the_health_refresh_spends_at_most_a_tenth_of_its_time_reading(
     poker.join()
     # 50 ms read, then 450 ms of rest: 3 or 4 reads in 1.5 s (a loaded machine: fewer)
     assert 1 <= store.reads <= 4, store.reads
+
+
+def _looping(names: list[str]) -> LoopState:
+    return LoopState(at=time.monotonic(), running=True, sources=names)
+
+
+def _failed(name: str) -> PassReport:
+    return PassReport(source=name, ok=False, crawl=CrawlReport(source=name), error="boom")
+
+
+def test_a_handful_of_sources_shows_a_pass_in_the_very_next_answer(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    store.migrate()
+    snapshot = HealthSnapshot(store, replica="r", fleet=False)
+    snapshot.publish(_looping(["a", "b", "c"]))
+    snapshot.refresh()
+    for _ in range(50):  # answers back to back: none of them reused across a pass's end
+        assert snapshot.compose()["failing_sources"] == []
+    snapshot.observe_pass(_failed("b"))
+    assert snapshot.compose()["failing_sources"] == ["b"]
+    store.close()
+
+
+def test_the_walk_over_many_sources_is_reused_for_a_second_while_passes_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /healthz polled as fast as it answers at 20,000 sources, passes ending all the time: the
+    # walk over every source is redone once a second (COMPOSE_FOR), not for every answer
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    store.migrate()
+    snapshot = HealthSnapshot(store, replica="r", fleet=False)
+    names = [f"s{i:05d}" for i in range(20_000)]
+    snapshot.publish(_looping(names))
+    snapshot.refresh()
+    walks: list[float] = []
+    by_source = snapshot_module._by_source
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return by_source(*args, **kwargs)
+        finally:
+            walks.append(time.thread_time() - started)
+
+    monkeypatch.setattr(snapshot_module, "_by_source", counted)
+    started = time.monotonic()
+    assert snapshot.compose()["source_counts"]["never_passed"] == 20_000
+    assert walks[0] > snapshot_module.COMPOSE_FREE  # (else this machine needs more sources)
+    answers = 1
+    while snapshot.compose()["failing_sources"] != ["s00007"]:
+        answers += 1
+        snapshot.observe_pass(_failed("s00007"))  # passes end all the time
+        assert time.monotonic() - started < 10
+    waited = time.monotonic() - started
+    assert len(walks) == 2, walks
+    assert answers > 10 and snapshot_module.COMPOSE_FOR <= waited < 5, (answers, waited)
+    # nothing changed since the last walk: its answer stands, however long ago it was made
+    assert snapshot.compose()["failing_sources"] == ["s00007"] and len(walks) == 2
+    detail = snapshot.compose(detail=True)  # the detail is a walk of its own
+    assert len(walks) == 3 and detail["sources"]["s00007"]["ok"] is False
+    store.close()
+
+
+class _CountingStore:
+    """A real store that notes the `passed_since` of each read of the sources' rows."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads: list[datetime | None] = []
+        self.rows_read = 0
+
+    def ping(self) -> bool:
+        return self.store.ping()
+
+    def source_status(self, *, passed_since: datetime | None = None) -> list[Any]:
+        self.reads.append(passed_since)
+        rows = self.store.source_status(passed_since=passed_since)
+        self.rows_read += len(rows)
+        return rows
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        return self.store.open_incidents()
+
+
+def _record(store: Store, name: str, at: datetime, *, ok: bool = True) -> None:
+    store.record_pass(
+        name, ok=ok, error=None if ok else "boom", pages=1, new=0, alerts=0, duration=0.1, at=at
+    )
+
+
+def test_between_two_full_reads_the_refresh_reads_only_the_rows_of_new_passes(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    store.migrate()
+    names = [f"s{i}" for i in range(50)]
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    for name in names:
+        _record(store, name, long_ago)
+    counting = _CountingStore(store)
+    snapshot = HealthSnapshot(counting, replica="r", fleet=False)  # type: ignore[arg-type]
+    snapshot.publish(_looping(names))
+    snapshot.refresh()
+    assert counting.rows_read == 50 and counting.reads == [None]
+    _record(store, "s3", datetime.now(UTC), ok=False)  # another replica's failed pass
+    snapshot.refresh(changed_only=True)
+    since = counting.reads[-1]
+    assert since is not None and since > long_ago
+    assert counting.rows_read == 51  # only s3's row
+    summary = snapshot.compose()
+    assert summary["failing_sources"] == ["s3"] and summary["source_counts"]["ok"] == 49
+    # a row that changed without a newer pass (written by hand here) shows at the next full read
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as db, db:
+        db.execute("UPDATE sources SET last_error = 'hand' WHERE name = 's9'")
+    snapshot.refresh(changed_only=True)
+    assert "s9" not in snapshot.compose()["failing_sources"]
+    snapshot.refresh()
+    assert snapshot.compose()["failing_sources"] == ["s3", "s9"]
+    store.close()
+
+
+def test_the_refresh_thread_reads_every_row_again_every_health_full_seconds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(snapshot_module, "HEALTH_POKED", 0.0)
+    monkeypatch.setattr(snapshot_module, "HEALTH_READ_SHARE", 1.0)  # no rest after a read
+    monkeypatch.setattr(snapshot_module, "HEALTH_REFRESH", 0.02)
+    monkeypatch.setattr(snapshot_module, "HEALTH_FULL", 0.3)
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    store.migrate()
+    counting = _CountingStore(store)
+    snapshot = HealthSnapshot(counting, replica="r", fleet=False)  # type: ignore[arg-type]
+    snapshot.start()
+    time.sleep(1.0)
+    snapshot.stop(wait=2)
+    full = sum(since is None for since in counting.reads)
+    changed = len(counting.reads) - full
+    assert counting.reads[0] is None  # the first read is a full one
+    assert 2 <= full <= 5 and changed > 2 * full, counting.reads
+    store.close()

@@ -161,3 +161,18 @@ async def test_a_fleet_starting_from_nothing_paces_its_first_passes_in_the_sched
     per_second = collections.Counter(math.ceil(d - 0.5) for d in delays)  # steps of a second
     assert max(per_second.values()) <= START_BURST  # ... 20 a second, not 60 at once
     assert 1.5 <= delays[-1] <= 3.5
+
+
+async def test_a_daemon_alone_counts_how_late_each_pass_started(tmp_path: Path) -> None:
+    # worker_pass_start_lateness_seconds: a fleet's replica had it; a daemon alone now too
+    names = [f"late{i:02d}" for i in range(30)]
+    async with daemon_running(tmp_path, fake_config(tmp_path, names, every="1h"), 0.01) as (
+        daemon,
+        runtime,
+    ):
+        await wait_for(lambda: len(runtime.runs) >= 30, 10)
+        count = daemon.metrics.registry.get_sample_value("worker_pass_start_lateness_seconds_count")
+        late = daemon.metrics.registry.get_sample_value("worker_pass_start_lateness_seconds_sum")
+    assert count == 30
+    # the first START_BURST at once, the other 10 paced: each started when it was due
+    assert late is not None and late < 30 * 0.5, late

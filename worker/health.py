@@ -140,7 +140,8 @@ class Metrics:
         )
         self.lateness = Histogram(
             "worker_pass_start_lateness_seconds",
-            "How late a claimed pass started after its source was due (a fleet's replica)",
+            "How late a pass started after it was due (its scheduled run, jitter included; in a "
+            "fleet, its source's due time)",
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=r,
         )

@@ -63,13 +63,15 @@ class Daemon:
         self.jobs: Jobs = (
             FleetJobs(passes, self.replica, on_start=self.metrics.lateness.observe)
             if self.fleet
-            else SourceJobs(passes)
+            else SourceJobs(passes, on_start=self.metrics.lateness.observe)
         )
         self.channels = ChannelLoops(runtime, self.tasks, self.metrics, self.stopping)
         self.watcher = ConfigWatcher(
             self.config_path, self.apply, self.metrics, self.stopping, digest=config_digest
         )
         self.health: HealthServer | None = None
+        # publish()'s view of the config: (config, names, sources with active hours)
+        self._published: tuple[Config | None, list[str], list[Any]] = (None, [], [])
         # what /healthz answers, kept in memory (the loop's part and the database's part)
         self.snapshot = HealthSnapshot(
             runtime.store,
@@ -305,23 +307,22 @@ class Daemon:
         """Hand the snapshot what only the loop knows: the scheduler, the passes running, the
         next runs, the breakers and the last reload."""
         runtime, config = self.runtime, self.runtime.config
-        now = datetime.now(UTC)
         jobs = self.jobs
         running = jobs.running and not self.stopping.is_set()
-        next_runs: dict[str, datetime] = {}
-        if isinstance(jobs, SourceJobs) and running:
-            next_runs = {
-                job.id: job.next_run_time
-                for job in jobs.scheduler.get_jobs()
-                if job.next_run_time is not None
-            }
+        if self._published[0] is not config:  # the names and the sources with active hours
+            names = [s.name for s in config.sources]
+            self._published = (config, names, [s for s in config.sources if s.active])
+        _, names, windowed = self._published
+        now = datetime.now(UTC)
         self.snapshot.publish(
             LoopState(
                 running=running,
-                sources=[s.name for s in config.sources],
-                active={s.name: s.is_active(now, config.timezone) for s in config.sources},
-                passing={n for n, t in jobs.passes.running.items() if not t.done()},
-                next_runs=next_runs,
+                sources=names,
+                active={s.name: s.is_active(now, config.timezone) for s in windowed},
+                passing=set(jobs.passes.running),
+                # the jobs themselves: /healthz?detail=sources reads their next run time (an
+                # attribute: safe from the listener's thread), the summary does not need it
+                jobs=jobs.scheduler.get_jobs() if isinstance(jobs, SourceJobs) and running else [],
                 breakers={n: b.until for n, b in runtime.breakers.items() if b.until is not None},
                 claimed=sorted(jobs.claimed) if isinstance(jobs, FleetJobs) else [],
             )

@@ -355,9 +355,14 @@ class SourcesMixin(StoreBase):
         with self._tx("storing a robots.txt") as conn:
             conn.execute(stmt)
 
-    def source_status(self) -> list[SourceStatus]:
+    def source_status(self, *, passed_since: datetime | None = None) -> list[SourceStatus]:
+        """Every source's row, by name; with `passed_since`, only those of sources whose last
+        pass was recorded at or after it (a poll of what changed: /healthz's refresh)."""
+        query = sa.select(sources).order_by(sources.c.name)
+        if passed_since is not None:
+            query = query.where(sources.c.last_pass_at >= _aware(passed_since, "passed_since"))
         with self._tx("reading the sources' status", write=False) as conn:
-            rows = conn.execute(sa.select(sources).order_by(sources.c.name)).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [SourceStatus(**row) for row in rows]
 
 
