@@ -32,7 +32,6 @@ import hashlib
 import logging
 import time
 import uuid
-import weakref
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future
@@ -513,17 +512,8 @@ def _validation_key(source: SourceConfig) -> str:
     """What a page's stored validators hold for: the first URL and the source's whole config. An
     edited source (a new selector, another type) fetches its first page in full again: a 304
     says the page is the same, not that it reads the same with other selectors."""
-    # once per config object (a frozen model), not per pass: the JSON of a source costs ~60 us,
-    # 2 % of the daemon's interpreter lock at 10,000 sources; dropped with the object
-    key = _VALIDATION_KEYS.get(id(source))
-    if key is None:
-        digest = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:16]
-        key = _VALIDATION_KEYS[id(source)] = f"{source.url}#{digest}"
-        weakref.finalize(source, _VALIDATION_KEYS.pop, id(source), None)
-    return key
-
-
-_VALIDATION_KEYS: dict[int, str] = {}  # by id() of a live SourceConfig
+    digest = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:16]
+    return f"{source.url}#{digest}"
 
 
 def _now() -> datetime:

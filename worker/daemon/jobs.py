@@ -8,6 +8,7 @@ database) or `FleetJobs` (fleet.py: sources claimed from the schedule shared in 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -92,13 +93,12 @@ class Passes:
             return None
         task = self.tasks.spawn(self._pass(source), name=f"pass:{name}")
         self.running[name] = task
-        task.add_done_callback(self._ended)
+        task.add_done_callback(functools.partial(self._ended, name))
         return task
 
-    def _ended(self, task: asyncio.Task[PassReport]) -> None:
+    def _ended(self, name: str, task: asyncio.Task[PassReport]) -> None:
         # only passes in flight are kept: what /healthz publishes each second is then the
         # passes running, not every source's last pass (10,000 a second at 10,000 sources)
-        name = task.get_name().removeprefix("pass:")
         if self.running.get(name) is task:
             del self.running[name]
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker.config import Config, WatchlistConfig
+from worker.config import Config, SourceConfig, WatchlistConfig
 from worker.daemon.collector import collector_paused, keep_out_of_full_collections
 from worker.daemon.deliveries import ChannelLoops
 from worker.daemon.fleet import FleetJobs, replica_id
@@ -71,7 +71,7 @@ class Daemon:
         )
         self.health: HealthServer | None = None
         # publish()'s view of the config: (config, names, sources with active hours)
-        self._published: tuple[Config | None, list[str], list[Any]] = (None, [], [])
+        self._published: tuple[Config | None, list[str], list[SourceConfig]] = (None, [], [])
         # what /healthz answers, kept in memory (the loop's part and the database's part)
         self.snapshot = HealthSnapshot(
             runtime.store,
@@ -319,7 +319,7 @@ class Daemon:
                 running=running,
                 sources=names,
                 active={s.name: s.is_active(now, config.timezone) for s in windowed},
-                passing=set(jobs.passes.running),
+                passing={n for n, t in jobs.passes.running.items() if not t.done()},
                 # the jobs themselves: /healthz?detail=sources reads their next run time (an
                 # attribute: safe from the listener's thread), the summary does not need it
                 jobs=jobs.scheduler.get_jobs() if isinstance(jobs, SourceJobs) and running else [],
